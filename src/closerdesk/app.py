@@ -1,0 +1,155 @@
+"""``create_app()``: settings, database, providers, middleware, error envelope, routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from closerdesk import __version__
+from closerdesk.calls.endpoints import router as calls_router
+from closerdesk.config import Settings, get_settings
+from closerdesk.db import Database, Session
+from closerdesk.errors import (
+    ApiError,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationFailed,
+    responses,
+)
+from closerdesk.kit.schemas import Envelope, ErrorEnvelope
+from closerdesk.leads.endpoints import router as leads_router
+from closerdesk.meet.endpoints import router as meet_router
+from closerdesk.middleware import REQUEST_ID_HEADER, RequestContextMiddleware, error_body
+from closerdesk.payments.endpoints import router as payments_router
+from closerdesk.products.endpoints import router as products_router
+from closerdesk.providers import Providers, default_providers
+from closerdesk.team.endpoints import router as team_router
+
+log = structlog.get_logger(__name__)
+
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    **responses(ValidationFailed, Unauthorized, Forbidden),
+    500: {"model": ErrorEnvelope, "description": "Error: `INTERNAL_ERROR`"},
+}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    providers: Providers | None = None,
+) -> FastAPI:
+    """The Partner API. ``database``/``providers`` default to those the settings describe."""
+    settings = settings or get_settings()
+    settings.check_production_ready()
+    database = database or Database(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await database.dispose()
+
+    app = FastAPI(
+        title="closerdesk Partner API",
+        version=__version__,
+        description=(
+            "Calls, closers, leads and webhooks of a high-ticket sales team. "
+            "Authenticate with `Authorization: Bearer cdk_…`. Every error answers "
+            '`{"success": false, "error", "code", "requestId"}`.'
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.providers = providers or default_providers(settings)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    _install_error_handlers(app)
+
+    for router in (calls_router, leads_router, team_router, products_router, payments_router):
+        app.include_router(router, responses=API_ERRORS)
+    app.include_router(meet_router)
+
+    @app.get(
+        "/health",
+        tags=["health"],
+        response_model=Envelope[dict[str, str]],
+        responses=responses(ServiceUnavailable),
+    )
+    async def health(session: Session) -> Envelope[dict[str, str]]:
+        """Liveness and database reachability. No API key needed."""
+        try:
+            await session.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise ServiceUnavailable("The database is not reachable.") from exc
+        return Envelope(data={"status": "ok", "database": database.dialect, "version": __version__})
+
+    return app
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "req_unknown"))
+
+
+def _envelope(request: Request, error: ApiError) -> Response:
+    request_id = _request_id(request)
+    return Response(
+        content=error_body(error, request_id),
+        status_code=error.status,
+        media_type="application/json",
+        headers={REQUEST_ID_HEADER: request_id},
+    )
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return _envelope(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        details = []
+        for error in exc.errors():
+            message = str(error.get("msg", "invalid"))
+            if error.get("type") == "json_invalid":
+                message = "the body is not valid JSON"
+            elif error.get("type") == "missing" and tuple(error.get("loc", ())) == ("body",):
+                message = "a JSON body is required"
+            details.append({"field": _field(tuple(error.get("loc", ()))), "message": message})
+        first = details[0] if details else {"field": "body", "message": "invalid"}
+        return _envelope(
+            request, ValidationFailed(f"{first['field']}: {first['message']}", details=details)
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return _envelope(request, NotFound(f"No route {request.method} {request.url.path}."))
+        if exc.status_code == 405:
+            return _envelope(request, MethodNotAllowed())
+        return _envelope(
+            request,
+            ApiError(str(exc.detail), status=exc.status_code, code=f"HTTP_{exc.status_code}"),
+        )
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled_error", error_type=type(exc).__name__)
+        return _envelope(request, ApiError())

@@ -1,0 +1,45 @@
+"""``ReadKey``/``WriteKey``/``AdminKey``: the authenticated organization of a request."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from closerdesk.auth.service import AuthContext, Scope, authenticate
+from closerdesk.config import Settings
+from closerdesk.db import Session
+from closerdesk.errors import Forbidden, Unauthorized
+
+_bearer = HTTPBearer(auto_error=False, bearerFormat="cdk_…", description="API key")
+
+
+def require_scope(scope: Scope) -> Callable[..., Awaitable[AuthContext]]:
+    """A dependency answering 401 ``UNAUTHORIZED`` or 403 ``FORBIDDEN`` before the endpoint."""
+
+    async def dependency(
+        request: Request,
+        session: Session,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> AuthContext:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Unauthorized()
+        settings: Settings = request.app.state.settings
+        context = await authenticate(
+            session, secret_key=settings.secret_key, api_key=credentials.credentials
+        )
+        if context is None:
+            raise Unauthorized("The API key is unknown or has been revoked.")
+        if not context.allows(scope):
+            raise Forbidden(f"This API key has scope '{context.scope}'; '{scope}' is needed.")
+        request.state.auth = context
+        return context
+
+    return dependency
+
+
+ReadKey = Annotated[AuthContext, Depends(require_scope("read"), scope="function")]
+WriteKey = Annotated[AuthContext, Depends(require_scope("write"), scope="function")]
+AdminKey = Annotated[AuthContext, Depends(require_scope("admin"), scope="function")]

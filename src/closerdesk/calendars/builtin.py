@@ -1,0 +1,92 @@
+"""The built-in calendar: events and busy blocks live in closerdesk's own database.
+
+It writes through the request's session, so its changes commit or roll back with the call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from closerdesk.calendars.provider import CalendarError, CalendarProvider, EventDraft
+from closerdesk.kit.ids import new_id
+from closerdesk.models import BusyBlock, CalendarConnection, CalendarEvent
+from closerdesk.scheduling.intervals import Interval
+
+
+class BuiltinCalendar:
+    name = "builtin"
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def create_event(self, connection: CalendarConnection, draft: EventDraft) -> str:
+        event = CalendarEvent(
+            id=new_id("evt"),
+            organization_id=connection.organization_id,
+            connection_id=connection.id,
+            call_id=draft.call_id,
+            title=draft.title,
+            description=draft.description,
+            location=draft.location,
+            starts_at=draft.starts_at,
+            ends_at=draft.ends_at,
+        )
+        self.session.add(event)
+        await self.session.flush()
+        return event.id
+
+    async def move_event(
+        self, connection: CalendarConnection, event_id: str, draft: EventDraft
+    ) -> None:
+        event = await self._event(connection, event_id)
+        if event is None or event.status == "cancelled":
+            raise CalendarError(f"event {event_id} is not on calendar {connection.id}")
+        event.starts_at, event.ends_at = draft.starts_at, draft.ends_at
+        event.title, event.location = draft.title, draft.location
+        event.description = draft.description
+        await self.session.flush()
+
+    async def cancel_event(self, connection: CalendarConnection, event_id: str) -> None:
+        event = await self._event(connection, event_id)
+        if event is not None:
+            event.status = "cancelled"
+            await self.session.flush()
+
+    async def busy(
+        self, connection: CalendarConnection, start: datetime, end: datetime
+    ) -> list[Interval]:
+        blocks = await self.session.execute(
+            select(BusyBlock.starts_at, BusyBlock.ends_at).where(
+                BusyBlock.organization_id == connection.organization_id,
+                BusyBlock.member_id == connection.member_id,
+                BusyBlock.starts_at < end,
+                BusyBlock.ends_at > start,
+            )
+        )
+        # Events closerdesk made for calls are checked as calls, not twice as calendar time.
+        events = await self.session.execute(
+            select(CalendarEvent.starts_at, CalendarEvent.ends_at).where(
+                CalendarEvent.connection_id == connection.id,
+                CalendarEvent.call_id.is_(None),
+                CalendarEvent.status == "confirmed",
+                CalendarEvent.starts_at < end,
+                CalendarEvent.ends_at > start,
+            )
+        )
+        return [Interval(s, e) for s, e in [*blocks.all(), *events.all()]]
+
+    async def _event(self, connection: CalendarConnection, event_id: str) -> CalendarEvent | None:
+        event = await self.session.get(CalendarEvent, event_id)
+        if event is None or event.connection_id != connection.id:
+            return None
+        return event
+
+
+def default_calendar_factory(session: AsyncSession, provider: str) -> CalendarProvider:
+    """The providers available in this build; unknown names raise ``CalendarError``."""
+    if provider == "builtin":
+        return BuiltinCalendar(session)
+    raise CalendarError(f"calendar provider '{provider}' is not available")

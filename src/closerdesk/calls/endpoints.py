@@ -1,0 +1,244 @@
+"""``/v1/calls``: the seeds' operations (SPEC §3). Thin: parse, call the service, shape."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from closerdesk.auth.dependencies import ReadKey, WriteKey
+from closerdesk.calls import repository, service
+from closerdesk.calls.schemas import (
+    Call,
+    CallCreate,
+    CallHistoryEntry,
+    CallStatus,
+    CallUpdate,
+    Cancel,
+    OutcomeSet,
+    ReassignCloser,
+    ReassignResult,
+    Reschedule,
+    RescheduleResult,
+)
+from closerdesk.db import Session
+from closerdesk.errors import (
+    CalendarNotConnected,
+    CalendarProviderError,
+    CallCancelled,
+    CallInPast,
+    CallNotFound,
+    CallNotReassignable,
+    CallNotStarted,
+    CloserConflict,
+    CloserNotFound,
+    LeadNotFound,
+    PaymentAlreadyLinked,
+    PaymentNotFound,
+    ProductInactive,
+    ProductNotFound,
+    SameCloser,
+    SetterNotFound,
+    SlotInPast,
+    responses,
+)
+from closerdesk.kit.pagination import Cursor, Limit, paginate
+from closerdesk.kit.schemas import Envelope, ListEnvelope, UTCDateTime
+from closerdesk.kit.time import utcnow
+from closerdesk.models import Call as CallRow
+from closerdesk.providers import ProvidersDep
+
+router = APIRouter(prefix="/v1/calls", tags=["calls"])
+
+
+@router.get("", response_model=ListEnvelope[Call])
+async def list_calls(
+    session: Session,
+    auth: ReadKey,
+    status_: Annotated[CallStatus | None, Query(alias="status")] = None,
+    lead_id: Annotated[str | None, Query(max_length=40)] = None,
+    closer_id: Annotated[str | None, Query(max_length=64)] = None,
+    setter_id: Annotated[str | None, Query(max_length=64)] = None,
+    booking_link_id: Annotated[str | None, Query(max_length=40)] = None,
+    is_upcoming: bool | None = None,
+    scheduled_after: Annotated[UTCDateTime | None, Query()] = None,
+    scheduled_before: Annotated[UTCDateTime | None, Query()] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> ListEnvelope[Call]:
+    """List calls ordered by ``scheduled_at`` then ``id`` (intent calls, unscheduled, last).
+
+    ``is_upcoming=true`` keeps calls not cancelled whose ``scheduled_at`` is in the future;
+    ``false`` keeps the others. Times are RFC 3339; ``scheduled_after`` is inclusive,
+    ``scheduled_before`` exclusive.
+    """
+    stmt = repository.list_calls_query(
+        auth.organization_id,
+        status=status_,
+        lead_id=lead_id,
+        closer_id=closer_id,
+        setter_id=setter_id,
+        booking_link_id=booking_link_id,
+        scheduled_after=scheduled_after,
+        scheduled_before=scheduled_before,
+    )
+    if is_upcoming is not None:
+        stmt = repository.filter_upcoming(stmt, utcnow(), upcoming=is_upcoming)
+    page = await paginate(
+        session, stmt, keys=[CallRow.scheduled_at, CallRow.id], limit=limit, cursor=cursor
+    )
+    return page.envelope([Call.model_validate(c) for c in page.items])
+
+
+@router.post(
+    "",
+    response_model=Envelope[Call],
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(
+        SlotInPast,
+        LeadNotFound,
+        SetterNotFound,
+        ProductNotFound,
+        CloserNotFound,
+        ProductInactive,
+        CalendarNotConnected,
+        CloserConflict,
+        CalendarProviderError,
+    ),
+)
+async def book_call(
+    body: CallCreate, session: Session, auth: WriteKey, providers: ProvidersDep
+) -> Envelope[Call]:
+    """Book a call. A ``booking`` needs ``scheduled_at`` (future), ``duration_minutes`` and a
+    closer with a valid calendar; the closer's calendar gets an event and the call a
+    conferencing link. An ``intent`` call has neither. Fires ``call.booked``."""
+    call = await service.book(session, auth, providers, body)
+    return Envelope(data=Call.model_validate(call))
+
+
+@router.get("/{call_id}", response_model=Envelope[Call], responses=responses(CallNotFound))
+async def get_call(call_id: str, session: Session, auth: ReadKey) -> Envelope[Call]:
+    """The full call object (seed 004) plus closer name/email, time zone, calendar event id,
+    cancellation and reschedule count."""
+    return Envelope(data=Call.model_validate(await service.get_call(session, auth, call_id)))
+
+
+@router.patch(
+    "/{call_id}",
+    response_model=Envelope[Call],
+    responses=responses(
+        CallNotFound, ProductNotFound, SetterNotFound, PaymentNotFound, PaymentAlreadyLinked
+    ),
+)
+async def update_call(
+    call_id: str, body: CallUpdate, session: Session, auth: WriteKey
+) -> Envelope[Call]:
+    """Partial update for recorders and analysers feeding results back. Fires ``call.updated``
+    when something changed."""
+    return Envelope(data=Call.model_validate(await service.update(session, auth, call_id, body)))
+
+
+@router.post(
+    "/{call_id}/outcome",
+    response_model=Envelope[Call],
+    responses=responses(CallNotFound, CallCancelled, CallNotStarted),
+)
+async def set_outcome(
+    call_id: str, body: OutcomeSet, session: Session, auth: WriteKey
+) -> Envelope[Call]:
+    """Seed 003: set the outcome (``shown | no_show | closed | lost | follow_up``) of a call
+    that has started. May be corrected later. Fires ``call.outcome_set`` (+ ``call.no_show``)."""
+    call = await service.set_outcome(session, auth, call_id, body)
+    return Envelope(data=Call.model_validate(call))
+
+
+@router.post(
+    "/{call_id}/reassign-closer",
+    response_model=Envelope[ReassignResult],
+    responses=responses(
+        CallNotFound,
+        CloserNotFound,
+        CallNotReassignable,
+        CallCancelled,
+        CallInPast,
+        SameCloser,
+        CalendarNotConnected,
+        CloserConflict,
+        CalendarProviderError,
+    ),
+)
+async def reassign_closer(
+    call_id: str, body: ReassignCloser, session: Session, auth: WriteKey, providers: ProvidersDep
+) -> Envelope[ReassignResult]:
+    """Seed 000: give a booked upcoming call to another closer. The new closer gets a calendar
+    event and the call a new conferencing link (the old one stops working); the old event is
+    cancelled after the commit (``old_event_orphaned`` if that failed; it is retried).
+    Fires ``call.closer_reassigned``."""
+    result = await service.reassign_closer(session, auth, providers, call_id, body)
+    return Envelope(data=result)
+
+
+@router.post(
+    "/{call_id}/reschedule",
+    response_model=Envelope[RescheduleResult],
+    responses=responses(
+        SlotInPast,
+        CallNotFound,
+        CloserNotFound,
+        CallNotReassignable,
+        CallCancelled,
+        CallInPast,
+        CalendarNotConnected,
+        CloserConflict,
+        CalendarProviderError,
+    ),
+)
+async def reschedule_call(
+    call_id: str, body: Reschedule, session: Session, auth: WriteKey, providers: ProvidersDep
+) -> Envelope[RescheduleResult]:
+    """After seed 002: move a booked upcoming call to a new future time (and optionally a new
+    closer). Answers ``is_slot_free``, the ``conflicts`` overridden and
+    ``previous_scheduled_at``. Fires ``call.rescheduled``."""
+    outcome = await service.reschedule(session, auth, providers, call_id, body)
+    call = Call.model_validate(outcome.call)
+    return Envelope(
+        data=RescheduleResult(
+            **call.model_dump(exclude={"has_recording", "has_analysis"}),
+            is_slot_free=outcome.is_slot_free,
+            conflicts=outcome.conflicts,
+            previous_scheduled_at=outcome.previous_scheduled_at,
+        )
+    )
+
+
+@router.post(
+    "/{call_id}/cancel",
+    response_model=Envelope[Call],
+    responses=responses(CallNotFound, CallCancelled, CallInPast),
+)
+async def cancel_call(
+    call_id: str,
+    session: Session,
+    auth: WriteKey,
+    providers: ProvidersDep,
+    body: Cancel | None = None,
+) -> Envelope[Call]:
+    """Cancel an upcoming call: its calendar event is cancelled and its conferencing link
+    revoked. Fires ``call.cancelled``."""
+    reason = body.reason if body is not None else None
+    call = await service.cancel(session, auth, providers, call_id, reason)
+    return Envelope(data=Call.model_validate(call))
+
+
+@router.get(
+    "/{call_id}/history",
+    response_model=Envelope[list[CallHistoryEntry]],
+    responses=responses(CallNotFound),
+)
+async def call_history(
+    call_id: str, session: Session, auth: ReadKey
+) -> Envelope[list[CallHistoryEntry]]:
+    """Every change of the call, oldest first: who, when, before/after, reason."""
+    await service.get_call(session, auth, call_id)
+    rows = await repository.history(session, auth.organization_id, call_id)
+    return Envelope(data=[CallHistoryEntry.model_validate(r) for r in rows])

@@ -1,0 +1,274 @@
+"""Call shapes on the wire: seed 004 field for field, plus what SPEC §3 adds deliberately."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, EmailStr, Field, computed_field, model_validator
+
+from closerdesk.kit.schemas import (
+    Cents,
+    E164Phone,
+    LongText,
+    MemberId,
+    RequestSchema,
+    Schema,
+    ShortText,
+    TimeZoneName,
+    UTCDateTime,
+)
+
+CallKind = Literal["booking", "intent"]
+CallStatus = Literal["scheduled", "cancelled", "shown", "no_show", "closed", "lost", "follow_up"]
+OutcomeStatus = Literal["shown", "no_show", "closed", "lost", "follow_up"]
+RsvpStatus = Literal["yes", "no", "maybe", "pending"]
+Duration = Annotated[int, Field(ge=5, le=24 * 60, description="Minutes, 5–1440")]
+Reason = Annotated[str, Field(max_length=1000)]
+
+
+class ActionItem(Schema):
+    """One follow-up from the call's analysis (seed 004); extra keys are kept."""
+
+    model_config = ConfigDict(extra="allow", from_attributes=True)
+
+    title: str | None = None
+    owner: str | None = None
+    due_at: str | None = None
+    notes: str | None = None
+
+
+class FormAnswer(Schema):
+    """One answer of the booking form (seed 004); extra keys are kept."""
+
+    model_config = ConfigDict(extra="allow", from_attributes=True)
+
+    field_id: str = Field(max_length=200)
+    label: str | None = Field(default=None, max_length=1000)
+    value: Any = None
+
+
+class TranscriptSegment(Schema):
+    model_config = ConfigDict(extra="allow", from_attributes=True)
+
+    start_seconds: float = Field(ge=0)
+    end_seconds: float = Field(ge=0)
+    speaker: str | None = None
+    text: str = ""
+
+
+class TranscriptData(Schema):
+    model_config = ConfigDict(extra="allow", from_attributes=True)
+
+    duration_seconds: float | None = Field(default=None, ge=0)
+    language: str | None = None
+    segments: list[TranscriptSegment] = Field(default_factory=list)
+
+
+class Call(Schema):
+    """The call object (seed 004) plus ``closer_name, closer_email, time_zone,
+    calendar_event_id, cancelled_at, cancel_reason, reschedule_count`` (SPEC §3).
+
+    Money in integer cents; times RFC 3339 UTC; ``duration_minutes`` in minutes.
+    """
+
+    id: str
+    call_kind: CallKind
+    lead_id: str
+    closer_id: str | None
+    setter_id: str | None
+    booking_link_id: str | None
+    product_id: str | None
+    scheduled_at: UTCDateTime | None
+    started_at: UTCDateTime | None
+    ended_at: UTCDateTime | None
+    duration_minutes: int | None
+    status: CallStatus
+    conferencing_link: str | None
+    expected_deal_value: int | None
+    linked_payment_id: str | None
+    ai_summary: str | None
+    action_items: list[ActionItem]
+    form_data: list[FormAnswer]
+    notes: str | None
+    recording_url: str | None
+    transcript_data: TranscriptData | None
+    guest_rsvp_status: str | None
+    guest_rsvp_confirmed_at: UTCDateTime | None
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    utm_term: str | None
+    utm_content: str | None
+    referral: str | None
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
+    # Deliberately beyond seed 004 (SPEC §3):
+    closer_name: str | None
+    closer_email: str | None
+    time_zone: str | None
+    calendar_event_id: str | None
+    cancelled_at: UTCDateTime | None
+    cancel_reason: str | None
+    reschedule_count: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def has_recording(self) -> bool:
+        return self.recording_url is not None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def has_analysis(self) -> bool:
+        return self.ai_summary is not None or bool(self.action_items)
+
+
+class LeadInline(RequestSchema):
+    """A lead given inline on booking: found by email, else created."""
+
+    email: EmailStr
+    full_name: ShortText | None = None
+    phone: E164Phone | None = None
+    time_zone: TimeZoneName | None = None
+
+
+class UtmFields(RequestSchema):
+    utm_source: ShortText | None = None
+    utm_medium: ShortText | None = None
+    utm_campaign: ShortText | None = None
+    utm_term: ShortText | None = None
+    utm_content: ShortText | None = None
+    referral: ShortText | None = None
+
+
+class CallCreate(UtmFields):
+    """Book a call (SPEC §3). ``booking`` needs ``scheduled_at``, ``duration_minutes`` and a
+    closer; ``intent`` has neither time nor calendar event."""
+
+    lead_id: str | None = Field(default=None, max_length=40)
+    lead: LeadInline | None = None
+    call_kind: CallKind = "booking"
+    scheduled_at: UTCDateTime | None = None
+    duration_minutes: Duration | None = None
+    time_zone: TimeZoneName | None = None
+    closer_id: MemberId | None = None
+    booking_link_id: str | None = Field(default=None, max_length=40)
+    setter_id: MemberId | None = None
+    product_id: str | None = Field(default=None, max_length=40)
+    expected_deal_value: Cents | None = None
+    notes: LongText | None = None
+    form_data: list[FormAnswer] = Field(default_factory=list, max_length=200)
+    override_conflict: bool = False
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> CallCreate:
+        if (self.lead_id is None) == (self.lead is None):
+            raise ValueError("give exactly one of lead_id or lead")
+        if self.call_kind == "booking":
+            if self.scheduled_at is None or self.duration_minutes is None:
+                raise ValueError("a booking call needs scheduled_at and duration_minutes")
+            if self.closer_id is None:
+                raise ValueError("a booking call needs closer_id")
+        elif self.scheduled_at is not None or self.duration_minutes is not None:
+            raise ValueError("an intent call has no scheduled_at or duration_minutes")
+        return self
+
+
+class CallUpdate(RequestSchema):
+    """``PATCH /v1/calls/{id}``: fields for recorders and analysers feeding results back.
+
+    Only the fields present change; ``null`` clears a field.
+    """
+
+    notes: LongText | None = None
+    expected_deal_value: Cents | None = None
+    product_id: str | None = Field(default=None, max_length=40)
+    setter_id: MemberId | None = None
+    linked_payment_id: str | None = Field(default=None, max_length=40)
+    ai_summary: LongText | None = None
+    action_items: list[ActionItem] | None = Field(default=None, max_length=200)
+    recording_url: Annotated[str, Field(max_length=2000, pattern=r"^https?://")] | None = None
+    transcript_data: TranscriptData | None = None
+    guest_rsvp_status: RsvpStatus | None = None
+    started_at: UTCDateTime | None = None
+    ended_at: UTCDateTime | None = None
+
+    @model_validator(mode="after")
+    def _check_times(self) -> CallUpdate:
+        if self.started_at and self.ended_at and self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+        return self
+
+
+class OutcomeSet(RequestSchema):
+    """Seed 003: ``status`` ∈ shown | no_show | closed | lost | follow_up, ``notes?``."""
+
+    status: OutcomeStatus
+    notes: LongText | None = None
+
+
+class ReassignCloser(RequestSchema):
+    """Seed 000, plus ``reason`` (after seed 001)."""
+
+    new_closer_id: MemberId
+    override_conflict: bool = False
+    reason: Reason | None = None
+
+
+class ReassignResult(Schema):
+    """Seed 000's response ``data``."""
+
+    call_id: str
+    conferencing_link: str | None
+    new_closer_id: str
+    new_closer_name: str
+    new_event_id: str
+    old_event_orphaned: bool
+    previous_closer_id: str | None
+    previous_closer_name: str | None
+
+
+class Reschedule(RequestSchema):
+    """After seed 002: the new time, the lead's zone, why, and optionally a new closer."""
+
+    scheduled_at: UTCDateTime
+    time_zone: TimeZoneName | None = None
+    reason: Reason | None = None
+    notes: LongText | None = None
+    duration_minutes: Duration | None = None
+    new_closer_id: MemberId | None = None
+    override_conflict: bool = False
+
+
+class Cancel(RequestSchema):
+    reason: Reason | None = None
+
+
+class ConflictItem(Schema):
+    """A busy span that overlaps the requested time."""
+
+    start: UTCDateTime
+    end: UTCDateTime
+    source: Literal["call", "calendar"]
+    call_id: str | None = None
+
+
+class RescheduleResult(Call):
+    """The call after the move, plus seed 002's ``is_slot_free`` and what overlapped."""
+
+    is_slot_free: bool
+    conflicts: list[ConflictItem]
+    previous_scheduled_at: UTCDateTime | None
+
+
+class CallHistoryEntry(Schema):
+    """One row of ``GET /v1/calls/{id}/history``, oldest first."""
+
+    id: str
+    call_id: str
+    type: str
+    actor_type: str
+    actor_id: str
+    reason: str | None
+    before: dict[str, Any]
+    after: dict[str, Any]
+    created_at: UTCDateTime

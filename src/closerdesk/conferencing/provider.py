@@ -1,0 +1,27 @@
+"""The conferencing provider Protocol: every link handed out can be revoked (SPEC §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+class ConferencingError(Exception):
+    """The provider could not issue or revoke a link."""
+
+
+class ConferencingProvider(Protocol):
+    name: str
+
+    async def issue_link(self, organization_id: str, call_id: str) -> str:
+        """A new meeting URL for the call."""
+        ...
+
+    async def revoke_link(self, organization_id: str, url: str) -> None:
+        """Make ``url`` stop working. Revoking an unknown or revoked link is not an error."""
+        ...
+
+
+ConferencingFactory = Callable[[AsyncSession], ConferencingProvider]

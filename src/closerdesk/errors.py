@@ -1,0 +1,212 @@
+"""Errors are types: each carries its HTTP status and its ``UPPER_SNAKE`` code (SPEC §2).
+
+Services raise these; one exception handler (``closerdesk.app``) renders the envelope
+``{"success": false, "error", "code", "requestId", "details"?}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from closerdesk.kit.schemas import ErrorEnvelope
+
+
+class ApiError(Exception):
+    """Base of every error a client can see."""
+
+    status: int = 500
+    code: str = "INTERNAL_ERROR"
+    message: str = "An internal error occurred."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: Any = None,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.text = message or self.message
+        self.details = details
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        super().__init__(self.text)
+
+
+# --- 400 -----------------------------------------------------------------------------------------
+class ValidationFailed(ApiError):
+    status, code, message = 400, "VALIDATION_ERROR", "The request is not valid."
+
+    @classmethod
+    def field(cls, field: str, message: str) -> ValidationFailed:
+        return cls(f"{field}: {message}", details=[{"field": field, "message": message}])
+
+
+class SlotInPast(ApiError):
+    status, code, message = 400, "SLOT_IN_PAST", "The requested time is not in the future."
+
+
+# --- 401/403 -------------------------------------------------------------------------------------
+class Unauthorized(ApiError):
+    status, code = 401, "UNAUTHORIZED"
+    message = "A valid API key is required: Authorization: Bearer cdk_…"
+
+
+class Forbidden(ApiError):
+    status, code, message = 403, "FORBIDDEN", "This API key lacks the scope this operation needs."
+
+
+# --- 404 -----------------------------------------------------------------------------------------
+class NotFound(ApiError):
+    status, code, message = 404, "NOT_FOUND", "Resource not found."
+
+
+class CallNotFound(NotFound):
+    code, message = "CALL_NOT_FOUND", "Call not found."
+
+
+class CloserNotFound(NotFound):
+    code, message = "CLOSER_NOT_FOUND", "Closer not found or not active."
+
+
+class MemberNotFound(NotFound):
+    code, message = "MEMBER_NOT_FOUND", "Team member not found."
+
+
+class SetterNotFound(NotFound):
+    code, message = "SETTER_NOT_FOUND", "Setter not found or not active."
+
+
+class LeadNotFound(NotFound):
+    code, message = "LEAD_NOT_FOUND", "Lead not found."
+
+
+class ProductNotFound(NotFound):
+    code, message = "PRODUCT_NOT_FOUND", "Product not found."
+
+
+class PaymentNotFound(NotFound):
+    code, message = "PAYMENT_NOT_FOUND", "Payment not found."
+
+
+class BusyBlockNotFound(NotFound):
+    code, message = "BUSY_BLOCK_NOT_FOUND", "Busy block not found."
+
+
+class CalendarConnectionNotFound(NotFound):
+    code, message = "CALENDAR_NOT_FOUND", "This team member has no calendar connection."
+
+
+class MeetingLinkNotFound(NotFound):
+    code, message = "LINK_NOT_FOUND", "Meeting link not found."
+
+
+# --- 405/409/410/413/415 -------------------------------------------------------------------------
+class MethodNotAllowed(ApiError):
+    status, code, message = 405, "METHOD_NOT_ALLOWED", "Method not allowed on this resource."
+
+
+class Conflict(ApiError):
+    status, code, message = 409, "CONFLICT", "The request conflicts with the current state."
+
+
+class CallNotReassignable(Conflict):
+    code = "CALL_NOT_REASSIGNABLE"
+    message = "Intent calls have no slot and cannot be reassigned or rescheduled."
+
+
+class CallCancelled(Conflict):
+    code, message = "CALL_CANCELLED", "The call is cancelled."
+
+
+class CallInPast(Conflict):
+    code, message = "CALL_IN_PAST", "The call has already started; use the outcome flow instead."
+
+
+class CallNotStarted(Conflict):
+    code, message = "CALL_NOT_STARTED", "The call is still in the future; it has no outcome yet."
+
+
+class SameCloser(Conflict):
+    code, message = "SAME_CLOSER", "The new closer is already the closer of this call."
+
+
+class CalendarNotConnected(Conflict):
+    code, message = "CALENDAR_NOT_CONNECTED", "The closer has no valid calendar connection."
+
+
+class CloserConflict(Conflict):
+    code, message = "CLOSER_CONFLICT", "The closer is busy during the call."
+
+
+class ProductInactive(Conflict):
+    code, message = "PRODUCT_INACTIVE", "The product is not active."
+
+
+class LeadEmailTaken(Conflict):
+    code, message = "LEAD_EMAIL_TAKEN", "A lead with this email already exists."
+
+
+class MemberIdTaken(Conflict):
+    code, message = "MEMBER_ID_TAKEN", "A team member with this id already exists."
+
+
+class MemberEmailTaken(Conflict):
+    code, message = "MEMBER_EMAIL_TAKEN", "A team member with this email already exists."
+
+
+class MemberHasUpcomingCalls(Conflict):
+    code = "MEMBER_HAS_UPCOMING_CALLS"
+    message = "Reassign or cancel this member's upcoming calls first."
+
+
+class PaymentAlreadyLinked(Conflict):
+    code, message = "PAYMENT_ALREADY_LINKED", "The payment is linked to another call."
+
+
+class CallLeadMismatch(Conflict):
+    code, message = "CALL_LEAD_MISMATCH", "The call belongs to another lead."
+
+
+class LinkRevoked(ApiError):
+    status, code, message = 410, "LINK_REVOKED", "This meeting link has been revoked."
+
+
+class PayloadTooLarge(ApiError):
+    status, code, message = 413, "PAYLOAD_TOO_LARGE", "Request bodies are limited to 1 MiB."
+
+
+class UnsupportedMediaType(ApiError):
+    status, code, message = (
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+        "Request bodies must be application/json.",
+    )
+
+
+# --- 5xx -----------------------------------------------------------------------------------------
+class CalendarProviderError(ApiError):
+    status, code = 502, "CALENDAR_PROVIDER_ERROR"
+    message = "The calendar provider failed; nothing was changed."
+
+
+class ServiceUnavailable(ApiError):
+    status, code, message = 503, "SERVICE_UNAVAILABLE", "The service is busy; retry shortly."
+
+
+def responses(*errors: type[ApiError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for an endpoint: every error it can answer, grouped by status.
+
+    Validation (400), auth (401/403) and internal (500) errors are added to every operation by
+    ``closerdesk.app``; list here only what is specific to the operation.
+    """
+    by_status: dict[int, list[type[ApiError]]] = {}
+    for error in errors:
+        by_status.setdefault(error.status, []).append(error)
+    out: dict[int | str, dict[str, Any]] = {}
+    for status, group in sorted(by_status.items()):
+        codes = ", ".join(f"`{e.code}`" for e in group)
+        out[status] = {"model": ErrorEnvelope, "description": f"Error: {codes}"}
+    return out

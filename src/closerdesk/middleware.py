@@ -1,0 +1,116 @@
+"""Pure ASGI middleware: request id, access log, body-size and media-type guards (SPEC §2)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import structlog
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from closerdesk.errors import ApiError, PayloadTooLarge, UnsupportedMediaType
+from closerdesk.kit.ids import ulid
+
+log = structlog.get_logger("closerdesk.access")
+REQUEST_ID_HEADER = "X-Request-Id"
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def error_body(error: ApiError, request_id: str) -> bytes:
+    body: dict[str, object] = {
+        "success": False,
+        "error": error.text,
+        "code": error.code,
+        "requestId": request_id,
+    }
+    if error.details is not None:
+        body["details"] = error.details
+    return json.dumps(body).encode()
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (``req_…``), echoes it as ``X-Request-Id``, binds it to logs,
+    writes one access-log line, and refuses bodies over the limit (413) or not JSON (415)."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = f"req_{ulid()}"
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status_holder = [500]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+                headers = MutableHeaders(scope=message)
+                if REQUEST_ID_HEADER.lower() not in headers:
+                    headers.append(REQUEST_ID_HEADER, request_id)
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                await self._send_error(send_with_id, refusal, request_id)
+                return
+            await self.app(scope, self._limited(receive), send_with_id)
+        finally:
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status_holder[0],
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+    def _refusal(self, scope: Scope) -> ApiError | None:
+        if scope["method"] not in _BODY_METHODS:
+            return None
+        headers = Headers(scope=scope)
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            return PayloadTooLarge()
+        has_body = (length is not None and length != "0") or "transfer-encoding" in headers
+        if has_body:
+            media = headers.get("content-type", "").split(";")[0].strip().lower()
+            if media != "application/json" and not media.endswith("+json"):
+                return UnsupportedMediaType()
+        return None
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+        limit = self.max_body_bytes
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLarge()
+            return message
+
+        return limited
+
+    @staticmethod
+    async def _send_error(send: Send, error: ApiError, request_id: str) -> None:
+        body = error_body(error, request_id)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": error.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,35 @@
+"""Every ORM table, one module each; importing this package registers them all on ``Base``."""
+
+from closerdesk.models.api_key import ApiKey
+from closerdesk.models.base import Base
+from closerdesk.models.busy_block import BusyBlock
+from closerdesk.models.calendar_cleanup import CalendarCleanup
+from closerdesk.models.calendar_connection import CalendarConnection
+from closerdesk.models.calendar_event import CalendarEvent
+from closerdesk.models.call import Call
+from closerdesk.models.call_event import CallEvent
+from closerdesk.models.conferencing_link import ConferencingLink
+from closerdesk.models.lead import Lead
+from closerdesk.models.member import TeamMember
+from closerdesk.models.organization import Organization
+from closerdesk.models.payment import Payment
+from closerdesk.models.product import Product
+from closerdesk.models.webhook_event import WebhookEvent
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "BusyBlock",
+    "CalendarCleanup",
+    "CalendarConnection",
+    "CalendarEvent",
+    "Call",
+    "CallEvent",
+    "ConferencingLink",
+    "Lead",
+    "Organization",
+    "Payment",
+    "Product",
+    "TeamMember",
+    "WebhookEvent",
+]

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, ForeignKeyConstraint, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from closerdesk.models.base import Base, JSONType, TimestampMixin, UTCDateTime, org_fk
+
+
+class Call(TimestampMixin, Base):
+    """A call with a lead (SPEC §1, seed 004). id ``call_…``.
+
+    ``call_kind`` is ``booking`` (a slot on a closer's calendar) or ``intent`` (no slot yet).
+    ``ends_at`` = ``scheduled_at`` + ``duration_minutes``, kept so that overlap queries use an
+    index. ``closer_name``/``closer_email`` are the seed's denormalised copies, changed in the
+    same transaction as ``closer_id`` (seed 000).
+    """
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["organization_id", "closer_id"],
+            ["team_members.organization_id", "team_members.id"],
+        ),
+        ForeignKeyConstraint(
+            ["organization_id", "setter_id"],
+            ["team_members.organization_id", "team_members.id"],
+        ),
+        Index("ix_calls_closer_span", "organization_id", "closer_id", "scheduled_at"),
+        Index("ix_calls_org_scheduled", "organization_id", "scheduled_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    organization_id: Mapped[str] = org_fk()
+    call_kind: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(12), default="scheduled")
+    lead_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("leads.id", ondelete="CASCADE"), index=True
+    )
+    closer_id: Mapped[str | None] = mapped_column(String(64))
+    closer_name: Mapped[str | None] = mapped_column(String(200))
+    closer_email: Mapped[str | None] = mapped_column(String(320))
+    setter_id: Mapped[str | None] = mapped_column(String(64))
+    booking_link_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    product_id: Mapped[str | None] = mapped_column(
+        String(40), ForeignKey("products.id", ondelete="SET NULL")
+    )
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    duration_minutes: Mapped[int | None]
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    conferencing_link: Mapped[str | None] = mapped_column(String(1000))
+    calendar_event_id: Mapped[str | None] = mapped_column(String(500))
+    calendar_grant_id: Mapped[str | None] = mapped_column(String(200))
+    expected_deal_value: Mapped[int | None] = mapped_column(BigInteger)
+    linked_payment_id: Mapped[str | None] = mapped_column(String(40))
+    ai_summary: Mapped[str | None] = mapped_column(Text)
+    action_items: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    form_data: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    notes: Mapped[str | None] = mapped_column(Text)
+    recording_url: Mapped[str | None] = mapped_column(String(2000))
+    transcript_data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    guest_rsvp_status: Mapped[str | None] = mapped_column(String(12))
+    guest_rsvp_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    utm_source: Mapped[str | None] = mapped_column(String(255))
+    utm_medium: Mapped[str | None] = mapped_column(String(255))
+    utm_campaign: Mapped[str | None] = mapped_column(String(255))
+    utm_term: Mapped[str | None] = mapped_column(String(255))
+    utm_content: Mapped[str | None] = mapped_column(String(255))
+    referral: Mapped[str | None] = mapped_column(String(255))
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    reschedule_count: Mapped[int] = mapped_column(default=0)
+    sequence: Mapped[int] = mapped_column(default=0)

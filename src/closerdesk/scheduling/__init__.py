@@ -1,0 +1,1 @@
+"""Pure scheduling core: interval maths, availability, slots, round robin. No I/O."""
