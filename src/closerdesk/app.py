@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from closerdesk import __version__
+from closerdesk.calendars.cleanup import run_cleanup_loop
 from closerdesk.calls.endpoints import router as calls_router
 from closerdesk.config import Settings, get_settings
 from closerdesk.db import Database, Session
@@ -49,16 +51,27 @@ def create_app(
     *,
     database: Database | None = None,
     providers: Providers | None = None,
+    background: bool = False,
 ) -> FastAPI:
-    """The Partner API. ``database``/``providers`` default to those the settings describe."""
+    """The Partner API. ``database``/``providers`` default to those the settings describe;
+    ``background`` runs the in-process workers (calendar clean-up retries) while serving."""
     settings = settings or get_settings()
     settings.check_production_ready()
     database = database or Database(settings.database_url)
+    active_providers = providers or default_providers(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await database.dispose()
+        tasks = []
+        if background:
+            tasks.append(asyncio.create_task(run_cleanup_loop(database, active_providers)))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await database.dispose()
 
     app = FastAPI(
         title="closerdesk Partner API",
@@ -72,7 +85,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.database = database
-    app.state.providers = providers or default_providers(settings)
+    app.state.providers = active_providers
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     _install_error_handlers(app)
 

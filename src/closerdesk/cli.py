@@ -1,0 +1,205 @@
+"""``closerdesk``: serve, db, org, apikey, demo (Typer + Rich)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal, TypeVar
+
+import typer
+from rich.console import Console
+
+from closerdesk.config import Settings, get_settings
+from closerdesk.db import Database
+from closerdesk.logs import configure_logging
+from closerdesk.migrate import upgrade
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="closerdesk: the back office of a high-ticket sales team.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+org_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(org_app, name="org")
+app.add_typer(apikey_app, name="apikey")
+console = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def run() -> T:
+        database = Database(settings.database_url)
+        try:
+            return await work(database)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(run())
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the migrations to CLOSERDESK_DATABASE_URL."""
+    settings = get_settings()
+    upgrade(settings.database_url, revision)
+    console.print(f"[green]database at {revision}[/green]")
+
+
+@org_app.command("create")
+def org_create(name: str, as_json: JsonFlag = False) -> None:
+    """Create an organization and print its admin API key (shown once)."""
+    from closerdesk.auth.service import create_organization
+
+    settings = get_settings()
+
+    async def work(database: Database) -> tuple[str, str]:
+        async with database.writer() as session:
+            org, key = await create_organization(session, secret_key=settings.secret_key, name=name)
+            await session.commit()
+            return org.id, key.api_key
+
+    org_id, api_key = _with_database(settings, work)
+    if as_json:
+        typer.echo(json.dumps({"organization_id": org_id, "api_key": api_key}))
+    else:
+        console.print(f"organization [bold]{org_id}[/bold]")
+        typer.echo(api_key)
+
+
+@apikey_app.command("create")
+def apikey_create(
+    org: Annotated[str, typer.Option("--org", help="Organization id (org_…).")],
+    scope: Annotated[
+        Literal["read", "write", "admin"], typer.Option("--scope", help="read, write or admin.")
+    ] = "write",
+    name: Annotated[str, typer.Option("--name", help="A label for the key.")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue an API key for an organization (shown once)."""
+    from closerdesk.auth.service import issue_key
+    from closerdesk.models import Organization
+
+    settings = get_settings()
+
+    async def work(database: Database) -> tuple[str, str] | None:
+        async with database.writer() as session:
+            if await session.get(Organization, org) is None:
+                return None
+            key = await issue_key(
+                session,
+                secret_key=settings.secret_key,
+                organization_id=org,
+                scope=scope,
+                name=name,
+            )
+            await session.commit()
+            return key.id, key.api_key
+
+    issued = _with_database(settings, work)
+    if issued is None:
+        console.print(f"[red]no organization {org}[/red]")
+        raise typer.Exit(1)
+    key_id, api_key = issued
+    if as_json:
+        typer.echo(
+            json.dumps({"id": key_id, "organization_id": org, "scope": scope, "api_key": api_key})
+        )
+    else:
+        console.print(f"key [bold]{key_id}[/bold] ({scope})")
+        typer.echo(api_key)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: str) -> None:
+    """Revoke an API key by its id (key_…); requests with it then answer 401."""
+    from closerdesk.auth.service import revoke_key
+
+    settings = get_settings()
+
+    async def work(database: Database) -> bool:
+        async with database.writer() as session:
+            done = await revoke_key(session, key_id)
+            await session.commit()
+            return done
+
+    if not _with_database(settings, work):
+        console.print(f"[red]no live key {key_id}[/red]")
+        raise typer.Exit(1)
+    console.print(f"[green]revoked {key_id}[/green]")
+
+
+def _print_demo(settings: Settings, as_json: bool) -> None:
+    from closerdesk.demo import curl_lines, load_demo
+
+    demo = _with_database(settings, lambda database: load_demo(database, settings))
+    lines = curl_lines(demo, settings.public_base_url)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "organization_id": demo.organization_id,
+                    "api_key": demo.api_key,
+                    "curl": dict(lines),
+                }
+            )
+        )
+        return
+    out = Console(soft_wrap=True, highlight=False)
+    out.print(f"\n[bold green]Demo organization[/bold green] {demo.organization_id}")
+    out.print(f"[bold]API key (admin)[/bold] {demo.api_key}\n")
+    for title, command in lines:
+        out.print(f"[bold]# {title}[/bold]")
+        out.print(command, markup=False)
+        out.print()
+
+
+@app.command()
+def demo(as_json: JsonFlag = False) -> None:
+    """Load the demo organization into the configured database (replacing an earlier one)."""
+    settings = get_settings()
+    if settings.is_sqlite:
+        upgrade(settings.database_url)
+    _print_demo(settings, as_json)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    with_demo: Annotated[
+        bool, typer.Option("--demo", help="Load the demo organization and print curl lines.")
+    ] = False,
+) -> None:
+    """Run the Partner API (and its in-process workers). The SQLite default is migrated on start."""
+    import uvicorn
+
+    from closerdesk.app import create_app
+
+    settings = get_settings()
+    if with_demo:
+        updates: dict[str, object] = {"webhook_allow_private_targets": True}
+        if "CLOSERDESK_PUBLIC_BASE_URL" not in os.environ:
+            updates["public_base_url"] = f"http://{_display_host(host)}:{port}"
+        settings = settings.model_copy(update=updates)
+    configure_logging(settings.log_level, json=settings.log_json)
+    if settings.is_sqlite:
+        upgrade(settings.database_url)
+    if with_demo:
+        _print_demo(settings, as_json=False)
+    uvicorn.run(
+        create_app(settings, background=True),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+    )
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104 - display only

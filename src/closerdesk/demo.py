@@ -1,0 +1,279 @@
+"""The demo organization: closers with connected calendars, a setter, leads, a product, and past
+and upcoming calls, made through the same services the API uses (SPEC §7, ``serve --demo``).
+
+Loading it again replaces the previous demo organization, so the printed ids and times are
+always fresh and every printed ``curl`` line works as pasted.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from closerdesk.auth.service import AuthContext, create_organization
+from closerdesk.calls import service as calls
+from closerdesk.calls.schemas import CallCreate
+from closerdesk.config import Settings
+from closerdesk.db import Database
+from closerdesk.kit.ids import new_id
+from closerdesk.kit.time import isoformat_z, utcnow
+from closerdesk.models import (
+    CalendarConnection,
+    CalendarEvent,
+    Call,
+    ConferencingLink,
+    Lead,
+    Organization,
+    Product,
+    TeamMember,
+)
+from closerdesk.providers import Providers, default_providers
+from closerdesk.team.schemas import BusyBlockCreate
+from closerdesk.team.service import add_busy_block, connect_calendar
+
+DEMO_NAME = "Demo Sales Co"
+
+_CLOSERS = [
+    ("user_alice", "Alice Moreno", "alice@demo.closerdesk.dev", "America/New_York"),
+    ("user_bruno", "Bruno Keller", "bruno@demo.closerdesk.dev", "Europe/Berlin"),
+    ("user_chloe", "Chloe Park", "chloe@demo.closerdesk.dev", "America/Los_Angeles"),
+]
+_LEADS = [
+    ("dana@example.com", "Dana Whitfield", "+13125550101", "America/Chicago", "Whitfield Dental"),
+    ("eli@example.com", "Eli Brandt", "+4915155501020", "Europe/Berlin", "Brandt Fitness"),
+    ("farah@example.com", "Farah Haddad", "+14155550103", "America/Los_Angeles", None),
+    ("gus@example.com", "Gus Oyelaran", "+442075550104", "Europe/London", "Oyelaran Realty"),
+]
+
+
+@dataclass(frozen=True)
+class DemoData:
+    organization_id: str
+    api_key: str
+    past_call_id: str
+    reassign_call_id: str
+    reassign_to: str
+    reschedule_call_id: str
+    reschedule_to: datetime
+    cancel_call_id: str
+
+
+def _at(days: int, hour: int) -> datetime:
+    day = (utcnow() + timedelta(days=days)).date()
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+
+async def load_demo(
+    database: Database, settings: Settings, providers: Providers | None = None
+) -> DemoData:
+    """Replace the demo organization with a fresh one; returns its admin key and call ids."""
+    providers = providers or default_providers(settings)
+    async with database.writer() as session:
+        await session.execute(delete(Organization).where(Organization.is_demo.is_(True)))
+        org, key = await create_organization(
+            session, secret_key=settings.secret_key, name=DEMO_NAME, is_demo=True
+        )
+        auth = AuthContext(org.id, key.id, key.scope)
+        for member_id, name, email, zone in _CLOSERS:
+            session.add(
+                TeamMember(
+                    organization_id=org.id,
+                    id=member_id,
+                    name=name,
+                    email=email,
+                    role="closer",
+                    time_zone=zone,
+                    is_active=True,
+                )
+            )
+        session.add(
+            TeamMember(
+                organization_id=org.id,
+                id="user_sam",
+                name="Sam Rivera",
+                email="sam@demo.closerdesk.dev",
+                role="setter",
+                time_zone="America/Chicago",
+                is_active=True,
+            )
+        )
+        await session.flush()
+        for member_id, *_ in _CLOSERS:
+            await connect_calendar(session, org.id, member_id, "builtin")
+        product = Product(
+            id=new_id("prod"),
+            organization_id=org.id,
+            name="Scale Accelerator (12 weeks)",
+            description="Done-with-you growth program",
+            price=500_000,
+            currency="USD",
+            is_active=True,
+        )
+        session.add(product)
+        leads = []
+        for email, name, phone, zone, company in _LEADS:
+            lead = Lead(
+                id=new_id("lead"),
+                organization_id=org.id,
+                email=email,
+                full_name=name,
+                phone=phone,
+                time_zone=zone,
+                company=company,
+                status="new",
+                metadata_={"utm_source": "youtube"},
+            )
+            session.add(lead)
+            leads.append(lead)
+        await add_busy_block(
+            session,
+            org.id,
+            "user_chloe",
+            BusyBlockCreate(start=_at(5, 16), end=_at(5, 20), title="Dentist"),
+        )
+        past = await _past_call(session, settings, org.id, leads[3], product.id)
+        await session.commit()
+
+    async def book(lead: Lead, closer_id: str, start: datetime) -> Call:
+        async with database.writer() as session:
+            return await calls.book(
+                session,
+                auth,
+                providers,
+                CallCreate(
+                    lead_id=lead.id,
+                    scheduled_at=start,
+                    duration_minutes=45,
+                    closer_id=closer_id,
+                    setter_id="user_sam",
+                    product_id=product.id,
+                    expected_deal_value=500_000,
+                    utm_source="youtube",
+                    utm_medium="video",
+                    utm_campaign="q4-webinar",
+                    notes="Booked from the Q4 webinar",
+                ),
+            )
+
+    reassign = await book(leads[0], "user_alice", _at(2, 15))
+    reschedule = await book(leads[1], "user_bruno", _at(3, 15))
+    cancel = await book(leads[2], "user_chloe", _at(4, 18))
+    return DemoData(
+        organization_id=org.id,
+        api_key=key.api_key,
+        past_call_id=past,
+        reassign_call_id=reassign.id,
+        reassign_to="user_bruno",
+        reschedule_call_id=reschedule.id,
+        reschedule_to=_at(3, 17),
+        cancel_call_id=cancel.id,
+    )
+
+
+async def _past_call(
+    session: AsyncSession, settings: Settings, org_id: str, lead: Lead, product_id: str
+) -> str:
+    """Yesterday's call with Alice, ready for an outcome (the API only books the future)."""
+    connection = await session.scalar(
+        select(CalendarConnection).where(
+            CalendarConnection.organization_id == org_id,
+            CalendarConnection.member_id == "user_alice",
+        )
+    )
+    start = _at(-1, 16)
+    end = start + timedelta(minutes=45)
+    call_id, event_id = new_id("call"), new_id("evt")
+    if connection is not None:
+        session.add(
+            CalendarEvent(
+                id=event_id,
+                organization_id=org_id,
+                connection_id=connection.id,
+                call_id=call_id,
+                title=f"Call with {lead.full_name}",
+                starts_at=start,
+                ends_at=end,
+            )
+        )
+    token = new_id("t").lower()[2:]
+    session.add(
+        ConferencingLink(
+            id=new_id("conf"),
+            organization_id=org_id,
+            call_id=call_id,
+            token=token,
+            room_url=f"https://meet.jit.si/closerdesk-demo-{token[-8:]}",
+        )
+    )
+    session.add(
+        Call(
+            id=call_id,
+            organization_id=org_id,
+            call_kind="booking",
+            status="scheduled",
+            lead_id=lead.id,
+            closer_id="user_alice",
+            closer_name="Alice Moreno",
+            closer_email="alice@demo.closerdesk.dev",
+            setter_id="user_sam",
+            product_id=product_id,
+            scheduled_at=start,
+            ends_at=end,
+            duration_minutes=45,
+            time_zone=lead.time_zone,
+            expected_deal_value=500_000,
+            calendar_event_id=event_id if connection else None,
+            calendar_grant_id=connection.id if connection else None,
+            action_items=[],
+            form_data=[],
+            reschedule_count=0,
+            sequence=0,
+        )
+    )
+    lead.status = "booked"
+    await session.flush()
+    return call_id
+
+
+def curl_lines(demo: DemoData, base_url: str) -> list[tuple[str, str]]:
+    """(title, command) for each seed operation, ready to paste into a shell."""
+    base = base_url.rstrip("/")
+    auth = f"-H {shlex.quote('Authorization: Bearer ' + demo.api_key)}"
+    json_type = "-H 'Content-Type: application/json'"
+
+    def post(path: str, body: str) -> str:
+        return f"curl -s -X POST {base}{path} {auth} {json_type} -d {shlex.quote(body)}"
+
+    return [
+        ("Get a call (seed 004)", f"curl -s {base}/v1/calls/{demo.reassign_call_id} {auth}"),
+        (
+            "Set an outcome on yesterday's call (seed 003)",
+            post(
+                f"/v1/calls/{demo.past_call_id}/outcome",
+                '{"status": "closed", "notes": "Paid in full on the call"}',
+            ),
+        ),
+        (
+            "Reassign a closer (seed 000)",
+            post(
+                f"/v1/calls/{demo.reassign_call_id}/reassign-closer",
+                f'{{"new_closer_id": "{demo.reassign_to}", "reason": "Alice is out sick"}}',
+            ),
+        ),
+        (
+            "Reschedule (after seed 002)",
+            post(
+                f"/v1/calls/{demo.reschedule_call_id}/reschedule",
+                f'{{"scheduled_at": "{isoformat_z(demo.reschedule_to)}", '
+                '"time_zone": "Europe/Berlin", "reason": "Lead asked for a later slot"}',
+            ),
+        ),
+        (
+            "Cancel",
+            post(f"/v1/calls/{demo.cancel_call_id}/cancel", '{"reason": "Lead cancelled"}'),
+        ),
+    ]
