@@ -58,7 +58,7 @@ from closerdesk.errors import (
 from closerdesk.kit import required
 from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import utcnow
-from closerdesk.leads.service import find_or_create, get_lead, lead_contact
+from closerdesk.leads.service import find_or_create, get_lead, lead_contact, lead_json
 from closerdesk.models import CalendarCleanup, CalendarConnection, CallEvent, TeamMember
 from closerdesk.providers import Providers
 from closerdesk.scheduling.intervals import Interval
@@ -414,10 +414,23 @@ async def book(
         await session.flush()
         after = call_json(call)
         _record_change(session, call, auth, "booked", before={}, after=after)
-        if lead.status == "new" and call.call_kind == "booking":
+        status_changed = lead.status == "new" and call.call_kind == "booking"
+        if status_changed:
             lead.status = "booked"
+            await session.flush()
         if lead_created:
-            await record_event(session, org, EventType.lead_created, lead_contact(lead))
+            await record_event(session, org, EventType.lead_created, lead_json(lead))
+        elif status_changed:
+            await record_event(
+                session,
+                org,
+                EventType.lead_updated,
+                {
+                    "lead": lead_json(lead),
+                    "changed_fields": ["status"],
+                    "previous": {"status": "new"},
+                },
+            )
         await record_event(
             session,
             org,
@@ -702,12 +715,17 @@ async def reschedule(
     fields = ["scheduled_at", "duration_minutes", "time_zone", "notes", *_REASSIGN_FIELDS]
     before = _snapshot(call, fields)
     previous_id, previous_name = call.closer_id, call.closer_name
-    old_ref = _old_event(call) if changing_closer else None
+    # A new event when the closer changes, or when the call's event is not on the closer's
+    # current calendar (it was disconnected and connected again); else the event moves.
+    needs_new_event = (
+        changing_closer or call.calendar_event_id is None or call.calendar_grant_id != connection.id
+    )
+    old_ref = _old_event(call) if needs_new_event else None
     new_draft = _draft(call, lead, start, minutes)
     calendar = providers.calendars(session, connection.provider)
 
     undo: Callable[[], Awaitable[None]] | None
-    if changing_closer:
+    if needs_new_event:
         event_id = await _create_event(session, providers, connection, new_draft)
         undo = _undo_created(
             session,
@@ -726,6 +744,8 @@ async def reschedule(
     try:
         if changing_closer:
             await _change_closer(session, providers, call, closer, connection, event_id)
+        else:
+            call.calendar_event_id, call.calendar_grant_id = event_id, connection.id
         call.scheduled_at, call.ends_at, call.duration_minutes = start, end, minutes
         if body.time_zone is not None:
             call.time_zone = body.time_zone
