@@ -15,7 +15,6 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from closerdesk import __version__
-from closerdesk.calendars.cleanup import run_cleanup_loop
 from closerdesk.calls.endpoints import router as calls_router
 from closerdesk.config import Settings, get_settings
 from closerdesk.db import Database, Session
@@ -37,6 +36,8 @@ from closerdesk.payments.endpoints import router as payments_router
 from closerdesk.products.endpoints import router as products_router
 from closerdesk.providers import Providers, default_providers
 from closerdesk.team.endpoints import router as team_router
+from closerdesk.webhooks.dispatcher import Dispatcher
+from closerdesk.webhooks.endpoints import router as webhooks_router
 
 log = structlog.get_logger(__name__)
 
@@ -54,23 +55,26 @@ def create_app(
     background: bool = False,
 ) -> FastAPI:
     """The Partner API. ``database``/``providers`` default to those the settings describe;
-    ``background`` runs the in-process workers (calendar clean-up retries) while serving."""
+    ``background`` runs an in-process webhook dispatcher (which also retries calendar
+    clean-ups) while serving."""
     settings = settings or get_settings()
     settings.check_production_ready()
     database = database or Database(settings.database_url)
     active_providers = providers or default_providers(settings)
 
+    dispatcher = Dispatcher(database, settings, providers=active_providers)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        tasks = []
-        if background:
-            tasks.append(asyncio.create_task(run_cleanup_loop(database, active_providers)))
+        stop = asyncio.Event()
+        task = asyncio.create_task(dispatcher.run(stop)) if background else None
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            stop.set()
+            if task is not None:
+                await task
+            await dispatcher.aclose()
             await database.dispose()
 
     app = FastAPI(
@@ -86,10 +90,18 @@ def create_app(
     app.state.settings = settings
     app.state.database = database
     app.state.providers = active_providers
+    app.state.dispatcher = dispatcher
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     _install_error_handlers(app)
 
-    for router in (calls_router, leads_router, team_router, products_router, payments_router):
+    for router in (
+        calls_router,
+        leads_router,
+        team_router,
+        products_router,
+        payments_router,
+        webhooks_router,
+    ):
         app.include_router(router, responses=API_ERRORS)
     app.include_router(meet_router)
 

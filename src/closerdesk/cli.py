@@ -201,5 +201,38 @@ def serve(
     )
 
 
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Deliveries sent at once.")] = 50,
+    batch_size: Annotated[int, typer.Option(help="Deliveries claimed per round.")] = 100,
+) -> None:
+    """Run a standalone webhook dispatcher (any number of them against one PostgreSQL).
+
+    Stops cleanly on SIGINT/SIGTERM; a dispatcher killed outright loses nothing: its leased
+    deliveries are taken again when the lease (60 s) runs out.
+    """
+    import signal
+
+    from closerdesk.webhooks.dispatcher import Dispatcher
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+
+    async def run() -> None:
+        database = Database(settings.database_url)
+        dispatcher = Dispatcher(database, settings, batch_size=batch_size, concurrency=concurrency)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await dispatcher.run(stop)
+        finally:
+            await dispatcher.aclose()
+            await database.dispose()
+
+    asyncio.run(run())
+
+
 def _display_host(host: str) -> str:
     return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104 - display only

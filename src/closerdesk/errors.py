@@ -44,6 +44,11 @@ class ValidationFailed(ApiError):
         return cls(f"{field}: {message}", details=[{"field": field, "message": message}])
 
 
+class WebhookTargetNotAllowed(ApiError):
+    status, code = 400, "WEBHOOK_TARGET_NOT_ALLOWED"
+    message = "Webhook targets must be https URLs on public addresses."
+
+
 class SlotInPast(ApiError):
     status, code, message = 400, "SLOT_IN_PAST", "The requested time is not in the future."
 
@@ -97,6 +102,14 @@ class BusyBlockNotFound(NotFound):
 
 class CalendarConnectionNotFound(NotFound):
     code, message = "CALENDAR_NOT_FOUND", "This team member has no calendar connection."
+
+
+class WebhookNotFound(NotFound):
+    code, message = "WEBHOOK_NOT_FOUND", "Webhook subscription not found."
+
+
+class DeliveryNotFound(NotFound):
+    code, message = "DELIVERY_NOT_FOUND", "Webhook delivery not found."
 
 
 class MeetingLinkNotFound(NotFound):

@@ -7,7 +7,6 @@ A row is written when cancelling an old event failed after a reassign/cancel com
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import structlog
@@ -66,15 +65,3 @@ async def retry_due_cleanups(database: Database, providers: Providers, *, limit:
                 resolved += 1
         await session.commit()
     return resolved
-
-
-async def run_cleanup_loop(
-    database: Database, providers: Providers, *, interval_seconds: float = 30.0
-) -> None:
-    """Retry due clean-ups forever (until cancelled), every ``interval_seconds``."""
-    while True:
-        try:
-            await retry_due_cleanups(database, providers)
-        except Exception:
-            log.exception("calendar.cleanup_loop_error")
-        await asyncio.sleep(interval_seconds)

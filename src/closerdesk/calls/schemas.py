@@ -17,6 +17,7 @@ from closerdesk.kit.schemas import (
     TimeZoneName,
     UTCDateTime,
 )
+from closerdesk.leads.schemas import LeadText
 
 CallKind = Literal["booking", "intent"]
 CallStatus = Literal["scheduled", "cancelled", "shown", "no_show", "closed", "lost", "follow_up"]
@@ -126,7 +127,7 @@ class LeadInline(RequestSchema):
     """A lead given inline on booking: found by email, else created."""
 
     email: EmailStr
-    full_name: ShortText | None = None
+    full_name: LeadText | None = None
     phone: E164Phone | None = None
     time_zone: TimeZoneName | None = None
 

@@ -271,14 +271,20 @@ async def _cancel_event_or_queue(
     if connection is None:  # disconnected: the built-in calendar's events went with it
         return False
     ref = replace(ref, provider=connection.provider)
+    cancelled = False
     try:
-        await providers.calendars(session, connection.provider).cancel_event(
-            connection, ref.event_id
-        )
+        # A savepoint, not a session rollback: a full rollback would expire every ORM row the
+        # caller has just committed and still answers with (the cancelled call, for one).
+        async with session.begin_nested():
+            await providers.calendars(session, connection.provider).cancel_event(
+                connection, ref.event_id
+            )
+        cancelled = True
         await session.commit()
         return False
     except Exception as exc:
-        await session.rollback()
+        if cancelled:  # the commit failed, not the provider: start from a clean transaction
+            await session.rollback()
         log.warning("calendar.cancel_failed", event_id=ref.event_id, error=str(exc))
         await _queue_cleanup(session, ref, str(exc))
         return True

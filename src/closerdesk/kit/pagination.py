@@ -54,7 +54,10 @@ def _dump(value: object) -> object:
 
 def _load(value: object) -> object:
     if isinstance(value, dict) and isinstance(value.get("t"), str):
-        return datetime.fromisoformat(value["t"])
+        loaded = datetime.fromisoformat(value["t"])
+        if loaded.tzinfo is None:  # we only ever write aware times; a naive one is forged
+            raise ValueError("naive time")
+        return loaded
     return value
 
 
@@ -92,6 +95,13 @@ def _after(keys: Sequence[Key], values: Sequence[object]) -> ColumnElement[bool]
     return or_(head > head_value, and_(head == head_value, rest), head.is_(None))
 
 
+def _python_type(key: Key) -> type[Any]:
+    sql_type = key.type
+    # A TypeDecorator (UTCDateTime) answers ``object``; its implementation knows better.
+    python_type: type[Any] = getattr(sql_type, "impl", sql_type).python_type
+    return python_type
+
+
 async def paginate(
     session: AsyncSession,
     stmt: Select[T],
@@ -102,7 +112,14 @@ async def paginate(
 ) -> Page[T]:
     """One page of ``stmt`` ordered by ``keys``; fetches ``limit + 1`` rows to know if more."""
     if cursor is not None:
-        stmt = stmt.where(_after(keys, decode_cursor(cursor, len(keys))))
+        values = decode_cursor(cursor, len(keys))
+        # A cursor of the right width but the wrong types would reach the database (a 500).
+        for index, (key, value) in enumerate(zip(keys, values, strict=True)):
+            if (value is None and index > 0) or (
+                value is not None and not isinstance(value, _python_type(key))
+            ):
+                raise ValidationFailed.field("cursor", "not a cursor returned by this API")
+        stmt = stmt.where(_after(keys, values))
     order = [keys[0].asc().nulls_last(), *(k.asc() for k in keys[1:])]
     rows = list((await session.scalars(stmt.order_by(*order).limit(limit + 1))).all())
     if len(rows) <= limit:

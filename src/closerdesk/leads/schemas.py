@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import EmailStr, Field
+from pydantic import EmailStr, Field, StringConstraints
 
 from closerdesk.kit.schemas import (
     E164Phone,
     RequestSchema,
     Schema,
-    ShortText,
     TimeZoneName,
     UTCDateTime,
 )
 
 LeadStatus = Literal["new", "booked", "qualified", "disqualified", "won", "lost"]
+LeadText = Annotated[str, StringConstraints(max_length=200)]
+"""``full_name``/``company``: at most 200 characters, the width of their columns."""
 
 
 class Lead(Schema):
@@ -35,9 +36,9 @@ class Lead(Schema):
 
 class LeadCreate(RequestSchema):
     email: EmailStr
-    full_name: ShortText | None = None
+    full_name: LeadText | None = None
     phone: E164Phone | None = None
-    company: ShortText | None = None
+    company: LeadText | None = None
     time_zone: TimeZoneName | None = None
     status: LeadStatus = "new"
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -47,9 +48,9 @@ class LeadUpdate(RequestSchema):
     """Only the fields present change; ``null`` clears an optional field."""
 
     email: EmailStr | None = None
-    full_name: ShortText | None = None
+    full_name: LeadText | None = None
     phone: E164Phone | None = None
-    company: ShortText | None = None
+    company: LeadText | None = None
     time_zone: TimeZoneName | None = None
     status: LeadStatus | None = None
     metadata: dict[str, Any] | None = None

@@ -14,7 +14,10 @@ from closerdesk.models.member import TeamMember
 from closerdesk.models.organization import Organization
 from closerdesk.models.payment import Payment
 from closerdesk.models.product import Product
+from closerdesk.models.webhook_attempt import WebhookAttempt
+from closerdesk.models.webhook_delivery import WebhookDelivery
 from closerdesk.models.webhook_event import WebhookEvent
+from closerdesk.models.webhook_subscription import WebhookSubscription
 
 __all__ = [
     "ApiKey",
@@ -31,5 +34,8 @@ __all__ = [
     "Payment",
     "Product",
     "TeamMember",
+    "WebhookAttempt",
+    "WebhookDelivery",
     "WebhookEvent",
+    "WebhookSubscription",
 ]

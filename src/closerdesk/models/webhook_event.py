@@ -14,15 +14,14 @@ class WebhookEvent(Base):
     """The outbox (SPEC §6): one row per event, written in the transaction of its change.
 
     ``id`` is the ``msg_…`` id partners see as ``webhook-id``; ``payload`` is the full body.
-    ``fanned_out_at`` is set when deliveries were made for the matching subscriptions.
+    The deliveries for the matching subscriptions are written in the same transaction.
     """
 
     __tablename__ = "webhook_events"
-    __table_args__ = (Index("ix_webhook_events_pending", "fanned_out_at", "created_at"),)
+    __table_args__ = (Index("ix_webhook_events_org_created", "organization_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     organization_id: Mapped[str] = org_fk()
     type: Mapped[str] = mapped_column(String(40))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    fanned_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,42 +1,54 @@
-"""Record webhook events into the outbox, in the caller's transaction (SPEC §6)."""
+"""Webhooks (SPEC §6): record events into the outbox, manage subscriptions and deliveries.
+
+``record_event`` runs in the transaction of the change that caused the event and writes, in
+that same transaction, one delivery per matching active subscription: an event is delivered
+if and only if its change committed. The dispatcher (``dispatcher.py``) sends the deliveries.
+"""
 
 from __future__ import annotations
 
-from enum import StrEnum
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closerdesk.errors import (
+    DeliveryNotFound,
+    ValidationFailed,
+    WebhookNotFound,
+    WebhookTargetNotAllowed,
+)
 from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import isoformat_z, utcnow
-from closerdesk.models import WebhookEvent
+from closerdesk.models import WebhookDelivery, WebhookEvent, WebhookSubscription
+from closerdesk.webhooks.events import SUBSCRIBABLE, EventType
+from closerdesk.webhooks.schemas import WebhookSubscriptionCreate, WebhookSubscriptionUpdate
+from closerdesk.webhooks.signing import new_secret
+from closerdesk.webhooks.targets import TargetNotAllowed, resolve_target
 
+__all__ = ["SUBSCRIBABLE", "EventType", "record_event"]
 
-class EventType(StrEnum):
-    call_booked = "call.booked"
-    call_updated = "call.updated"
-    call_rescheduled = "call.rescheduled"
-    call_cancelled = "call.cancelled"
-    call_closer_reassigned = "call.closer_reassigned"
-    call_outcome_set = "call.outcome_set"
-    call_no_show = "call.no_show"
-    lead_created = "lead.created"
-    lead_updated = "lead.updated"
-    payment_recorded = "payment.recorded"
-    ping = "ping"
+ROTATION_OVERLAP = timedelta(hours=24)
 
 
 async def record_event(
-    session: AsyncSession, organization_id: str, event_type: EventType, data: dict[str, Any]
+    session: AsyncSession,
+    organization_id: str,
+    event_type: EventType,
+    data: dict[str, Any],
+    *,
+    only_subscription_id: str | None = None,
 ) -> WebhookEvent:
-    """Write one outbox row; it commits or rolls back with the change that caused it.
+    """Write one outbox row and its deliveries; they commit or roll back with the change.
 
-    ``data`` must be JSON-ready (use ``model_dump(mode="json")``). The stored payload is the exact
-    body partners receive: ``{"id": "msg_…", "event", "created_at", "organization_id", "data"}``.
+    ``data`` must be JSON-ready (use ``model_dump(mode="json")``). The stored payload is the
+    exact body partners receive: ``{"id": "msg_…", "event", "created_at", "organization_id",
+    "data"}``. ``only_subscription_id`` addresses one subscription (the ``ping`` of a test).
     """
     now = utcnow()
     event_id = new_id("msg")
-    row = WebhookEvent(
+    event = WebhookEvent(
         id=event_id,
         organization_id=organization_id,
         type=event_type.value,
@@ -49,5 +61,182 @@ async def record_event(
             "data": data,
         },
     )
-    session.add(row)
-    return row
+    session.add(event)
+    stmt = select(WebhookSubscription).where(
+        WebhookSubscription.organization_id == organization_id,
+        WebhookSubscription.is_active.is_(True),
+    )
+    if only_subscription_id is not None:
+        stmt = stmt.where(WebhookSubscription.id == only_subscription_id)
+    for subscription in await session.scalars(stmt):
+        if only_subscription_id is None and event_type.value not in subscription.event_types:
+            continue
+        session.add(
+            WebhookDelivery(
+                id=new_id("dlv"),
+                organization_id=organization_id,
+                subscription_id=subscription.id,
+                event_id=event_id,
+                event_type=event_type.value,
+                status="pending",
+                attempt_count=0,
+                next_attempt_at=now,
+            )
+        )
+    return event
+
+
+# --- subscriptions -------------------------------------------------------------------------------
+async def _check_target(url: str, allow_private: bool) -> None:
+    try:
+        await resolve_target(url, allow_private=allow_private)
+    except TargetNotAllowed as exc:
+        raise WebhookTargetNotAllowed(
+            f"This target URL cannot receive webhooks: {exc}.",
+            details=[{"field": "target_url", "message": str(exc)}],
+        ) from exc
+
+
+async def get_subscription(
+    session: AsyncSession, organization_id: str, subscription_id: str, *, lock: bool = False
+) -> WebhookSubscription:
+    """Raises ``WebhookNotFound`` (404) when missing or of another organization."""
+    stmt = select(WebhookSubscription).where(
+        WebhookSubscription.organization_id == organization_id,
+        WebhookSubscription.id == subscription_id,
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    subscription = await session.scalar(stmt)
+    if subscription is None:
+        raise WebhookNotFound()
+    return subscription
+
+
+async def create_subscription(
+    session: AsyncSession,
+    organization_id: str,
+    body: WebhookSubscriptionCreate,
+    *,
+    allow_private: bool,
+) -> WebhookSubscription:
+    """Raises ``WebhookTargetNotAllowed`` (400) for a non-https or private target."""
+    await _check_target(body.target_url, allow_private)
+    subscription = WebhookSubscription(
+        id=new_id("wh"),
+        organization_id=organization_id,
+        target_url=body.target_url,
+        event_types=list(body.event_types),
+        description=body.description,
+        secret=new_secret(),
+        is_active=True,
+    )
+    session.add(subscription)
+    await session.flush()
+    return subscription
+
+
+async def update_subscription(
+    session: AsyncSession,
+    organization_id: str,
+    subscription_id: str,
+    body: WebhookSubscriptionUpdate,
+    *,
+    allow_private: bool,
+) -> WebhookSubscription:
+    """Raises ``WebhookNotFound`` (404), ``WebhookTargetNotAllowed`` (400)."""
+    subscription = await get_subscription(session, organization_id, subscription_id, lock=True)
+    changes = body.model_dump(exclude_unset=True)
+    for name in ("target_url", "event_types", "is_active"):
+        if name in changes and changes[name] is None:
+            raise ValidationFailed.field(name, "cannot be null")
+    if "target_url" in changes:
+        await _check_target(changes["target_url"], allow_private)
+    if changes.get("is_active") is True and not subscription.is_active:
+        subscription.disabled_at = None
+        subscription.disabled_reason = None
+        subscription.failing_since = None
+    if changes.get("is_active") is False and subscription.is_active:
+        subscription.disabled_at = utcnow()
+        subscription.disabled_reason = "disabled through the API"
+    for name, value in changes.items():
+        setattr(subscription, name, value)
+    await session.flush()
+    return subscription
+
+
+async def delete_subscription(
+    session: AsyncSession, organization_id: str, subscription_id: str
+) -> None:
+    """Remove the subscription with its deliveries and attempts. Raises ``WebhookNotFound``."""
+    subscription = await get_subscription(session, organization_id, subscription_id, lock=True)
+    await session.delete(subscription)
+    await session.flush()
+
+
+async def rotate_secret(
+    session: AsyncSession, organization_id: str, subscription_id: str
+) -> WebhookSubscription:
+    """A new secret; the old one keeps signing (both signatures sent) for 24 hours."""
+    subscription = await get_subscription(session, organization_id, subscription_id, lock=True)
+    subscription.previous_secret = subscription.secret
+    subscription.previous_secret_expires_at = utcnow() + ROTATION_OVERLAP
+    subscription.secret = new_secret()
+    await session.flush()
+    return subscription
+
+
+def signing_secrets(subscription: WebhookSubscription, now: datetime) -> list[str]:
+    """The secrets that sign a delivery now: the current one, plus the previous one during
+    its 24 h overlap."""
+    secrets_ = [subscription.secret]
+    expires = subscription.previous_secret_expires_at
+    if subscription.previous_secret and expires is not None and now < expires:
+        secrets_.append(subscription.previous_secret)
+    return secrets_
+
+
+# --- deliveries ----------------------------------------------------------------------------------
+async def get_delivery(
+    session: AsyncSession, organization_id: str, delivery_id: str
+) -> WebhookDelivery:
+    """Raises ``DeliveryNotFound`` (404) when missing or of another organization."""
+    delivery = await session.scalar(
+        select(WebhookDelivery).where(
+            WebhookDelivery.organization_id == organization_id,
+            WebhookDelivery.id == delivery_id,
+        )
+    )
+    if delivery is None:
+        raise DeliveryNotFound()
+    return delivery
+
+
+async def redeliver(
+    session: AsyncSession, organization_id: str, delivery_id: str
+) -> WebhookDelivery:
+    """Queue the delivery again, due now, whatever its status (same ``webhook-id``)."""
+    delivery = await get_delivery(session, organization_id, delivery_id)
+    delivery.status = "pending"
+    delivery.next_attempt_at = utcnow()
+    await session.flush()
+    return delivery
+
+
+async def recover(
+    session: AsyncSession, organization_id: str, subscription_id: str, since: datetime
+) -> int:
+    """Queue again every failed delivery of the subscription created at or after ``since``."""
+    await get_subscription(session, organization_id, subscription_id)
+    result = await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.organization_id == organization_id,
+            WebhookDelivery.subscription_id == subscription_id,
+            WebhookDelivery.status == "failed",
+            WebhookDelivery.created_at >= since,
+        )
+        .values(status="pending", next_attempt_at=utcnow(), updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,119 @@
+"""Webhook subscription and delivery shapes (SPEC §6)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from closerdesk.kit.schemas import RequestSchema, Schema, UTCDateTime
+from closerdesk.webhooks.events import SUBSCRIBABLE
+
+EventTypeName = Literal[
+    "call.booked",
+    "call.updated",
+    "call.rescheduled",
+    "call.cancelled",
+    "call.closer_reassigned",
+    "call.outcome_set",
+    "call.no_show",
+    "lead.created",
+    "lead.updated",
+    "payment.recorded",
+]
+
+
+def _unique(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("event types must not repeat")
+    missing = set(values) - SUBSCRIBABLE
+    if missing:
+        raise ValueError(f"unknown event types: {sorted(missing)}")
+    return values
+
+
+class WebhookSubscription(Schema):
+    """A subscription as listed (the secret is shown only on create and rotate)."""
+
+    id: str
+    target_url: str
+    event_types: list[str]
+    description: str | None
+    is_active: bool
+    disabled_at: UTCDateTime | None
+    disabled_reason: str | None
+    failing_since: UTCDateTime | None
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
+
+
+class WebhookSubscriptionWithSecret(WebhookSubscription):
+    """The subscription plus its ``whsec_…`` secret: answered once, on create or rotate."""
+
+    secret: str
+
+
+class WebhookSubscriptionCreate(RequestSchema):
+    target_url: str = Field(max_length=2000, examples=["https://crm.example.com/hooks/closerdesk"])
+    event_types: list[EventTypeName] = Field(min_length=1, max_length=20)
+    description: str | None = Field(default=None, max_length=500)
+
+    _check = field_validator("event_types")(_unique)
+
+
+class WebhookSubscriptionUpdate(RequestSchema):
+    """Only the fields present change. ``is_active: true`` re-enables a disabled subscription
+    (failed deliveries are not re-sent by that alone: use ``recover``)."""
+
+    target_url: str | None = Field(default=None, max_length=2000)
+    event_types: list[EventTypeName] | None = Field(default=None, min_length=1, max_length=20)
+    description: str | None = Field(default=None, max_length=500)
+    is_active: bool | None = None
+
+    @field_validator("event_types")
+    @classmethod
+    def _check(cls, values: list[str] | None) -> list[str] | None:
+        return None if values is None else _unique(values)
+
+
+class WebhookAttempt(Schema):
+    """One HTTP attempt: when, status code (null when no answer), latency (ms), excerpt."""
+
+    id: str
+    attempted_at: UTCDateTime
+    status_code: int | None
+    latency_ms: int
+    succeeded: bool
+    response_excerpt: str | None
+    error: str | None
+
+
+class WebhookDelivery(Schema):
+    """One event for one subscription with every attempt made so far."""
+
+    id: str
+    subscription_id: str
+    event_id: str
+    event_type: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempt_count: int
+    next_attempt_at: UTCDateTime | None
+    delivered_at: UTCDateTime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: UTCDateTime
+    attempts: list[WebhookAttempt] = Field(default_factory=list)
+
+
+class PingResult(Schema):
+    """What ``POST /v1/webhooks/{id}/test`` saw: the ping's delivery and its one attempt."""
+
+    delivery_id: str
+    success: bool
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+
+
+class RecoverResult(Schema):
+    requeued: int = Field(description="How many failed deliveries were queued again")
