@@ -26,10 +26,15 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async(url: str) -> None:
-    engine = create_engine(url)
+    # SQLite: foreign keys off while tables are rebuilt, then checked once at the end.
+    engine = create_engine(url, foreign_keys=False)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)
+            if connection.dialect.name == "sqlite":
+                broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if broken:
+                    raise RuntimeError(f"migration left broken foreign keys: {broken[:5]}")
             await connection.commit()
     finally:
         await engine.dispose()

@@ -2,6 +2,8 @@
 
 from closerdesk.models.api_key import ApiKey
 from closerdesk.models.base import Base
+from closerdesk.models.booking_link import BookingLink
+from closerdesk.models.booking_link_host import BookingLinkHost
 from closerdesk.models.busy_block import BusyBlock
 from closerdesk.models.calendar_cleanup import CalendarCleanup
 from closerdesk.models.calendar_connection import CalendarConnection
@@ -22,6 +24,8 @@ from closerdesk.models.webhook_subscription import WebhookSubscription
 __all__ = [
     "ApiKey",
     "Base",
+    "BookingLink",
+    "BookingLinkHost",
     "BusyBlock",
     "CalendarCleanup",
     "CalendarConnection",

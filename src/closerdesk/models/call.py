@@ -43,7 +43,9 @@ class Call(TimestampMixin, Base):
     closer_name: Mapped[str | None] = mapped_column(String(200))
     closer_email: Mapped[str | None] = mapped_column(String(320))
     setter_id: Mapped[str | None] = mapped_column(String(64))
-    booking_link_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    booking_link_id: Mapped[str | None] = mapped_column(
+        String(40), ForeignKey("booking_links.id", ondelete="SET NULL"), index=True
+    )
     product_id: Mapped[str | None] = mapped_column(
         String(40), ForeignKey("products.id", ondelete="SET NULL")
     )

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from sqlalchemy import String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from closerdesk.models.base import Base, TimestampMixin, org_fk
+
+
+class BookingLink(TimestampMixin, Base):
+    """An event type leads and setters book through (SPEC §5). id ``bl_…``.
+
+    Minutes everywhere. ``slot_interval_minutes`` null means "the duration".
+    ``assignment``: ``round_robin`` (the host is chosen per booking) or ``fixed``.
+    """
+
+    __tablename__ = "booking_links"
+    __table_args__ = (UniqueConstraint("organization_id", "slug"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    organization_id: Mapped[str] = org_fk()
+    slug: Mapped[str] = mapped_column(String(100))
+    title: Mapped[str] = mapped_column(String(200))
+    duration_minutes: Mapped[int]
+    assignment: Mapped[str] = mapped_column(String(12), default="round_robin")
+    minimum_notice_minutes: Mapped[int] = mapped_column(default=0)
+    slot_interval_minutes: Mapped[int | None]
+    buffer_before_minutes: Mapped[int] = mapped_column(default=0)
+    buffer_after_minutes: Mapped[int] = mapped_column(default=0)
+    is_active: Mapped[bool] = mapped_column(default=True)
