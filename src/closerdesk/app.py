@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,8 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from closerdesk import __version__
+from closerdesk.booking_links.endpoints import router as booking_links_router
 from closerdesk.calls.endpoints import router as calls_router
 from closerdesk.config import Settings, get_settings
 from closerdesk.db import Database, Session
@@ -41,9 +43,12 @@ from closerdesk.webhooks.endpoints import router as webhooks_router
 
 log = structlog.get_logger(__name__)
 
+INTERNAL_ERROR: dict[int | str, dict[str, Any]] = {
+    500: {"model": ErrorEnvelope, "description": "Error: `INTERNAL_ERROR`"},
+}
 API_ERRORS: dict[int | str, dict[str, Any]] = {
     **responses(ValidationFailed, Unauthorized, Forbidden),
-    500: {"model": ErrorEnvelope, "description": "Error: `INTERNAL_ERROR`"},
+    **INTERNAL_ERROR,
 }
 
 
@@ -100,16 +105,17 @@ def create_app(
         team_router,
         products_router,
         payments_router,
+        booking_links_router,
         webhooks_router,
     ):
         app.include_router(router, responses=API_ERRORS)
-    app.include_router(meet_router)
+    app.include_router(meet_router, responses=INTERNAL_ERROR)
 
     @app.get(
         "/health",
         tags=["health"],
         response_model=Envelope[dict[str, str]],
-        responses=responses(ServiceUnavailable),
+        responses={**responses(ServiceUnavailable), **INTERNAL_ERROR},
     )
     async def health(session: Session) -> Envelope[dict[str, str]]:
         """Liveness and database reachability. No API key needed."""
@@ -119,21 +125,60 @@ def create_app(
             raise ServiceUnavailable("The database is not reachable.") from exc
         return Envelope(data={"status": "ok", "database": database.dialect, "version": __version__})
 
+    _document_400_not_422(app)
     return app
+
+
+def _document_400_not_422(app: FastAPI) -> None:
+    """Validation errors answer 400 ``VALIDATION_ERROR`` (declared on every operation), so the
+    422 FastAPI adds to the document on its own would describe an answer never given."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for item in schema.get("paths", {}).values():
+                for operation in item.values():
+                    if isinstance(operation, dict):
+                        operation.get("responses", {}).pop("422", None)
+            components = schema.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.pop(name, None)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "req_unknown"))
 
 
-def _envelope(request: Request, error: ApiError) -> Response:
+def _envelope(
+    request: Request, error: ApiError, headers: Mapping[str, str] | None = None
+) -> Response:
     request_id = _request_id(request)
     return Response(
         content=error_body(error, request_id),
         status_code=error.status,
         media_type="application/json",
-        headers={REQUEST_ID_HEADER: request_id},
+        headers={**(headers or {}), REQUEST_ID_HEADER: request_id},
     )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    routes: Iterable[Any] = request.app.routes
+    try:  # FastAPI ≥ 0.120 keeps included routers whole; this walks into them.
+        from fastapi.routing import iter_route_contexts
+
+        routes = [context.route for context in iter_route_contexts(request.app.routes)]
+    except ImportError:  # pragma: no cover - older FastAPI lists every route flat
+        pass
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, BaseRoute) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -153,11 +198,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         details = []
         for error in exc.errors():
             message = str(error.get("msg", "invalid"))
+            field = _field(tuple(error.get("loc", ())))
             if error.get("type") == "json_invalid":
-                message = "the body is not valid JSON"
+                # loc is ("body", <character offset>): the field is the body itself.
+                field, message = "body", "the body is not valid JSON"
             elif error.get("type") == "missing" and tuple(error.get("loc", ())) == ("body",):
                 message = "a JSON body is required"
-            details.append({"field": _field(tuple(error.get("loc", ()))), "message": message})
+            details.append({"field": field, "message": message})
         first = details[0] if details else {"field": "body", "message": "invalid"}
         return _envelope(
             request, ValidationFailed(f"{first['field']}: {first['message']}", details=details)
@@ -168,7 +215,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             return _envelope(request, NotFound(f"No route {request.method} {request.url.path}."))
         if exc.status_code == 405:
-            return _envelope(request, MethodNotAllowed())
+            # RFC 9110 §15.5.6: a 405 lists the allowed methods in ``Allow``.
+            allow = {"Allow": _allowed_methods(request)}
+            return _envelope(request, MethodNotAllowed(), headers=allow)
         return _envelope(
             request,
             ApiError(str(exc.detail), status=exc.status_code, code=f"HTTP_{exc.status_code}"),

@@ -104,6 +104,10 @@ class CalendarConnectionNotFound(NotFound):
     code, message = "CALENDAR_NOT_FOUND", "This team member has no calendar connection."
 
 
+class BookingLinkNotFound(NotFound):
+    code, message = "BOOKING_LINK_NOT_FOUND", "Booking link not found."
+
+
 class WebhookNotFound(NotFound):
     code, message = "WEBHOOK_NOT_FOUND", "Webhook subscription not found."
 
@@ -183,6 +187,26 @@ class CallLeadMismatch(Conflict):
     code, message = "CALL_LEAD_MISMATCH", "The call belongs to another lead."
 
 
+class BookingLinkSlugTaken(Conflict):
+    code, message = "BOOKING_LINK_SLUG_TAKEN", "A booking link with this slug already exists."
+
+
+class BookingLinkInactive(Conflict):
+    code, message = "BOOKING_LINK_INACTIVE", "The booking link is not active."
+
+
+class CallNotScheduled(Conflict):
+    code, message = "CALL_NOT_SCHEDULED", "Intent calls have no time to put on a calendar."
+
+
+class SlotNotAvailable(Conflict):
+    code, message = "SLOT_NOT_AVAILABLE", "No host of the booking link is free at that time."
+
+
+class NoHostAvailable(Conflict):
+    code, message = "NO_HOST_AVAILABLE", "No other host is free at the time of the call."
+
+
 class LinkRevoked(ApiError):
     status, code, message = 410, "LINK_REVOKED", "This meeting link has been revoked."
 
@@ -218,6 +242,9 @@ def responses(*errors: type[ApiError]) -> dict[int | str, dict[str, Any]]:
     by_status: dict[int, list[type[ApiError]]] = {}
     for error in errors:
         by_status.setdefault(error.status, []).append(error)
+    if 400 in by_status and ValidationFailed not in by_status[400]:
+        # An operation's own 400 replaces the shared one in the document: keep its code.
+        by_status[400].insert(0, ValidationFailed)
     out: dict[int | str, dict[str, Any]] = {}
     for status, group in sorted(by_status.items()):
         codes = ", ".join(f"`{e.code}`" for e in group)

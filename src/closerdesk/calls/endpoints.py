@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from closerdesk.auth.dependencies import ReadKey, WriteKey
-from closerdesk.calls import repository, service
+from closerdesk.calls import calendar_links, repository, service
 from closerdesk.calls.schemas import (
+    AutoReassign,
+    CalendarLinks,
     Call,
     CallCreate,
     CallHistoryEntry,
@@ -21,18 +23,23 @@ from closerdesk.calls.schemas import (
     Reschedule,
     RescheduleResult,
 )
+from closerdesk.config import Settings
 from closerdesk.db import Session
 from closerdesk.errors import (
+    BookingLinkInactive,
+    BookingLinkNotFound,
     CalendarNotConnected,
     CalendarProviderError,
     CallCancelled,
     CallInPast,
     CallNotFound,
     CallNotReassignable,
+    CallNotScheduled,
     CallNotStarted,
     CloserConflict,
     CloserNotFound,
     LeadNotFound,
+    NoHostAvailable,
     PaymentAlreadyLinked,
     PaymentNotFound,
     ProductInactive,
@@ -40,6 +47,7 @@ from closerdesk.errors import (
     SameCloser,
     SetterNotFound,
     SlotInPast,
+    SlotNotAvailable,
     responses,
 )
 from closerdesk.kit.pagination import Cursor, Limit, paginate
@@ -96,6 +104,9 @@ async def list_calls(
     status_code=status.HTTP_201_CREATED,
     responses=responses(
         SlotInPast,
+        BookingLinkNotFound,
+        BookingLinkInactive,
+        SlotNotAvailable,
         LeadNotFound,
         SetterNotFound,
         ProductNotFound,
@@ -228,6 +239,74 @@ async def cancel_call(
     reason = body.reason if body is not None else None
     call = await service.cancel(session, auth, providers, call_id, reason)
     return Envelope(data=Call.model_validate(call))
+
+
+@router.post(
+    "/{call_id}/auto-reassign",
+    response_model=Envelope[ReassignResult],
+    responses=responses(
+        CallNotFound,
+        CallNotReassignable,
+        CallCancelled,
+        CallInPast,
+        NoHostAvailable,
+        CalendarProviderError,
+    ),
+)
+async def auto_reassign_call(
+    call_id: str,
+    session: Session,
+    auth: WriteKey,
+    providers: ProvidersDep,
+    body: AutoReassign | None = None,
+) -> Envelope[ReassignResult]:
+    """Give the call to another free host chosen by round robin (SPEC §5): a host of its
+    booking link (or any closer for a call without one), free for the whole call. Same effects
+    as ``reassign-closer``; the webhook carries ``assignment: "round_robin"``."""
+    reason = body.reason if body is not None else None
+    result = await service.auto_reassign(session, auth, providers, call_id, reason)
+    return Envelope(data=result)
+
+
+@router.get(
+    "/{call_id}/calendar-links",
+    response_model=Envelope[CalendarLinks],
+    responses=responses(CallNotFound, CallNotScheduled, CallCancelled),
+)
+async def get_calendar_links(
+    call_id: str, request: Request, session: Session, auth: ReadKey
+) -> Envelope[CalendarLinks]:
+    """Add-to-calendar links for the lead: Google, Outlook (live), Office 365, Yahoo, and the
+    ``.ics`` download."""
+    call, lead = await service.call_with_lead(session, auth, call_id)
+    if call.call_kind == "intent" or call.scheduled_at is None:
+        raise CallNotScheduled()
+    if call.status == "cancelled":
+        raise CallCancelled()
+    settings: Settings = request.app.state.settings
+    ics_url = f"{settings.public_base_url.rstrip('/')}/v1/calls/{call.id}/ics"
+    return Envelope(data=CalendarLinks(**calendar_links.calendar_links(call, lead, ics_url)))
+
+
+@router.get(
+    "/{call_id}/ics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/calendar": {}}, "description": "The call as iCalendar"},
+        **responses(CallNotFound, CallNotScheduled),
+    },
+)
+async def get_ics(call_id: str, session: Session, auth: ReadKey) -> Response:
+    """The call as an iCalendar file (``text/calendar``): stable UID, ``SEQUENCE`` bumped on
+    every reschedule/reassign/cancel, ``STATUS:CANCELLED`` once cancelled."""
+    call, lead = await service.call_with_lead(session, auth, call_id)
+    if call.call_kind == "intent" or call.scheduled_at is None:
+        raise CallNotScheduled()
+    return Response(
+        content=calendar_links.ics(call, lead),
+        media_type="text/calendar; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{call.id}.ics"'},
+    )
 
 
 @router.get(

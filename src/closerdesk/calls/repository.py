@@ -36,6 +36,19 @@ async def get_member(
     return await session.scalar(stmt)
 
 
+async def lock_members(
+    session: AsyncSession, organization_id: str, member_ids: Sequence[str]
+) -> None:
+    """Row-lock several members in id order (a fixed order: two transactions locking
+    overlapping sets cannot deadlock)."""
+    await session.execute(
+        select(TeamMember.id)
+        .where(TeamMember.organization_id == organization_id, TeamMember.id.in_(list(member_ids)))
+        .order_by(TeamMember.id)
+        .with_for_update(key_share=True)
+    )
+
+
 async def get_connection(
     session: AsyncSession, organization_id: str, member_id: str
 ) -> CalendarConnection | None:

@@ -142,8 +142,9 @@ class UtmFields(RequestSchema):
 
 
 class CallCreate(UtmFields):
-    """Book a call (SPEC §3). ``booking`` needs ``scheduled_at``, ``duration_minutes`` and a
-    closer; ``intent`` has neither time nor calendar event."""
+    """Book a call (SPEC §3). A ``booking`` needs ``scheduled_at`` and either ``closer_id``
+    (manual) or ``booking_link_id`` alone (round robin at an offered slot, SPEC §5); its
+    ``duration_minutes`` defaults to the link's. An ``intent`` has neither time nor event."""
 
     lead_id: str | None = Field(default=None, max_length=40)
     lead: LeadInline | None = None
@@ -165,10 +166,12 @@ class CallCreate(UtmFields):
         if (self.lead_id is None) == (self.lead is None):
             raise ValueError("give exactly one of lead_id or lead")
         if self.call_kind == "booking":
-            if self.scheduled_at is None or self.duration_minutes is None:
-                raise ValueError("a booking call needs scheduled_at and duration_minutes")
-            if self.closer_id is None:
-                raise ValueError("a booking call needs closer_id")
+            if self.scheduled_at is None:
+                raise ValueError("a booking call needs scheduled_at")
+            if self.closer_id is None and self.booking_link_id is None:
+                raise ValueError("a booking call needs closer_id or booking_link_id")
+            if self.duration_minutes is None and self.booking_link_id is None:
+                raise ValueError("a booking call needs duration_minutes (or a booking link)")
         elif self.scheduled_at is not None or self.duration_minutes is not None:
             raise ValueError("an intent call has no scheduled_at or duration_minutes")
         return self
@@ -273,3 +276,19 @@ class CallHistoryEntry(Schema):
     before: dict[str, Any]
     after: dict[str, Any]
     created_at: UTCDateTime
+
+
+class AutoReassign(RequestSchema):
+    """``POST /v1/calls/{id}/auto-reassign`` (after seed 001's automatic reassign)."""
+
+    reason: Reason | None = None
+
+
+class CalendarLinks(Schema):
+    """Add-to-calendar links for the call's lead (after seed 001)."""
+
+    google: str
+    outlook: str
+    office365: str
+    yahoo: str
+    ics: str

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk import models
 from closerdesk.auth.service import AuthContext
+from closerdesk.booking_links import service as booking_links
 from closerdesk.calendars.provider import CalendarError, EventDraft
 from closerdesk.calls import repository
 from closerdesk.calls.schemas import (
@@ -38,6 +39,7 @@ from closerdesk.calls.schemas import (
     Reschedule,
 )
 from closerdesk.errors import (
+    BookingLinkInactive,
     CalendarNotConnected,
     CalendarProviderError,
     CallCancelled,
@@ -47,6 +49,7 @@ from closerdesk.errors import (
     CallNotStarted,
     CloserConflict,
     CloserNotFound,
+    NoHostAvailable,
     PaymentAlreadyLinked,
     PaymentNotFound,
     ProductInactive,
@@ -54,12 +57,19 @@ from closerdesk.errors import (
     SameCloser,
     SetterNotFound,
     SlotInPast,
+    SlotNotAvailable,
 )
 from closerdesk.kit import required
 from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import utcnow
 from closerdesk.leads.service import find_or_create, get_lead, lead_contact, lead_json
-from closerdesk.models import CalendarCleanup, CalendarConnection, CallEvent, TeamMember
+from closerdesk.models import (
+    BookingLink,
+    CalendarCleanup,
+    CalendarConnection,
+    CallEvent,
+    TeamMember,
+)
 from closerdesk.providers import Providers
 from closerdesk.scheduling.intervals import Interval
 from closerdesk.webhooks.service import EventType, record_event
@@ -78,6 +88,14 @@ async def get_call(session: AsyncSession, auth: AuthContext, call_id: str) -> mo
     if call is None:
         raise CallNotFound()
     return call
+
+
+async def call_with_lead(
+    session: AsyncSession, auth: AuthContext, call_id: str
+) -> tuple[models.Call, models.Lead]:
+    """The call and its lead. Raises ``CallNotFound`` (404)."""
+    call = await get_call(session, auth, call_id)
+    return call, await get_lead(session, call.organization_id, call.lead_id)
 
 
 def call_json(call: models.Call) -> dict[str, Any]:
@@ -375,28 +393,34 @@ async def book(
         sequence=0,
     )
     created_ref: _EventRef | None = None
+    link = await _booking_link(session, org, body.booking_link_id)
+    assignment = "manual"
     if body.call_kind == "booking":
-        # The schema demands all three for a booking.
+        # The schema demands a time, and a closer or a booking link (whose duration applies).
         start = required(body.scheduled_at, "scheduled_at")
-        minutes = required(body.duration_minutes, "duration_minutes")
+        minutes = body.duration_minutes or required(link, "booking link").duration_minutes
+        end = start + timedelta(minutes=minutes)
         if start <= now:
             raise SlotInPast()
-        closer, connection = await _closer_with_calendar(
-            session, org, required(body.closer_id, "closer_id")
-        )
-        connection = _require_valid(connection)
-        end = start + timedelta(minutes=minutes)
-        conflicts = await find_conflicts(
-            session,
-            providers,
-            connection,
-            start,
-            end,
-            exclude_call_id=None,
-            tolerate_calendar_error=body.override_conflict,
-        )
-        if conflicts and not body.override_conflict:
-            raise _conflict_error(conflicts)
+        if body.closer_id is None:
+            closer, connection = await _round_robin_closer(
+                session, providers, required(link, "booking link"), start, now
+            )
+            assignment = "round_robin"
+        else:
+            closer, maybe_connection = await _closer_with_calendar(session, org, body.closer_id)
+            connection = _require_valid(maybe_connection)
+            conflicts = await find_conflicts(
+                session,
+                providers,
+                connection,
+                start,
+                end,
+                exclude_call_id=None,
+                tolerate_calendar_error=body.override_conflict,
+            )
+            if conflicts and not body.override_conflict:
+                raise _conflict_error(conflicts)
         call.scheduled_at, call.ends_at, call.duration_minutes = start, end, minutes
         await _set_closer(call, closer)
         call.conferencing_link = await providers.conferencing(session).issue_link(org, call.id)
@@ -445,7 +469,7 @@ async def book(
                 "call": after,
                 "lead": lead_contact(lead),
                 "booked_by": _actor(auth),
-                "assignment": "manual",
+                "assignment": assignment,
             },
         )
         await session.flush()
@@ -477,6 +501,62 @@ async def _check_product(
         raise ProductNotFound()
     if require_active and not product.is_active:
         raise ProductInactive()
+
+
+async def _booking_link(
+    session: AsyncSession, organization_id: str, link_id: str | None
+) -> BookingLink | None:
+    """The call's booking link. Raises ``BookingLinkNotFound`` (404), ``BookingLinkInactive``
+    (409)."""
+    if link_id is None:
+        return None
+    link = await booking_links.get_link(session, organization_id, link_id)
+    if not link.is_active:
+        raise BookingLinkInactive()
+    return link
+
+
+async def _round_robin_closer(
+    session: AsyncSession,
+    providers: Providers,
+    link: BookingLink,
+    start: datetime,
+    now: datetime,
+) -> tuple[TeamMember, CalendarConnection]:
+    """The host that gets a call at ``start`` by the link's round robin (SPEC §5).
+
+    ``start`` must be an offered slot. The free hosts are row-locked in id order (no deadlock
+    between two bookings), ranked, and re-checked under the lock in rank order: the first
+    still clear of busy time (with the link's buffers) gets the call. Raises
+    ``SlotNotAvailable`` (409).
+    """
+    free = await booking_links.free_hosts_for_slot(session, providers, link, start, now)
+    if not free:
+        raise SlotNotAvailable()
+    await repository.lock_members(session, link.organization_id, free)
+    hosts = {h.member.id: h for h in await booking_links.bookable_hosts(session, link)}
+    ranking = await booking_links.rank_hosts(
+        session,
+        link.organization_id,
+        link.id,
+        [m for m in free if m in hosts],
+        {m: (h.priority, h.weight) for m, h in hosts.items()},
+        now,
+    )
+    end = start + timedelta(minutes=link.duration_minutes)
+    for member_id in ranking:
+        host = hosts[member_id]
+        conflicts = await find_conflicts(
+            session,
+            providers,
+            host.connection,
+            start - timedelta(minutes=link.buffer_before_minutes),
+            end + timedelta(minutes=link.buffer_after_minutes),
+            exclude_call_id=None,
+        )
+        if not conflicts:
+            return host.member, host.connection
+    raise SlotNotAvailable()
 
 
 # --- POST /v1/calls/{id}/outcome -----------------------------------------------------------------
@@ -542,9 +622,8 @@ async def reassign_closer(
     if call.closer_id == closer.id:
         raise SameCloser()
     connection = _require_valid(connection)
-    start = required(call.scheduled_at, "scheduled_at")  # a booking call has all three
+    start = required(call.scheduled_at, "scheduled_at")  # a booking call has both
     end = required(call.ends_at, "ends_at")
-    minutes = required(call.duration_minutes, "duration_minutes")
     conflicts = await find_conflicts(
         session,
         providers,
@@ -556,7 +635,26 @@ async def reassign_closer(
     )
     if conflicts and not body.override_conflict:
         raise _conflict_error(conflicts)
+    return await _reassign_to(
+        session, auth, providers, call, closer, connection, body.reason, "manual"
+    )
 
+
+async def _reassign_to(
+    session: AsyncSession,
+    auth: AuthContext,
+    providers: Providers,
+    call: models.Call,
+    closer: TeamMember,
+    connection: CalendarConnection,
+    reason: str | None,
+    assignment: str,
+) -> ReassignResult:
+    """The effects of a reassign whose checks passed (seed 000): new event, new link, one
+    transaction, commit, then the old event cancelled (or queued for clean-up)."""
+    org = call.organization_id
+    start = required(call.scheduled_at, "scheduled_at")
+    minutes = required(call.duration_minutes, "duration_minutes")
     lead = await get_lead(session, org, call.lead_id)
     old_ref = _old_event(call)
     previous_id, previous_name = call.closer_id, call.closer_name
@@ -575,7 +673,7 @@ async def reassign_closer(
             "closer_reassigned",
             before=before,
             after={k: after[k] for k in _REASSIGN_FIELDS},
-            reason=body.reason,
+            reason=reason,
         )
         result = ReassignResult(
             call_id=call.id,
@@ -591,7 +689,7 @@ async def reassign_closer(
             session,
             org,
             EventType.call_closer_reassigned,
-            _reassigned_data(result, call, lead, auth, body.reason, after),
+            _reassigned_data(result, call, lead, auth, reason, after, assignment),
         )
         await session.flush()
     except BaseException:
@@ -650,6 +748,7 @@ def _reassigned_data(
     auth: AuthContext,
     reason: str | None,
     call_after: dict[str, Any],
+    assignment: str = "manual",
 ) -> dict[str, Any]:
     """``call.closer_reassigned`` data: all a partner needs to email the lead (SPEC §6)."""
     return {
@@ -661,9 +760,90 @@ def _reassigned_data(
         "new_closer_email": call.closer_email,
         "lead": lead_contact(lead),
         "reassigned_by": _actor(auth),
-        "assignment": "manual",
+        "assignment": assignment,
         "call": call_after,
     }
+
+
+async def auto_reassign(
+    session: AsyncSession,
+    auth: AuthContext,
+    providers: Providers,
+    call_id: str,
+    reason: str | None,
+) -> ReassignResult:
+    """Give the call to another free host by round robin (SPEC §5, after seed 001's
+    "automatically reassign").
+
+    Candidates: the hosts of the call's booking link (or, for a call without one, every active
+    closer with a valid calendar), other than the current closer, free for the whole call
+    (inside their availability; clear of busy time with the link's buffers). Checks and
+    effects are those of ``reassign_closer``; the webhook says ``assignment: "round_robin"``.
+    Raises ``CallNotFound`` (404), ``CallNotReassignable``, ``CallCancelled``, ``CallInPast``,
+    ``NoHostAvailable`` (409), ``CalendarProviderError`` (502).
+    """
+    org = auth.organization_id
+    now = utcnow()
+    call = await _locked_call(session, auth, call_id)
+    _require_slot_call(call, now)
+    start = required(call.scheduled_at, "scheduled_at")
+    end = required(call.ends_at, "ends_at")
+    link = await session.get(BookingLink, call.booking_link_id) if call.booking_link_id else None
+    before_minutes = link.buffer_before_minutes if link else 0
+    after_minutes = link.buffer_after_minutes if link else 0
+    if link is not None:
+        hosts = await booking_links.bookable_hosts(session, link, exclude=call.closer_id)
+    else:
+        ready = await booking_links.closers_with_calendars(session, org)
+        hosts = [
+            booking_links.Host(member, connection, "medium", 100, None)
+            for member_id, (member, connection) in ready.items()
+            if member_id != call.closer_id
+        ]
+    free = await booking_links.free_hosts_for_span(
+        session,
+        providers,
+        org,
+        hosts,
+        start,
+        end,
+        buffer_before_minutes=before_minutes,
+        buffer_after_minutes=after_minutes,
+    )
+    if not free:
+        raise NoHostAvailable()
+    await repository.lock_members(session, org, free)
+    by_id = {h.member.id: h for h in hosts}
+    ranking = await booking_links.rank_hosts(
+        session,
+        org,
+        link.id if link else None,
+        free,
+        {m: (h.priority, h.weight) for m, h in by_id.items()},
+        now,
+    )
+    for member_id in ranking:
+        host = by_id[member_id]
+        conflicts = await find_conflicts(
+            session,
+            providers,
+            host.connection,
+            start - timedelta(minutes=before_minutes),
+            end + timedelta(minutes=after_minutes),
+            exclude_call_id=call.id,
+        )
+        if not conflicts:
+            return await _reassign_to(
+                session,
+                auth,
+                providers,
+                call,
+                host.member,
+                host.connection,
+                reason,
+                "round_robin",
+            )
+    raise NoHostAvailable()
 
 
 # --- POST /v1/calls/{id}/reschedule --------------------------------------------------------------
@@ -901,6 +1081,8 @@ async def update(
     changes = body.model_dump(mode="python", exclude_unset=True)
     if not changes:
         return call
+    if "action_items" in changes and changes["action_items"] is None:
+        changes["action_items"] = []  # a list on the wire (seed 004): null clears it to empty
     org = call.organization_id
     if changes.get("product_id") is not None:
         await _check_product(session, org, changes["product_id"], require_active=False)
@@ -908,6 +1090,8 @@ async def update(
         await _check_setter(session, org, changes["setter_id"])
     if changes.get("linked_payment_id") is not None:
         await _link_payment(session, call, changes["linked_payment_id"])
+    if "linked_payment_id" in changes:
+        await _unlink_previous_payment(session, call, changes["linked_payment_id"])
     if changes.get("guest_rsvp_status") is not None:
         changes["guest_rsvp_confirmed_at"] = utcnow()
     fields = sorted(changes)
@@ -944,6 +1128,17 @@ async def record_call_change(
             "updated_by": _actor(auth),
         },
     )
+
+
+async def _unlink_previous_payment(
+    session: AsyncSession, call: models.Call, new_payment_id: str | None
+) -> None:
+    """The payment this call no longer links (cleared or replaced) is free to link elsewhere."""
+    if call.linked_payment_id is None or call.linked_payment_id == new_payment_id:
+        return
+    previous = await session.get(models.Payment, call.linked_payment_id)
+    if previous is not None and previous.call_id == call.id:
+        previous.call_id = None
 
 
 async def _link_payment(session: AsyncSession, call: models.Call, payment_id: str) -> None:

@@ -1,0 +1,449 @@
+"""Booking links: CRUD, slots, and the round-robin ranking of free hosts (SPEC §5).
+
+The maths is in ``closerdesk.scheduling`` (pure); this module loads hosts, their schedules and
+busy time, and hands plain values to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from closerdesk.booking_links import schemas
+from closerdesk.booking_links.schemas import BookingLinkCreate, BookingLinkUpdate
+from closerdesk.calendars.provider import CalendarError
+from closerdesk.errors import (
+    BookingLinkNotFound,
+    BookingLinkSlugTaken,
+    CalendarProviderError,
+    CloserNotFound,
+    ValidationFailed,
+)
+from closerdesk.kit.ids import new_id
+from closerdesk.models import BookingLink, BookingLinkHost, CalendarConnection, Call, TeamMember
+from closerdesk.providers import Providers
+from closerdesk.scheduling.availability import (
+    DateOverride,
+    LocalWindow,
+    Schedule,
+    WeeklyWindow,
+    free_time,
+)
+from closerdesk.scheduling.intervals import Interval
+from closerdesk.scheduling.round_robin import Candidate, Priority, choose_host
+from closerdesk.scheduling.slots import HostSchedule, Slot, find_slots
+
+MAX_SLOT_RANGE = timedelta(days=62)
+CLOSER_ROLES = frozenset({"closer", "admin"})
+
+
+# --- CRUD ----------------------------------------------------------------------------------------
+async def get_link(session: AsyncSession, organization_id: str, link_id: str) -> BookingLink:
+    """Raises ``BookingLinkNotFound`` (404) when missing or of another organization."""
+    link = await session.scalar(
+        select(BookingLink).where(
+            BookingLink.organization_id == organization_id, BookingLink.id == link_id
+        )
+    )
+    if link is None:
+        raise BookingLinkNotFound()
+    return link
+
+
+async def hosts_of(
+    session: AsyncSession, link_ids: Sequence[str]
+) -> dict[str, list[BookingLinkHost]]:
+    """The hosts of each link, in the order they were given."""
+    out: dict[str, list[BookingLinkHost]] = {link_id: [] for link_id in link_ids}
+    if link_ids:
+        rows = await session.scalars(
+            select(BookingLinkHost)
+            .where(BookingLinkHost.booking_link_id.in_(list(link_ids)))
+            .order_by(BookingLinkHost.booking_link_id, BookingLinkHost.position)
+        )
+        for row in rows:
+            out[row.booking_link_id].append(row)
+    return out
+
+
+def link_schema(link: BookingLink, hosts: Sequence[BookingLinkHost]) -> schemas.BookingLink:
+    return schemas.BookingLink.model_validate(
+        {
+            **{k: getattr(link, k) for k in schemas.BookingLink.model_fields if k != "hosts"},
+            "hosts": [
+                {
+                    "member_id": h.member_id,
+                    "priority": h.priority,
+                    "weight": h.weight,
+                    "schedule": h.schedule,
+                }
+                for h in hosts
+            ],
+        }
+    )
+
+
+async def _check_slug(
+    session: AsyncSession, organization_id: str, slug: str, except_id: str | None = None
+) -> None:
+    other = await session.scalar(
+        select(BookingLink.id).where(
+            BookingLink.organization_id == organization_id, BookingLink.slug == slug
+        )
+    )
+    if other is not None and other != except_id:
+        raise BookingLinkSlugTaken()
+
+
+async def _replace_hosts(
+    session: AsyncSession,
+    organization_id: str,
+    link_id: str,
+    hosts: Sequence[schemas.BookingLinkHost],
+) -> None:
+    """Raises ``CloserNotFound`` (404, ``details`` names the host) for a member who is not an
+    active closer of the organization."""
+    ids = [h.member_id for h in hosts]
+    members = {
+        m.id: m
+        for m in await session.scalars(
+            select(TeamMember).where(
+                TeamMember.organization_id == organization_id, TeamMember.id.in_(ids)
+            )
+        )
+    }
+    for index, host in enumerate(hosts):
+        member = members.get(host.member_id)
+        if member is None or not member.is_active or member.role not in CLOSER_ROLES:
+            raise CloserNotFound(
+                f"Host {host.member_id} is not an active closer.",
+                details=[{"field": f"hosts.{index}.member_id", "message": "not an active closer"}],
+            )
+    for existing in (await hosts_of(session, [link_id]))[link_id]:
+        await session.delete(existing)
+    await session.flush()
+    for position, host in enumerate(hosts):
+        session.add(
+            BookingLinkHost(
+                booking_link_id=link_id,
+                member_id=host.member_id,
+                organization_id=organization_id,
+                priority=host.priority,
+                weight=host.weight,
+                position=position,
+                schedule=host.schedule.model_dump(mode="json"),
+            )
+        )
+    await session.flush()
+
+
+async def create_link(
+    session: AsyncSession, organization_id: str, body: BookingLinkCreate
+) -> BookingLink:
+    """Raises ``BookingLinkSlugTaken`` (409), ``CloserNotFound`` (404)."""
+    await _check_slug(session, organization_id, body.slug)
+    link = BookingLink(
+        id=new_id("bl"),
+        organization_id=organization_id,
+        **body.model_dump(exclude={"hosts"}),
+        is_active=True,
+    )
+    session.add(link)
+    await session.flush()
+    await _replace_hosts(session, organization_id, link.id, body.hosts)
+    return link
+
+
+async def update_link(
+    session: AsyncSession, organization_id: str, link_id: str, body: BookingLinkUpdate
+) -> BookingLink:
+    """Raises ``BookingLinkNotFound``/``CloserNotFound`` (404), ``BookingLinkSlugTaken`` (409),
+    ``ValidationFailed`` (400: a null required field, or ``fixed`` with several hosts)."""
+    link = await get_link(session, organization_id, link_id)
+    changes = body.model_dump(exclude_unset=True, exclude={"hosts"})
+    for name, value in changes.items():
+        if value is None and name != "slot_interval_minutes":
+            raise ValidationFailed.field(name, "cannot be null")
+    if "slug" in changes:
+        await _check_slug(session, organization_id, changes["slug"], except_id=link.id)
+    host_count = (
+        len(body.hosts)
+        if body.hosts is not None
+        else len((await hosts_of(session, [link.id]))[link.id])
+    )
+    if changes.get("assignment", link.assignment) == "fixed" and host_count != 1:
+        raise ValidationFailed.field("hosts", "a fixed booking link has exactly one host")
+    for name, value in changes.items():
+        setattr(link, name, value)
+    if body.hosts is not None:
+        await _replace_hosts(session, organization_id, link.id, body.hosts)
+    await session.flush()
+    return link
+
+
+# --- hosts, busy time, slots ---------------------------------------------------------------------
+def schedule_of(raw: dict[str, Any]) -> Schedule:
+    """The pure-core ``Schedule`` of a stored host schedule (SPEC §5 shape)."""
+    return Schedule(
+        time_zone=raw["time_zone"],
+        weekly=tuple(
+            WeeklyWindow.parse(w["weekday"], w["start"], w["end"]) for w in raw.get("weekly", [])
+        ),
+        overrides=tuple(
+            DateOverride(
+                datetime.fromisoformat(o["date"]).date(),
+                tuple(LocalWindow.parse(i["start"], i["end"]) for i in o.get("intervals", [])),
+            )
+            for o in raw.get("overrides", [])
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Host:
+    """A host able to take calls now: an active closer with a valid calendar."""
+
+    member: TeamMember
+    connection: CalendarConnection
+    priority: str
+    weight: int
+    schedule: Schedule | None  # None: no availability rules (closers outside any link)
+
+
+async def bookable_hosts(
+    session: AsyncSession, link: BookingLink, *, exclude: str | None = None
+) -> list[Host]:
+    """The link's hosts that can receive calls (active closer, valid calendar), in order."""
+    rows = [r for r in (await hosts_of(session, [link.id]))[link.id] if r.member_id != exclude]
+    ready = await closers_with_calendars(session, link.organization_id, [r.member_id for r in rows])
+    return [
+        Host(*ready[r.member_id], r.priority, r.weight, schedule_of(r.schedule))
+        for r in rows
+        if r.member_id in ready
+    ]
+
+
+async def closers_with_calendars(
+    session: AsyncSession, organization_id: str, member_ids: Sequence[str] | None = None
+) -> dict[str, tuple[TeamMember, CalendarConnection]]:
+    """Active closers with a valid calendar (all of the organization's, or those listed)."""
+    stmt = (
+        select(TeamMember, CalendarConnection)
+        .join(
+            CalendarConnection,
+            (CalendarConnection.organization_id == TeamMember.organization_id)
+            & (CalendarConnection.member_id == TeamMember.id),
+        )
+        .where(
+            TeamMember.organization_id == organization_id,
+            TeamMember.is_active.is_(True),
+            TeamMember.role.in_(CLOSER_ROLES),
+            CalendarConnection.status == "valid",
+        )
+        .order_by(TeamMember.id)
+    )
+    if member_ids is not None:
+        stmt = stmt.where(TeamMember.id.in_(list(member_ids)))
+    return {m.id: (m, c) for m, c in (await session.execute(stmt)).tuples().all()}
+
+
+async def busy_by_host(
+    session: AsyncSession,
+    providers: Providers,
+    organization_id: str,
+    hosts: Sequence[Host],
+    start: datetime,
+    end: datetime,
+) -> dict[str, list[Interval]]:
+    """Busy time of each host in ``[start, end)``: active calls (one query for all hosts) and
+    calendar busy. Raises ``CalendarProviderError`` (502) if a calendar cannot answer."""
+    busy: dict[str, list[Interval]] = {h.member.id: [] for h in hosts}
+    if not hosts:
+        return busy
+    calls = await session.execute(
+        select(Call.closer_id, Call.scheduled_at, Call.ends_at).where(
+            Call.organization_id == organization_id,
+            Call.closer_id.in_(list(busy)),
+            Call.call_kind == "booking",
+            Call.status != "cancelled",
+            Call.scheduled_at < end,
+            Call.ends_at > start,
+        )
+    )
+    for closer_id, call_start, call_end in calls.all():
+        if closer_id is not None and call_start is not None and call_end is not None:
+            busy[closer_id].append(Interval(call_start, call_end))
+    for host in hosts:
+        try:
+            calendar = providers.calendars(session, host.connection.provider)
+            busy[host.member.id] += await calendar.busy(host.connection, start, end)
+        except CalendarError as exc:
+            raise CalendarProviderError(f"A host's calendar did not answer: {exc}") from exc
+    return busy
+
+
+def _margin(link: BookingLink) -> timedelta:
+    return timedelta(
+        minutes=link.duration_minutes + link.buffer_before_minutes + link.buffer_after_minutes
+    )
+
+
+async def link_slots(
+    session: AsyncSession,
+    providers: Providers,
+    link: BookingLink,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+) -> list[Slot]:
+    """Offered slots starting in ``[start, end)`` with the free hosts of each (SPEC §5).
+
+    Raises ``ValidationFailed`` (400) for an empty range or one over 62 days.
+    """
+    if end <= start:
+        raise ValidationFailed.field("end", "must be after start")
+    if end - start > MAX_SLOT_RANGE:
+        raise ValidationFailed.field("end", "the range spans at most 62 days")
+    hosts = await bookable_hosts(session, link)
+    margin = _margin(link)
+    busy = await busy_by_host(
+        session, providers, link.organization_id, hosts, start - margin, end + margin
+    )
+    return find_slots(
+        [HostSchedule(h.member.id, h.schedule, busy[h.member.id]) for h in hosts if h.schedule],
+        start_utc=start,
+        end_utc=end,
+        duration_minutes=link.duration_minutes,
+        slot_interval_minutes=link.slot_interval_minutes,
+        minimum_notice_minutes=link.minimum_notice_minutes,
+        buffer_before_minutes=link.buffer_before_minutes,
+        buffer_after_minutes=link.buffer_after_minutes,
+        now=now,
+    )
+
+
+async def free_hosts_for_slot(
+    session: AsyncSession, providers: Providers, link: BookingLink, start: datetime, now: datetime
+) -> list[str]:
+    """Hosts offered at exactly ``start`` (an offered slot of the link), else ``[]``."""
+    slots = await link_slots(
+        session, providers, link, start, start + timedelta(microseconds=1), now
+    )
+    return list(slots[0].member_ids) if slots and slots[0].start == start else []
+
+
+async def free_hosts_for_span(
+    session: AsyncSession,
+    providers: Providers,
+    organization_id: str,
+    hosts: Sequence[Host],
+    start: datetime,
+    end: datetime,
+    *,
+    buffer_before_minutes: int = 0,
+    buffer_after_minutes: int = 0,
+) -> list[str]:
+    """Hosts free for all of ``[start, end)``: inside their availability (when they have a
+    schedule) and clear of busy time widened by the buffers. Off-grid times are fine here
+    (auto-reassign keeps the call's time)."""
+    margin = timedelta(minutes=buffer_before_minutes + buffer_after_minutes) + (end - start)
+    busy = await busy_by_host(
+        session, providers, organization_id, hosts, start - margin, end + margin
+    )
+    wanted = Interval(start, end)
+    free: list[str] = []
+    for host in hosts:
+        if host.schedule is None:
+            blocked = [
+                Interval(
+                    b.start - timedelta(minutes=buffer_after_minutes),
+                    b.end + timedelta(minutes=buffer_before_minutes),
+                )
+                for b in busy[host.member.id]
+            ]
+            if not any(b.overlaps(wanted) for b in blocked):
+                free.append(host.member.id)
+            continue
+        spans = free_time(
+            host.schedule,
+            busy[host.member.id],
+            start - margin,
+            end + margin,
+            buffer_before_minutes=buffer_before_minutes,
+            buffer_after_minutes=buffer_after_minutes,
+        )
+        if any(s.start <= start and end <= s.end for s in spans):
+            free.append(host.member.id)
+    return free
+
+
+# --- round robin ---------------------------------------------------------------------------------
+def _month_start(now: datetime) -> datetime:
+    return datetime(now.year, now.month, 1, tzinfo=UTC)
+
+
+async def rank_hosts(
+    session: AsyncSession,
+    organization_id: str,
+    booking_link_id: str | None,
+    member_ids: Sequence[str],
+    priorities: dict[str, tuple[str, int]],
+    now: datetime,
+) -> list[str]:
+    """``member_ids`` in round-robin order (SPEC §5): highest priority, then furthest below
+    its weighted share of this month's bookings, then least recently booked.
+
+    Bookings count the calls of the booking link (of any link when ``booking_link_id`` is None)
+    created this calendar month (UTC), not cancelled; "least recently booked" reads the
+    member's ``last_booked_at``. ``priorities``: id → (priority, weight).
+    """
+    if not member_ids:
+        return []
+    stmt = (
+        select(Call.closer_id, func.count())
+        .where(
+            Call.organization_id == organization_id,
+            Call.closer_id.in_(list(member_ids)),
+            Call.status != "cancelled",
+            Call.created_at >= _month_start(now),
+        )
+        .group_by(Call.closer_id)
+    )
+    if booking_link_id is not None:
+        stmt = stmt.where(Call.booking_link_id == booking_link_id)
+    counts = {row[0]: int(row[1]) for row in (await session.execute(stmt)).all()}
+    last_booked = dict(
+        (
+            await session.execute(
+                select(TeamMember.id, TeamMember.last_booked_at).where(
+                    TeamMember.organization_id == organization_id,
+                    TeamMember.id.in_(list(member_ids)),
+                )
+            )
+        )
+        .tuples()
+        .all()
+    )
+    candidates = [
+        Candidate(
+            member_id=member_id,
+            priority=Priority(priorities[member_id][0]),
+            weight=priorities[member_id][1],
+            bookings_this_period=counts.get(member_id, 0),
+            last_booked_at=last_booked.get(member_id),
+        )
+        for member_id in member_ids
+    ]
+    ranked: list[str] = []
+    while candidates:
+        chosen = choose_host(candidates)
+        if chosen is None:
+            break
+        ranked.append(chosen.member_id)
+        candidates = [c for c in candidates if c.member_id != chosen.member_id]
+    return ranked
