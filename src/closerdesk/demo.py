@@ -15,8 +15,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.auth.service import AuthContext, create_organization
+from closerdesk.booking_links import service as booking_links
+from closerdesk.booking_links.schemas import BookingLinkCreate
 from closerdesk.calls import service as calls
-from closerdesk.calls.schemas import CallCreate
+from closerdesk.calls.schemas import CallCreate, LeadInline
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.kit.ids import new_id
@@ -60,6 +62,57 @@ class DemoData:
     reschedule_call_id: str
     reschedule_to: datetime
     cancel_call_id: str
+    booking_link_id: str
+    slots_from: datetime
+    slots_to: datetime
+    round_robin_slot: datetime
+    auto_reassign_call_id: str
+
+
+def _weekdays(start: str, end: str) -> list[dict[str, str]]:
+    days = ["monday", "tuesday", "wednesday", "thursday", "friday"]
+    return [{"weekday": d, "start": start, "end": end} for d in days]
+
+
+_STRATEGY_CALL = BookingLinkCreate.model_validate(
+    {
+        "slug": "strategy-call",
+        "title": "Strategy call",
+        "duration_minutes": 45,
+        "assignment": "round_robin",
+        "minimum_notice_minutes": 120,
+        "slot_interval_minutes": 30,
+        "buffer_before_minutes": 0,
+        "buffer_after_minutes": 15,
+        "hosts": [
+            {
+                "member_id": "user_alice",
+                "priority": "high",
+                "weight": 100,
+                "schedule": {
+                    "time_zone": "America/New_York",
+                    "weekly": _weekdays("09:00", "17:00"),
+                },
+            },
+            {
+                "member_id": "user_bruno",
+                "priority": "medium",
+                "weight": 100,
+                "schedule": {"time_zone": "Europe/Berlin", "weekly": _weekdays("10:00", "18:00")},
+            },
+            {
+                "member_id": "user_chloe",
+                "priority": "low",
+                "weight": 50,
+                "schedule": {
+                    "time_zone": "America/Los_Angeles",
+                    "weekly": _weekdays("08:00", "16:00"),
+                },
+            },
+        ],
+    }
+)
+"""Three closers of different priorities in three zones (issue "Scheduling", part 4)."""
 
 
 def _at(days: int, hour: int) -> datetime:
@@ -136,6 +189,7 @@ async def load_demo(
             BusyBlockCreate(start=_at(5, 16), end=_at(5, 20), title="Dentist"),
         )
         past = await _past_call(session, settings, org.id, leads[3], product.id)
+        link_id = (await booking_links.create_link(session, org.id, _STRATEGY_CALL)).id
         await session.commit()
 
     async def book(lead: Lead, closer_id: str, start: datetime) -> Call:
@@ -162,6 +216,33 @@ async def load_demo(
     reassign = await book(leads[0], "user_alice", _at(2, 15))
     reschedule = await book(leads[1], "user_bruno", _at(3, 15))
     cancel = await book(leads[2], "user_chloe", _at(4, 18))
+
+    # Round robin: a call booked through the link at a slot where several hosts are free (for
+    # the auto-reassign line), and a later free slot for the reader's own booking.
+    slots_from, slots_to = _at(1, 0), _at(8, 0)
+    async with database.writer() as session:
+        link = await booking_links.get_link(session, org.id, link_id)
+        slots = await booking_links.link_slots(
+            session, providers, link, slots_from, slots_to, utcnow()
+        )
+    shared = next(s for s in slots if len(s.member_ids) >= 2)
+    async with database.writer() as session:
+        routed = await calls.book(
+            session,
+            auth,
+            providers,
+            CallCreate(
+                lead=LeadInline(
+                    email="hana@example.com",
+                    full_name="Hana Sato",
+                    phone="+819055501050",
+                    time_zone="Asia/Tokyo",
+                ),
+                scheduled_at=shared.start,
+                booking_link_id=link_id,
+            ),
+        )
+    later = next(s for s in slots if s.start >= shared.start + timedelta(days=1))
     return DemoData(
         organization_id=org.id,
         api_key=key.api_key,
@@ -171,6 +252,11 @@ async def load_demo(
         reschedule_call_id=reschedule.id,
         reschedule_to=_at(3, 17),
         cancel_call_id=cancel.id,
+        booking_link_id=link_id,
+        slots_from=slots_from,
+        slots_to=slots_to,
+        round_robin_slot=later.start,
+        auto_reassign_call_id=routed.id,
     )
 
 
@@ -275,5 +361,31 @@ def curl_lines(demo: DemoData, base_url: str) -> list[tuple[str, str]]:
         (
             "Cancel",
             post(f"/v1/calls/{demo.cancel_call_id}/cancel", '{"reason": "Lead cancelled"}'),
+        ),
+        (
+            "Slots of the round-robin booking link, in the lead's zone",
+            f"curl -s '{base}/v1/booking-links/{demo.booking_link_id}/slots?"
+            f"start={isoformat_z(demo.slots_from)}&end={isoformat_z(demo.slots_to)}"
+            f"&time_zone=America/Chicago' {auth}",
+        ),
+        (
+            "Book a slot; round robin picks the closer",
+            post(
+                "/v1/calls",
+                f'{{"booking_link_id": "{demo.booking_link_id}", '
+                f'"scheduled_at": "{isoformat_z(demo.round_robin_slot)}", '
+                '"lead": {"email": "ivy@example.com", "full_name": "Ivy Chen"}}',
+            ),
+        ),
+        (
+            "Auto-reassign a round-robin call to the next free host",
+            post(
+                f"/v1/calls/{demo.auto_reassign_call_id}/auto-reassign",
+                '{"reason": "Closer called in sick"}',
+            ),
+        ),
+        (
+            "Add-to-calendar links",
+            f"curl -s {base}/v1/calls/{demo.reassign_call_id}/calendar-links {auth}",
         ),
     ]
