@@ -33,8 +33,14 @@ def from_us(value: int) -> datetime:
 
 
 def spans_of(intervals: Iterable[Interval]) -> list[Span]:
-    """``Interval`` → span, order kept."""
-    return [(to_us(i.start), to_us(i.end)) for i in intervals]
+    """``Interval`` → span, order kept; ``ValueError`` for naive datetimes."""
+    epoch, one = EPOCH, _ONE_US  # locals: this loop runs once per busy interval
+    try:
+        return [((i.start - epoch) // one, (i.end - epoch) // one) for i in intervals]
+    except TypeError as exc:  # aware − naive
+        raise ValueError(
+            f"naive datetime in intervals: pass aware (UTC) datetimes ({exc})"
+        ) from exc
 
 
 def intervals_of(spans: Iterable[Span]) -> list[Interval]:
