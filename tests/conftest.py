@@ -19,12 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from closerdesk.app import create_app
 from closerdesk.config import Settings
 from closerdesk.db import Database
+from closerdesk.logs import configure_logging
 from closerdesk.migrate import upgrade
 from closerdesk.models import Base
 from closerdesk.providers import Providers, default_providers
 from tests.factories import Org, create_org
 
 PUBLIC_BASE_URL = "http://closerdesk.test"
+
+# Plain JSON lines: the default console renderer draws every 500's traceback with locals.
+configure_logging("WARNING", json=True)
 
 
 def _database_url(tmp_dir: Path) -> str:

@@ -260,13 +260,24 @@ async def busy_by_host(
     start: datetime,
     end: datetime,
 ) -> dict[str, list[Interval]]:
-    """Busy time of each host in ``[start, end)``: active calls (one query for all hosts) and
-    calendar busy. Raises ``CalendarProviderError`` (502) if a calendar cannot answer."""
+    """Busy time of each host in ``[start, end)``: active calls with their own link's buffers
+    (one query for all hosts) and calendar busy.
+
+    Raises ``CalendarProviderError`` (502) if a calendar cannot answer."""
     busy: dict[str, list[Interval]] = {h.member.id: [] for h in hosts}
     if not hosts:
         return busy
+    # A call booked through a link keeps that link's buffers around it.
     calls = await session.execute(
-        select(Call.closer_id, Call.scheduled_at, Call.ends_at).where(
+        select(
+            Call.closer_id,
+            Call.scheduled_at,
+            Call.ends_at,
+            BookingLink.buffer_before_minutes,
+            BookingLink.buffer_after_minutes,
+        )
+        .outerjoin(BookingLink, BookingLink.id == Call.booking_link_id)
+        .where(
             Call.organization_id == organization_id,
             Call.closer_id.in_(list(busy)),
             Call.call_kind == "booking",
@@ -275,9 +286,14 @@ async def busy_by_host(
             Call.ends_at > start,
         )
     )
-    for closer_id, call_start, call_end in calls.all():
+    for closer_id, call_start, call_end, before, after in calls.all():
         if closer_id is not None and call_start is not None and call_end is not None:
-            busy[closer_id].append(Interval(call_start, call_end))
+            busy[closer_id].append(
+                Interval(
+                    call_start - timedelta(minutes=before or 0),
+                    call_end + timedelta(minutes=after or 0),
+                )
+            )
     for host in hosts:
         try:
             calendar = providers.calendars(session, host.connection.provider)
