@@ -32,6 +32,7 @@ from closerdesk.errors import (
     CalendarProviderError,
     CallCancelled,
     CallInPast,
+    CallLeadMismatch,
     CallNotFound,
     CallNotReassignable,
     CallNotScheduled,
@@ -138,7 +139,12 @@ async def get_call(call_id: str, session: Session, auth: ReadKey) -> Envelope[Ca
     "/{call_id}",
     response_model=Envelope[Call],
     responses=responses(
-        CallNotFound, ProductNotFound, SetterNotFound, PaymentNotFound, PaymentAlreadyLinked
+        CallNotFound,
+        ProductNotFound,
+        SetterNotFound,
+        PaymentNotFound,
+        PaymentAlreadyLinked,
+        CallLeadMismatch,
     ),
 )
 async def update_call(

@@ -44,6 +44,7 @@ from closerdesk.errors import (
     CalendarProviderError,
     CallCancelled,
     CallInPast,
+    CallLeadMismatch,
     CallNotFound,
     CallNotReassignable,
     CallNotStarted,
@@ -404,7 +405,7 @@ async def book(
             raise SlotInPast()
         if body.closer_id is None:
             closer, connection = await _round_robin_closer(
-                session, providers, required(link, "booking link"), start, now
+                session, providers, required(link, "booking link"), start, end, now
             )
             assignment = "round_robin"
         else:
@@ -521,6 +522,7 @@ async def _round_robin_closer(
     providers: Providers,
     link: BookingLink,
     start: datetime,
+    end: datetime,
     now: datetime,
 ) -> tuple[TeamMember, CalendarConnection]:
     """The host that gets a call at ``start`` by the link's round robin (SPEC §5).
@@ -543,7 +545,7 @@ async def _round_robin_closer(
         {m: (h.priority, h.weight) for m, h in hosts.items()},
         now,
     )
-    end = start + timedelta(minutes=link.duration_minutes)
+    # ``end`` is the call's: an explicit duration longer than the link's is checked in full.
     for member_id in ranking:
         host = hosts[member_id]
         conflicts = await find_conflicts(
@@ -1145,6 +1147,8 @@ async def _link_payment(session: AsyncSession, call: models.Call, payment_id: st
     payment = await session.get(models.Payment, payment_id)
     if payment is None or payment.organization_id != call.organization_id:
         raise PaymentNotFound()
+    if payment.lead_id != call.lead_id:
+        raise CallLeadMismatch()
     if payment.call_id is not None and payment.call_id != call.id:
         raise PaymentAlreadyLinked()
     payment.call_id = call.id

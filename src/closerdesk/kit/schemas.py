@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     StringConstraints,
+    model_validator,
 )
 
 from closerdesk.kit.time import as_utc, is_valid_time_zone, isoformat_z
@@ -23,20 +26,121 @@ class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True, populate_by_name=True)
 
 
-class RequestSchema(BaseModel):
-    """Base of every request body: unknown fields are a 400, never silently dropped."""
+class StrictSchema(Schema):
+    """A shape that goes in as well as out (nested in a request body): as strict as
+    ``RequestSchema`` about JSON types."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(strict=True)
+
+
+class RequestSchema(BaseModel):
+    """Base of every request body: unknown fields are a 400, never silently dropped.
+
+    Strict: a value of the wrong JSON type is a 400 too (``0`` is not ``false``, ``"100"`` and
+    ``true`` are not cents), as the OpenAPI document says; timestamps parse from RFC 3339 text
+    (``UTCDateTime``). Nested response-style shapes (``Schema``) keep their own config.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        """Text the databases cannot store is a 400, wherever it sits (free JSON included):
+        NUL (PostgreSQL refuses it) and lone surrogates (not UTF-8 at all)."""
+        found = _unstorable_text(data, "")
+        if found is not None:
+            from closerdesk.errors import ValidationFailed  # errors imports this module
+
+            raise ValidationFailed.field(found[0] or "body", found[1])
+        return data
+
+
+def _unstorable_text(value: Any, path: str) -> tuple[str, str] | None:
+    """``(field path, problem)`` of the first string (or key) no database can store."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return path, "text must not contain NUL (U+0000) characters"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path, "text must be valid Unicode (no lone surrogates)"
+        return None
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            found = _unstorable_text(key, path) if isinstance(key, str) else None
+            if found is not None:
+                return found
+            items.append((where, item))
+    elif isinstance(value, list | tuple):
+        items = [(f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value)]
+    for where, item in items:
+        found = _unstorable_text(item, where)
+        if found is not None:
+            return found
+    return None
+
+
+# Far enough from datetime's own limits that adding a duration, buffers or a query window never
+# overflows (an OverflowError would be a 500 instead of the 400 it is).
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})?$"
+)
+
+
+def _parse_rfc3339(value: object) -> object:
+    """Text must be an RFC 3339 timestamp: not a Unix time (``0``), not a bare date."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 timestamp, e.g. 2026-01-20T15:00:00Z")
+    # fromisoformat takes at most microseconds: cut nanoseconds to six digits.
+    text = re.sub(
+        r"\.(\d+)", lambda m: "." + m.group(1)[:6].ljust(6, "0"), value.upper().replace(" ", "T")
+    )
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("must be an RFC 3339 timestamp, e.g. 2026-01-20T15:00:00Z") from None
+
+
+def _parse_iso_date(value: object) -> object:
+    """A calendar date is ``YYYY-MM-DD`` text: not a number of seconds, not a timestamp."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("must be a date, YYYY-MM-DD")
+
+
+CalendarDate = Annotated[date, BeforeValidator(_parse_iso_date)]
+"""A calendar date (no time, no zone), ``2026-12-24``."""
 
 
 def _require_aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry a UTC offset, e.g. 2026-01-20T15:00:00Z")
-    return as_utc(value)
+    try:
+        utc = as_utc(value)
+    except OverflowError:
+        raise ValueError("timestamp is out of range") from None
+    if not _EARLIEST <= utc < _LATEST:
+        raise ValueError("timestamp must be between 1900-01-01 and 9000-01-01")
+    return utc
 
 
 UTCDateTime = Annotated[
     datetime,
+    BeforeValidator(_parse_rfc3339),
     AfterValidator(_require_aware),
     PlainSerializer(isoformat_z, return_type=str, when_used="json"),
     Field(json_schema_extra={"format": "date-time"}),
