@@ -77,13 +77,11 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
 @pytest.fixture(autouse=True)
 async def _empty_tables(database: Database) -> AsyncIterator[None]:
     yield
+    # DELETE, children first: on tables this small it is many times faster than TRUNCATE,
+    # which takes an exclusive lock and rewrites every table on PostgreSQL.
     async with database.writer() as session:
-        if database.dialect == "postgresql":
-            names = ", ".join(t.name for t in Base.metadata.sorted_tables)
-            await session.execute(text(f"TRUNCATE {names} CASCADE"))
-        else:
-            for table in reversed(Base.metadata.sorted_tables):
-                await session.execute(table.delete())
+        for table in reversed(Base.metadata.sorted_tables):
+            await session.execute(table.delete())
         await session.commit()
 
 
