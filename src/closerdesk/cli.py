@@ -208,8 +208,9 @@ def worker(
 ) -> None:
     """Run a standalone webhook dispatcher (any number of them against one PostgreSQL).
 
-    Stops cleanly on SIGINT/SIGTERM; a dispatcher killed outright loses nothing: its leased
-    deliveries are taken again when the lease (60 s) runs out.
+    Stops cleanly on SIGINT/SIGTERM (finishing the deliveries in flight); a dispatcher killed
+    outright loses nothing: its leased deliveries are taken again when the lease
+    (CLOSERDESK_WEBHOOK_LEASE_SECONDS, 60 s) runs out.
     """
     import signal
 

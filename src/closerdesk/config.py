@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     log_json: bool = True
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     webhook_allow_private_targets: bool = False
+    webhook_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """How long a dispatcher owns a claimed delivery; a crashed one's deliveries are taken
+    again after it. Keep it above the 15 s attempt timeout."""
 
     @property
     def is_sqlite(self) -> bool:

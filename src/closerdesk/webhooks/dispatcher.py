@@ -1,18 +1,22 @@
 """The webhook dispatcher: at-least-once delivery from the outbox (SPEC §6).
 
-Loop: claim due deliveries → POST them concurrently → record every attempt → repeat.
+A pipeline of three steps, so that one slow target never holds up the others:
 
-* **Claim** (one short transaction): due ``pending`` deliveries are selected ``FOR UPDATE SKIP
-  LOCKED`` (PostgreSQL; any number of dispatchers share the work) and leased by moving their
-  ``next_attempt_at`` one lease ahead. A dispatcher that dies mid-attempt only delays them:
-  the lease runs out and the next claim takes them again. On SQLite the claim transaction
+* **Claim** (one short transaction, whenever sending capacity is free): due ``pending``
+  deliveries are selected ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; any number of dispatchers
+  share the work) and leased by moving their ``next_attempt_at`` one lease ahead
+  (``CLOSERDESK_WEBHOOK_LEASE_SECONDS``, 60 s). A dispatcher that dies mid-attempt only delays
+  them: the lease runs out and the next claim takes them again (at-least-once: the receiver
+  may see such a delivery twice, with the same ``webhook-id``). On SQLite the claim transaction
   begins ``IMMEDIATE``, which serialises claims just as well.
-* **Attempt**: signed per Standard Webhooks, 15 s in all, redirects not followed, 2xx is success,
-  the target re-checked and pinned to its resolved IP on every attempt.
-* **Record** (one transaction per batch): an attempt row each; success → ``succeeded``; 410 →
-  subscription disabled; otherwise the next attempt after roughly 5 s, 5 min, 30 min, 2 h, 5 h,
-  10 h, 10 h (±10 % jitter; ``Retry-After`` on 429/503 wins), then ``failed``. A subscription
-  failing without a break for 5 days is disabled, with the reason recorded.
+* **Attempt** (each delivery its own task, at most ``concurrency`` at once): signed per
+  Standard Webhooks, 15 s in all, redirects not followed, 2xx is success, the target re-checked
+  and pinned to its resolved IP on every attempt.
+* **Record** (one transaction for whatever results are ready): an attempt row each; success →
+  ``succeeded``; 410 → subscription disabled; otherwise the next attempt after roughly 5 s,
+  5 min, 30 min, 2 h, 5 h, 10 h, 10 h (±10 % jitter; ``Retry-After`` on 429/503 wins), then
+  ``failed``. A subscription failing without a break for 5 days is disabled, with the reason
+  recorded; its pending deliveries are then marked ``failed`` without being sent.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ import email.utils
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import case, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars.cleanup import retry_due_cleanups
 from closerdesk.config import Settings
@@ -37,7 +43,7 @@ from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import utcnow
 from closerdesk.models import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
 from closerdesk.providers import Providers, default_providers
-from closerdesk.webhooks.service import signing_secrets
+from closerdesk.webhooks.service import fail_pending_deliveries, not_sent_reason, signing_secrets
 from closerdesk.webhooks.signing import signed_headers
 from closerdesk.webhooks.targets import TargetNotAllowed, resolve_target
 
@@ -53,12 +59,14 @@ RETRY_SCHEDULE: tuple[timedelta, ...] = (
     timedelta(hours=10),
 )
 """Delay before retry n (after attempt n). Attempt 1 + 7 retries = 8 attempts, ~27.6 h."""
+JITTER = 0.1
 DISABLE_AFTER = timedelta(days=5)
-LEASE = timedelta(seconds=60)
 TIMEOUT_SECONDS = 15.0
 EXCERPT_BYTES = 2048
 MAX_RETRY_AFTER = timedelta(hours=24)
 CLEANUP_EVERY_SECONDS = 30.0
+RECORD_TRIES = 4
+ENVELOPE_ORDER = ("id", "event", "created_at", "organization_id", "data")
 
 Clock = Callable[[], datetime]
 
@@ -88,19 +96,22 @@ class AttemptResult:
     excerpt: str | None
     error: str | None
     retry_after: timedelta | None
+    sent: bool = True
 
     @property
     def succeeded(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def new_http_client() -> httpx.AsyncClient:
+def new_http_client(max_connections: int = 200) -> httpx.AsyncClient:
     """The client webhooks go out with: no redirects, no proxies from the environment."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(TIMEOUT_SECONDS),
         follow_redirects=False,
         trust_env=False,
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
     )
 
 
@@ -123,11 +134,21 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
     return max(timedelta(seconds=1), min(delay, MAX_RETRY_AFTER))
 
 
+def body_of(payload: dict[str, Any]) -> str:
+    """The exact bytes (as text) partners receive: the stored payload, envelope keys first in
+    their documented order (PostgreSQL's JSONB does not keep key order), compact JSON."""
+    ordered = {key: payload[key] for key in ENVELOPE_ORDER if key in payload}
+    ordered.update((key, value) for key, value in payload.items() if key not in ordered)
+    return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False)
+
+
 class Dispatcher:
     """Delivers due webhook deliveries. Safe to run any number of them on one PostgreSQL.
 
-    ``clock`` decides what is due and when retries happen (tests move it forward);
-    signatures always carry the real time, as receivers check it against theirs.
+    ``clock`` decides what is due, leases, retries and the rotation overlap (tests move it
+    forward); signatures always carry the real time, as receivers check it against theirs.
+    ``run`` is the long-running pipeline; ``run_once``/``drain`` handle one batch at a time
+    (tests, and anything that wants a deterministic step).
     """
 
     def __init__(
@@ -141,17 +162,19 @@ class Dispatcher:
         batch_size: int = 100,
         concurrency: int = 50,
         poll_interval: float = 0.1,
+        lease: timedelta | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
         self.providers = providers or default_providers(settings)
-        self.http = http or new_http_client()
+        self.http = http or new_http_client(max(concurrency, 10))
         self._owns_http = http is None
         self.clock = clock
-        self.batch_size = batch_size
-        self.semaphore = asyncio.Semaphore(concurrency)
+        self.batch_size = max(1, batch_size)
+        self.concurrency = max(1, concurrency)
         self.poll_interval = poll_interval
+        self.lease = lease or timedelta(seconds=settings.webhook_lease_seconds)
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._last_cleanup = 0.0
 
@@ -159,35 +182,118 @@ class Dispatcher:
         if self._owns_http:
             await self.http.aclose()
 
-    # --- the loop --------------------------------------------------------------------------------
+    # --- the pipeline ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Deliver until ``stop`` is set (or the task is cancelled)."""
-        stop = stop or asyncio.Event()
-        log.info("webhooks.dispatcher_started")
-        while not stop.is_set():
-            try:
-                sent = await self.run_once()
-                await self._maybe_clean_calendars()
-            except Exception:
-                log.exception("webhooks.dispatcher_error")
-                sent = 0
-            if sent == 0:
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
-                except TimeoutError:
-                    pass
+        """Deliver until ``stop`` is set (or the task is cancelled).
 
+        Claims whenever at least a quarter of the sending slots are free (or all of them are),
+        sends each delivery in its own task, and records results as they come in. On stop, the
+        deliveries in flight are finished and recorded first.
+        """
+        stop = stop or asyncio.Event()
+        results: asyncio.Queue[AttemptResult | None] = asyncio.Queue()
+        recorder = asyncio.create_task(self._record_loop(results))
+        in_flight: set[asyncio.Task[None]] = set()
+        slot_freed = asyncio.Event()
+        threshold = max(1, min(self.batch_size, self.concurrency) // 4)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            slot_freed.set()
+
+        log.info("webhooks.dispatcher_started", concurrency=self.concurrency)
+        try:
+            while not stop.is_set():
+                slot_freed.clear()
+                free = self.concurrency - len(in_flight)
+                wanted = min(free, self.batch_size)
+                busy = free < threshold and bool(in_flight)
+                if not busy:
+                    try:
+                        jobs = await self.claim(limit=wanted)
+                    except Exception:
+                        log.exception("webhooks.claim_failed")
+                        await _wait(stop, 1.0)
+                        continue
+                    for job in jobs:
+                        task = asyncio.create_task(self._attempt_into(job, results))
+                        in_flight.add(task)
+                        task.add_done_callback(finished)
+                    if len(jobs) == wanted:  # more may be due right now
+                        if len(in_flight) < self.concurrency:
+                            continue
+                        busy = True
+                await self._maybe_clean_calendars()
+                if busy:  # every slot taken: wait for one to free
+                    await _wait(slot_freed, self.poll_interval)
+                else:  # nothing more due: poll
+                    await _wait(stop, self.poll_interval)
+        finally:
+            if in_flight:
+                await asyncio.wait(set(in_flight))
+            results.put_nowait(None)
+            await recorder
+
+    async def _attempt_into(self, job: Job, results: asyncio.Queue[AttemptResult | None]) -> None:
+        results.put_nowait(await self.attempt(job))
+
+    async def _record_loop(self, results: asyncio.Queue[AttemptResult | None]) -> None:
+        """Record whatever results are ready in one transaction, until ``None`` arrives."""
+        done = False
+        while not done:
+            item = await results.get()
+            batch = [] if item is None else [item]
+            done = item is None
+            while not done and not results.empty() and len(batch) < 1000:
+                item = results.get_nowait()
+                if item is None:
+                    done = True
+                else:
+                    batch.append(item)
+            if batch:
+                await self._record_with_retries(batch)
+
+    async def _record_with_retries(self, batch: list[AttemptResult]) -> None:
+        for attempt in range(1, RECORD_TRIES + 1):
+            try:
+                await self.record(batch)
+                return
+            except Exception:
+                if attempt == RECORD_TRIES:
+                    # Not lost: the deliveries are still pending under a lease that runs out,
+                    # so they are sent again (at-least-once).
+                    log.exception("webhooks.record_failed", deliveries=len(batch))
+                    return
+                log.warning("webhooks.record_retry", attempt=attempt, exc_info=True)
+                await asyncio.sleep(0.2 * 2**attempt)
+
+    async def _maybe_clean_calendars(self) -> None:
+        if time.monotonic() - self._last_cleanup < CLEANUP_EVERY_SECONDS:
+            return
+        self._last_cleanup = time.monotonic()
+        try:
+            await retry_due_cleanups(self.database, self.providers)
+        except Exception:
+            log.exception("calendar.cleanup_round_failed")
+
+    # --- one step at a time ----------------------------------------------------------------------
     async def run_once(self) -> int:
         """Claim one batch, send it, record it; returns how many deliveries were handled."""
         jobs = await self.claim()
         if not jobs:
             return 0
-        results = await asyncio.gather(*(self._attempt_limited(job) for job in jobs))
-        await self.record(results)
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def limited(job: Job) -> AttemptResult:
+            async with semaphore:
+                return await self.attempt(job)
+
+        results = await asyncio.gather(*(limited(job) for job in jobs))
+        await self.record(list(results))
         return len(jobs)
 
     async def drain(self, max_rounds: int = 1000) -> int:
-        """Run batches until nothing is due (tests and ``deliver_now``)."""
+        """Run batches until nothing is due (by ``clock``); returns how many were handled."""
         total = 0
         for _ in range(max_rounds):
             handled = await self.run_once()
@@ -197,78 +303,94 @@ class Dispatcher:
         return total
 
     async def deliver_now(self, delivery_id: str) -> AttemptResult | None:
-        """Claim and attempt one delivery right away (``POST /v1/webhooks/{id}/test``)."""
+        """Claim and attempt one pending delivery right away, due or not
+        (``POST /v1/webhooks/{id}/test``). None when it is not pending."""
         jobs = await self.claim(only_delivery_id=delivery_id)
         if not jobs:
             return None
-        result = await self._attempt_limited(jobs[0])
+        result = await self.attempt(jobs[0])
         await self.record([result])
         return result
 
-    async def _maybe_clean_calendars(self) -> None:
-        if time.monotonic() - self._last_cleanup < CLEANUP_EVERY_SECONDS:
-            return
-        self._last_cleanup = time.monotonic()
-        await retry_due_cleanups(self.database, self.providers)
-
     # --- claim -----------------------------------------------------------------------------------
-    async def claim(self, *, only_delivery_id: str | None = None) -> list[Job]:
-        """Lease up to ``batch_size`` due deliveries (one transaction)."""
+    async def claim(
+        self, *, limit: int | None = None, only_delivery_id: str | None = None
+    ) -> list[Job]:
+        """Lease up to ``limit`` (default ``batch_size``) due deliveries, oldest due first.
+
+        One transaction of two statements: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
+        LOCKED) RETURNING id`` moves the lease, then one join reads what sending needs.
+        """
         now = self.clock()
+        due = select(WebhookDelivery.id).where(WebhookDelivery.status == "pending")
+        if only_delivery_id is not None:
+            due = due.where(WebhookDelivery.id == only_delivery_id)
+        else:
+            due = due.where(WebhookDelivery.next_attempt_at <= now)
+        due = (
+            due.order_by(WebhookDelivery.next_attempt_at)
+            .limit(limit or self.batch_size)
+            .with_for_update(skip_locked=True)
+        )
         async with self.database.writer() as session:
-            stmt = select(WebhookDelivery.id).where(WebhookDelivery.status == "pending")
-            if only_delivery_id is not None:
-                stmt = stmt.where(WebhookDelivery.id == only_delivery_id)
-            else:
-                stmt = stmt.where(WebhookDelivery.next_attempt_at <= now)
             ids = list(
                 await session.scalars(
-                    stmt.order_by(WebhookDelivery.next_attempt_at)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id.in_(due))
+                    .values(next_attempt_at=now + self.lease)
+                    .returning(WebhookDelivery.id)
+                    .execution_options(synchronize_session=False)
                 )
             )
             if not ids:
                 await session.rollback()
                 return []
-            await session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id.in_(ids))
-                .values(next_attempt_at=now + LEASE)
-                .execution_options(synchronize_session=False)
-            )
             rows = await session.execute(
-                select(WebhookDelivery, WebhookEvent.payload, WebhookSubscription)
+                select(
+                    WebhookDelivery.id,
+                    WebhookDelivery.organization_id,
+                    WebhookDelivery.subscription_id,
+                    WebhookDelivery.event_id,
+                    WebhookDelivery.event_type,
+                    WebhookDelivery.attempt_count,
+                    WebhookEvent.payload,
+                    WebhookSubscription.target_url,
+                    WebhookSubscription.secret,
+                    WebhookSubscription.previous_secret,
+                    WebhookSubscription.previous_secret_expires_at,
+                    WebhookSubscription.is_active,
+                )
                 .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
                 .join(
                     WebhookSubscription,
                     WebhookSubscription.id == WebhookDelivery.subscription_id,
                 )
                 .where(WebhookDelivery.id.in_(ids))
+                .order_by(WebhookDelivery.id)
             )
             jobs = [
                 Job(
-                    delivery_id=delivery.id,
-                    organization_id=delivery.organization_id,
-                    subscription_id=subscription.id,
-                    event_id=delivery.event_id,
-                    event_type=delivery.event_type,
-                    attempt_number=delivery.attempt_count + 1,
-                    target_url=subscription.target_url,
-                    secrets=tuple(signing_secrets(subscription, utcnow())),
-                    body=json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
-                    active=subscription.is_active,
+                    delivery_id=row.id,
+                    organization_id=row.organization_id,
+                    subscription_id=row.subscription_id,
+                    event_id=row.event_id,
+                    event_type=row.event_type,
+                    attempt_number=row.attempt_count + 1,
+                    target_url=row.target_url,
+                    secrets=tuple(
+                        signing_secrets(
+                            row.secret, row.previous_secret, row.previous_secret_expires_at, now
+                        )
+                    ),
+                    body=body_of(row.payload),
+                    active=row.is_active,
                 )
-                for delivery, payload, subscription in rows.tuples()
+                for row in rows
             ]
             await session.commit()
         return jobs
 
     # --- attempt ---------------------------------------------------------------------------------
-    async def _attempt_limited(self, job: Job) -> AttemptResult:
-        async with self.semaphore:
-            return await self.attempt(job)
-
     async def attempt(self, job: Job) -> AttemptResult:
         """One HTTP POST of the job. Never raises: failures become the result."""
         attempted_at = self.clock()
@@ -278,19 +400,23 @@ class Dispatcher:
         error: str | None = None
         retry_after: timedelta | None = None
         if not job.active:
-            error = "subscription disabled; not sent"
-        else:
-            try:
-                async with asyncio.timeout(TIMEOUT_SECONDS):
-                    status_code, excerpt, retry_header = await self._post(job)
-                if status_code in (429, 503):
-                    retry_after = parse_retry_after(retry_header, attempted_at)
-            except TargetNotAllowed as exc:
-                error = f"target not allowed: {exc}"
-            except TimeoutError:
-                error = f"timed out after {TIMEOUT_SECONDS:.0f} s"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            return AttemptResult(job, attempted_at, None, 0, None, None, None, sent=False)
+        try:
+            async with asyncio.timeout(TIMEOUT_SECONDS):
+                status_code, excerpt, retry_header = await self._post(job)
+            if status_code in (429, 503):
+                retry_after = parse_retry_after(retry_header, attempted_at)
+        except TargetNotAllowed as exc:
+            error = f"target not allowed: {exc}"
+        except TimeoutError:
+            error = f"timed out after {TIMEOUT_SECONDS:.0f} s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        except (
+            Exception
+        ) as exc:  # never let one delivery kill the loop (it would be leased forever)
+            log.exception("webhooks.attempt_error", delivery_id=job.delivery_id)
+            error = f"{type(exc).__name__}: {exc}"
         latency_ms = round((time.perf_counter() - started) * 1000)
         return AttemptResult(
             job, attempted_at, status_code, latency_ms, excerpt, error, retry_after
@@ -301,7 +427,7 @@ class Dispatcher:
             job.target_url, allow_private=self.settings.webhook_allow_private_targets
         )
         headers = signed_headers(job.secrets, job.event_id, utcnow(), job.body)
-        extensions = {}
+        extensions: dict[str, Any] = {}
         if target.pinned:
             port = httpx.URL(job.target_url).port
             headers["host"] = target.host + (f":{port}" if port else "")
@@ -318,53 +444,102 @@ class Dispatcher:
             return response.status_code, excerpt, response.headers.get("retry-after")
 
     # --- record ----------------------------------------------------------------------------------
-    async def record(self, results: list[AttemptResult]) -> None:
-        """Write every attempt and the consequences for its delivery and subscription."""
+    async def record(self, results: Sequence[AttemptResult]) -> None:
+        """Write every attempt and the consequences for its delivery and subscription
+        (one transaction). Successes, the common case, take three set-based statements;
+        failures go through the per-delivery rules of ``_settle``."""
         now = self.clock()
+        successes = [r for r in results if r.sent and r.succeeded]
+        others = [r for r in results if not (r.sent and r.succeeded)]
         async with self.database.writer() as session:
-            deliveries = {
-                d.id: d
-                for d in await session.scalars(
-                    select(WebhookDelivery).where(
-                        WebhookDelivery.id.in_([r.job.delivery_id for r in results])
-                    )
-                )
-            }
-            subscriptions = {
-                s.id: s
-                for s in await session.scalars(
-                    select(WebhookSubscription).where(
-                        WebhookSubscription.id.in_({r.job.subscription_id for r in results})
-                    )
-                )
-            }
-            for result in results:
-                job = result.job
-                delivery = deliveries.get(job.delivery_id)
-                if delivery is None:  # the subscription was deleted meanwhile
-                    continue
-                subscription = subscriptions.get(job.subscription_id)
-                session.add(
-                    WebhookAttempt(
-                        id=new_id("att"),
-                        organization_id=job.organization_id,
-                        delivery_id=job.delivery_id,
-                        subscription_id=job.subscription_id,
-                        event_id=job.event_id,
-                        event_type=job.event_type,
-                        attempted_at=result.attempted_at,
-                        status_code=result.status_code,
-                        latency_ms=result.latency_ms,
-                        succeeded=result.succeeded,
-                        response_excerpt=result.excerpt,
-                        error=result.error,
-                    )
-                )
-                delivery.attempt_count += 1
-                delivery.last_status_code = result.status_code
-                delivery.last_error = result.error
-                self._settle(delivery, subscription, result, now)
+            if successes:
+                await self._record_successes(session, successes, now)
+            if others:
+                await self._record_others(session, others, now)
             await session.commit()
+
+    async def _record_successes(
+        self, session: AsyncSession, results: Sequence[AttemptResult], now: datetime
+    ) -> None:
+        by_code: dict[int, list[str]] = {}
+        for result in results:
+            by_code.setdefault(result.status_code or 200, []).append(result.job.delivery_id)
+        existing: set[str] = set()  # a delivery deleted meanwhile (with its subscription) is gone
+        for code, ids in by_code.items():
+            existing.update(
+                await session.scalars(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id.in_(ids))
+                    .values(
+                        status="succeeded",
+                        attempt_count=WebhookDelivery.attempt_count + 1,
+                        # a duplicate attempt (lease ran out meanwhile) keeps the first time
+                        delivered_at=case(
+                            (WebhookDelivery.status == "succeeded", WebhookDelivery.delivered_at),
+                            else_=now,
+                        ),
+                        last_status_code=code,
+                        last_error=None,
+                    )
+                    .returning(WebhookDelivery.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
+        kept = [r for r in results if r.job.delivery_id in existing]
+        if not kept:
+            return
+        await session.execute(insert(WebhookAttempt), [_attempt_row(r) for r in kept])
+        await session.execute(
+            update(WebhookSubscription)
+            .where(
+                WebhookSubscription.id.in_({r.job.subscription_id for r in kept}),
+                WebhookSubscription.failing_since.is_not(None),
+            )
+            .values(failing_since=None)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def _record_others(
+        self, session: AsyncSession, results: Sequence[AttemptResult], now: datetime
+    ) -> None:
+        deliveries = {
+            d.id: d
+            for d in await session.scalars(
+                select(WebhookDelivery).where(
+                    WebhookDelivery.id.in_([r.job.delivery_id for r in results])
+                )
+            )
+        }
+        subscriptions = {
+            s.id: s
+            for s in await session.scalars(
+                select(WebhookSubscription)
+                .where(WebhookSubscription.id.in_({r.job.subscription_id for r in results}))
+                .order_by(WebhookSubscription.id)
+            )
+        }
+        disabled: dict[str, WebhookSubscription] = {}
+        for result in results:
+            job = result.job
+            delivery = deliveries.get(job.delivery_id)
+            if delivery is None:  # the subscription was deleted meanwhile
+                continue
+            subscription = subscriptions.get(job.subscription_id)
+            if not result.sent:
+                if delivery.status == "pending" and subscription is not None:
+                    delivery.status = "failed"
+                    delivery.last_error = not_sent_reason(subscription)
+                continue
+            session.add(WebhookAttempt(**_attempt_row(result)))
+            delivery.attempt_count += 1
+            if delivery.status == "succeeded":
+                continue  # a duplicate attempt (lease ran out meanwhile): keep the success
+            delivery.last_status_code = result.status_code
+            delivery.last_error = result.error
+            if self._settle(delivery, subscription, result, now) and subscription:
+                disabled[subscription.id] = subscription
+        for subscription in disabled.values():
+            await fail_pending_deliveries(session, subscription)
 
     def _settle(
         self,
@@ -372,37 +547,60 @@ class Dispatcher:
         subscription: WebhookSubscription | None,
         result: AttemptResult,
         now: datetime,
-    ) -> None:
+    ) -> bool:
+        """Decide the delivery's next state; True when the subscription was just disabled."""
         if result.succeeded:
             delivery.status, delivery.delivered_at = "succeeded", now
-            if subscription is not None:
+            if subscription is not None and subscription.failing_since is not None:
                 subscription.failing_since = None
-            return
+            return False
         if subscription is None or not subscription.is_active:
             delivery.status = "failed"
-            delivery.last_error = result.error or "subscription disabled"
-            return
+            delivery.last_error = (result.error or f"HTTP {result.status_code}") + (
+                "; the subscription is disabled"
+            )
+            return False
         if result.status_code == 410:
             delivery.status = "failed"
             _disable(subscription, now, "the target answered 410 Gone")
-            return
+            return True
         subscription.failing_since = subscription.failing_since or result.attempted_at
         if now - subscription.failing_since >= DISABLE_AFTER:
             delivery.status = "failed"
             _disable(subscription, now, "every delivery failed for 5 days")
-            return
+            return True
         retries_done = delivery.attempt_count - 1
         if retries_done >= len(RETRY_SCHEDULE):
             delivery.status = "failed"
             delivery.last_error = (result.error or f"HTTP {result.status_code}") + (
                 f"; gave up after {delivery.attempt_count} attempts"
             )
-            return
+            return False
         delay = result.retry_after or self._jittered(RETRY_SCHEDULE[retries_done])
+        delivery.status = "pending"
         delivery.next_attempt_at = now + delay
+        return False
 
     def _jittered(self, delay: timedelta) -> timedelta:
-        return delay * self.rng.uniform(0.9, 1.1)
+        return delay * self.rng.uniform(1 - JITTER, 1 + JITTER)
+
+
+def _attempt_row(result: AttemptResult) -> dict[str, Any]:
+    job = result.job
+    return {
+        "id": new_id("att"),
+        "organization_id": job.organization_id,
+        "delivery_id": job.delivery_id,
+        "subscription_id": job.subscription_id,
+        "event_id": job.event_id,
+        "event_type": job.event_type,
+        "attempted_at": result.attempted_at,
+        "status_code": result.status_code,
+        "latency_ms": result.latency_ms,
+        "succeeded": result.succeeded,
+        "response_excerpt": result.excerpt,
+        "error": result.error,
+    }
 
 
 def _disable(subscription: WebhookSubscription, now: datetime, reason: str) -> None:
@@ -410,3 +608,11 @@ def _disable(subscription: WebhookSubscription, now: datetime, reason: str) -> N
     subscription.disabled_at = now
     subscription.disabled_reason = reason
     log.warning("webhooks.subscription_disabled", subscription_id=subscription.id, reason=reason)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until ``event`` is set or ``seconds`` pass."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

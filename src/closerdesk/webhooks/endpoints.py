@@ -141,27 +141,40 @@ async def test_webhook(
     """Send a ``ping`` event to this subscription now and answer what the target said and how
     long it took (ms). The attempt is recorded like any other."""
     await service.get_subscription(session, auth.organization_id, webhook_id)
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    # Leased to this request from the start, so that no dispatcher sends it meanwhile; if
+    # this process dies before sending, a dispatcher takes it when the lease runs out.
     event = await service.record_event(
         session,
         auth.organization_id,
         EventType.ping,
         {"webhook_id": webhook_id, "message": "closerdesk test ping"},
         only_subscription_id=webhook_id,
+        due_at=dispatcher.clock() + dispatcher.lease,
     )
     delivery_id = await session.scalar(
         select(DeliveryRow.id).where(DeliveryRow.event_id == event.id)
     )
     await session.commit()
-    dispatcher: Dispatcher = request.app.state.dispatcher
-    result = await dispatcher.deliver_now(delivery_id) if delivery_id else None
-    if result is None:  # a disabled subscription gets no delivery
+    if delivery_id is None:  # a disabled subscription gets no ping
         return Envelope(
             data=PingResult(
-                delivery_id=delivery_id or "",
+                delivery_id=None,
                 success=False,
                 status_code=None,
                 latency_ms=0,
-                error="the subscription is disabled",
+                error="the subscription is disabled; enable it with PATCH is_active=true",
+            )
+        )
+    result = await dispatcher.deliver_now(delivery_id)
+    if result is None:  # deleted (or re-queued by hand) between commit and claim
+        return Envelope(
+            data=PingResult(
+                delivery_id=delivery_id,
+                success=False,
+                status_code=None,
+                latency_ms=0,
+                error="the ping was not sent: its delivery is no longer pending",
             )
         )
     return Envelope(

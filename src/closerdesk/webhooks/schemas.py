@@ -106,9 +106,11 @@ class WebhookDelivery(Schema):
 
 
 class PingResult(Schema):
-    """What ``POST /v1/webhooks/{id}/test`` saw: the ping's delivery and its one attempt."""
+    """What ``POST /v1/webhooks/{id}/test`` saw: the ping's delivery and its one attempt
+    (``status_code`` null when the target did not answer; ``latency_ms`` in milliseconds;
+    ``delivery_id`` null when the subscription is disabled and nothing was sent)."""
 
-    delivery_id: str
+    delivery_id: str | None
     success: bool
     status_code: int | None
     latency_ms: int

@@ -39,12 +39,18 @@ async def record_event(
     data: dict[str, Any],
     *,
     only_subscription_id: str | None = None,
+    due_at: datetime | None = None,
 ) -> WebhookEvent:
     """Write one outbox row and its deliveries; they commit or roll back with the change.
 
     ``data`` must be JSON-ready (use ``model_dump(mode="json")``). The stored payload is the
     exact body partners receive: ``{"id": "msg_…", "event", "created_at", "organization_id",
-    "data"}``. ``only_subscription_id`` addresses one subscription (the ``ping`` of a test).
+    "data"}``. ``only_subscription_id`` addresses one subscription (the ``ping`` of a test),
+    and only while it is active; ``due_at`` delays the first attempt (the test endpoint leases
+    its ping to itself so that no dispatcher sends it meanwhile).
+
+    A disabled subscription that lists the event type gets a ``failed`` delivery that is not
+    sent (nothing is dropped silently: ``recover`` sends it after re-enabling).
     """
     now = utcnow()
     event_id = new_id("msg")
@@ -62,15 +68,16 @@ async def record_event(
         },
     )
     session.add(event)
-    stmt = select(WebhookSubscription).where(
-        WebhookSubscription.organization_id == organization_id,
-        WebhookSubscription.is_active.is_(True),
-    )
+    stmt = select(WebhookSubscription).where(WebhookSubscription.organization_id == organization_id)
     if only_subscription_id is not None:
-        stmt = stmt.where(WebhookSubscription.id == only_subscription_id)
+        stmt = stmt.where(
+            WebhookSubscription.id == only_subscription_id,
+            WebhookSubscription.is_active.is_(True),
+        )
     for subscription in await session.scalars(stmt):
         if only_subscription_id is None and event_type.value not in subscription.event_types:
             continue
+        active = subscription.is_active
         session.add(
             WebhookDelivery(
                 id=new_id("dlv"),
@@ -78,12 +85,36 @@ async def record_event(
                 subscription_id=subscription.id,
                 event_id=event_id,
                 event_type=event_type.value,
-                status="pending",
+                status="pending" if active else "failed",
                 attempt_count=0,
-                next_attempt_at=now,
+                next_attempt_at=due_at or now,
+                last_error=None if active else not_sent_reason(subscription),
             )
         )
     return event
+
+
+def not_sent_reason(subscription: WebhookSubscription) -> str:
+    """``last_error`` of a delivery failed without sending because its subscription is off."""
+    why = subscription.disabled_reason or "disabled"
+    return f"not sent: the subscription is disabled ({why}); recover it after re-enabling"
+
+
+async def fail_pending_deliveries(session: AsyncSession, subscription: WebhookSubscription) -> int:
+    """Mark every pending delivery of a subscription being disabled ``failed`` (not sent).
+
+    ``recover`` queues them again once the subscription is re-enabled.
+    """
+    result = await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.subscription_id == subscription.id,
+            WebhookDelivery.status == "pending",
+        )
+        .values(status="failed", last_error=not_sent_reason(subscription), updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # --- subscriptions -------------------------------------------------------------------------------
@@ -156,12 +187,15 @@ async def update_subscription(
         subscription.disabled_at = None
         subscription.disabled_reason = None
         subscription.failing_since = None
-    if changes.get("is_active") is False and subscription.is_active:
+    disabling = changes.get("is_active") is False and subscription.is_active
+    if disabling:
         subscription.disabled_at = utcnow()
         subscription.disabled_reason = "disabled through the API"
     for name, value in changes.items():
         setattr(subscription, name, value)
     await session.flush()
+    if disabling:
+        await fail_pending_deliveries(session, subscription)
     return subscription
 
 
@@ -186,13 +220,14 @@ async def rotate_secret(
     return subscription
 
 
-def signing_secrets(subscription: WebhookSubscription, now: datetime) -> list[str]:
-    """The secrets that sign a delivery now: the current one, plus the previous one during
-    its 24 h overlap."""
-    secrets_ = [subscription.secret]
-    expires = subscription.previous_secret_expires_at
-    if subscription.previous_secret and expires is not None and now < expires:
-        secrets_.append(subscription.previous_secret)
+def signing_secrets(
+    secret: str, previous_secret: str | None, previous_expires_at: datetime | None, now: datetime
+) -> list[str]:
+    """The secrets that sign a delivery at ``now``: the current one, plus the previous one
+    during its 24 h overlap after a rotation."""
+    secrets_ = [secret]
+    if previous_secret and previous_expires_at is not None and now < previous_expires_at:
+        secrets_.append(previous_secret)
     return secrets_
 
 

@@ -13,6 +13,8 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import httpx
+
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
 
@@ -63,7 +65,7 @@ async def _addresses(host: str, port: int) -> list[Address]:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
         raise TargetNotAllowed(f"the target host does not resolve: {exc}") from exc
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if not addresses:
@@ -71,14 +73,32 @@ async def _addresses(host: str, port: int) -> list[Address]:
     return addresses
 
 
+def _describe(address: Address) -> str:
+    """``::ffff:a00:1 (IPv4 10.0.0.1)`` for IPv6 forms that embed an IPv4 address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None:
+            return f"{address} (IPv4 {embedded})"
+    return str(address)
+
+
 def check_url_shape(url: str, *, allow_private: bool) -> None:
-    """Scheme and form. Raises ``TargetNotAllowed``."""
-    parts = urlsplit(url)
+    """Scheme and form. Raises ``TargetNotAllowed`` (also for a URL that does not parse: a
+    broken IPv6 literal, a port out of range, spaces in the host)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises for a bad port
+        hostname = parts.hostname
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise TargetNotAllowed(f"the target URL is not valid ({exc})") from exc
     allowed_schemes = {"https", "http"} if allow_private else {"https"}
     if parts.scheme not in allowed_schemes:
         raise TargetNotAllowed("webhook targets must use https")
-    if not parts.hostname:
+    if not hostname:
         raise TargetNotAllowed("the target URL has no host")
+    if any(c.isspace() for c in hostname):
+        raise TargetNotAllowed("the target URL is not valid (spaces in the host)")
     if parts.username or parts.password:
         raise TargetNotAllowed("credentials in the target URL are not allowed")
 
@@ -98,7 +118,7 @@ async def resolve_target(url: str, *, allow_private: bool) -> ResolvedTarget:
     for address in addresses:
         if not ip_allowed(address):
             raise TargetNotAllowed(
-                f"the target resolves to {address}, a private or reserved address"
+                f"the target resolves to {_describe(address)}, a private or reserved address"
             )
     first = addresses[0]
     netloc_host = f"[{first}]" if first.version == 6 else str(first)

@@ -1,0 +1,229 @@
+"""Generate the example bodies of docs/webhooks.md from real payloads.
+
+Runs the demo organization (``closerdesk demo``) in a throw-away SQLite database, subscribes an
+endpoint to every event type, performs each operation that fires an event through the Partner
+API, and prints (or, with ``--write``, splices into docs/webhooks.md between the ``examples``
+markers) one recorded body per event type, exactly as the dispatcher sends it.
+
+    .venv/bin/python scripts/webhook_examples.py --write
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from closerdesk.app import create_app
+from closerdesk.config import Settings
+from closerdesk.db import Database
+from closerdesk.demo import load_demo
+from closerdesk.kit.time import isoformat_z, utcnow
+from closerdesk.migrate import upgrade
+from closerdesk.models import WebhookEvent
+from closerdesk.webhooks.dispatcher import body_of
+from closerdesk.webhooks.events import EventType
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "webhooks.md"
+BEGIN, END = "<!-- examples:begin -->", "<!-- examples:end -->"
+
+WHEN = {
+    "call.booked": "a call is booked (`POST /v1/calls`).",
+    "call.updated": "fields of a call change in place (`PATCH /v1/calls/{id}`, or a payment "
+    "linked to the call).",
+    "call.rescheduled": "a call moves to a new time (`POST /v1/calls/{id}/reschedule`).",
+    "call.cancelled": "a call is cancelled (`POST /v1/calls/{id}/cancel`).",
+    "call.closer_reassigned": "a call gets another closer (`POST /v1/calls/{id}/reassign-closer`"
+    ", or a reschedule with `new_closer_id`). Carries everything needed to email the lead: the "
+    "reassign response fields, `reason`, `scheduled_at`, `duration_minutes`, `time_zone`, the "
+    "new closer's name and email, the new conferencing link, the lead's contact and who did it.",
+    "call.outcome_set": "an outcome is set on a call (`POST /v1/calls/{id}/outcome`).",
+    "call.no_show": "the outcome set is `no_show` (sent together with `call.outcome_set`, same "
+    "`data`).",
+    "lead.created": "a lead is created (`POST /v1/leads`, or booking with an inline new lead). "
+    "`data` is the lead object.",
+    "lead.updated": "fields of a lead change (`PATCH /v1/leads/{id}`, or its status moving to "
+    "`booked` when its first call is booked).",
+    "payment.recorded": "a payment is recorded (`POST /v1/payments`).",
+    "ping": "`POST /v1/webhooks/{id}/test` is called; sent to that subscription only.",
+}
+
+
+def ok(response: httpx.Response) -> Any:
+    if response.status_code >= 300:
+        raise RuntimeError(f"{response.request.url}: {response.status_code} {response.text}")
+    return response.json()["data"]
+
+
+async def collect(url: str) -> dict[str, dict[str, Any]]:
+    """One real payload per event type (the first recorded of each)."""
+    settings = Settings(
+        database_url=url,
+        public_base_url="https://closerdesk.example.com",
+        webhook_allow_private_targets=True,
+        log_level="WARNING",
+    )
+    database = Database(url)
+    demo = await load_demo(database, settings)
+    app = create_app(settings, database=database)
+    transport = httpx.ASGITransport(app=app)
+    h = {"Authorization": f"Bearer {demo.api_key}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
+        sub = ok(
+            await client.post(
+                "/v1/webhooks",
+                headers=h,
+                json={
+                    "target_url": "http://127.0.0.1:9/closerdesk",
+                    "event_types": sorted(e.value for e in EventType if e.value != "ping"),
+                    "description": "CRM sync",
+                },
+            )
+        )
+        started = utcnow()
+        lead = ok(
+            await client.post(
+                "/v1/leads",
+                headers=h,
+                json={
+                    "email": "hana@example.com",
+                    "full_name": "Hana Sato",
+                    "phone": "+14155550142",
+                    "time_zone": "America/Los_Angeles",
+                    "metadata": {"utm_source": "newsletter", "crm_id": "0031x00000Hana"},
+                },
+            )
+        )
+        ok(
+            await client.patch(
+                f"/v1/leads/{lead['id']}", headers=h, json={"company": "Sato Studio"}
+            )
+        )
+        start = (utcnow() + timedelta(days=6)).replace(hour=17, minute=0, second=0)
+        ok(
+            await client.post(
+                "/v1/calls",
+                headers=h,
+                json={
+                    "lead_id": lead["id"],
+                    "closer_id": "user_chloe",
+                    "setter_id": "user_sam",
+                    "scheduled_at": isoformat_z(start.replace(microsecond=0)),
+                    "duration_minutes": 45,
+                    "utm_source": "newsletter",
+                },
+            )
+        )
+        ok(
+            await client.patch(
+                f"/v1/calls/{demo.reassign_call_id}",
+                headers=h,
+                json={"notes": "Wants the 12-week plan", "expected_deal_value": 650000},
+            )
+        )
+        ok(
+            await client.post(
+                f"/v1/calls/{demo.reschedule_call_id}/reschedule",
+                headers=h,
+                json={
+                    "scheduled_at": isoformat_z(demo.reschedule_to),
+                    "reason": "Lead asked for a later slot",
+                },
+            )
+        )
+        ok(
+            await client.post(
+                f"/v1/calls/{demo.reassign_call_id}/reassign-closer",
+                headers=h,
+                json={"new_closer_id": demo.reassign_to, "reason": "Alice is out sick"},
+            )
+        )
+        ok(
+            await client.post(
+                f"/v1/calls/{demo.cancel_call_id}/cancel",
+                headers=h,
+                json={"reason": "Lead bought elsewhere"},
+            )
+        )
+        past = ok(
+            await client.post(
+                f"/v1/calls/{demo.past_call_id}/outcome",
+                headers=h,
+                json={"status": "no_show", "notes": "Did not join; texted a new link"},
+            )
+        )
+        ok(
+            await client.post(
+                "/v1/payments",
+                headers=h,
+                json={
+                    "amount": 250000,
+                    "currency": "USD",
+                    "provider": "stripe",
+                    "provider_payment_id": "pi_3QxDemo",
+                    "lead_id": past["lead_id"],
+                    "call_id": demo.past_call_id,
+                },
+            )
+        )
+        ok(await client.post(f"/v1/webhooks/{sub['id']}/test", headers=h))
+    async with database.reader() as session:
+        events = list(
+            await session.scalars(
+                select(WebhookEvent)
+                .where(WebhookEvent.created_at >= started)
+                .order_by(WebhookEvent.id)
+            )
+        )
+    await app.state.dispatcher.aclose()
+    await database.dispose()
+    examples: dict[str, dict[str, Any]] = {}
+    for event in events:
+        examples.setdefault(event.type, json.loads(body_of(event.payload)))
+    missing = {e.value for e in EventType} - set(examples)
+    if missing:
+        raise RuntimeError(f"no example for {sorted(missing)}")
+    return examples
+
+
+def render(examples: dict[str, dict[str, Any]]) -> str:
+    parts = [BEGIN, ""]
+    for event_type in (e.value for e in EventType):
+        parts += [
+            f"### `{event_type}`",
+            "",
+            f"Sent when {WHEN[event_type]}",
+            "",
+            "```json",
+            json.dumps(examples[event_type], indent=2, ensure_ascii=False),
+            "```",
+            "",
+        ]
+    parts.append(END)
+    return "\n".join(parts)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite+aiosqlite:///{tmp}/examples.db"
+        upgrade(url)
+        section = render(asyncio.run(collect(url)))
+    if "--write" not in sys.argv:
+        print(section)  # noqa: T201
+        return
+    text = DOCS.read_text(encoding="utf-8")
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    DOCS.write_text(head + section + tail, encoding="utf-8")
+    print(f"wrote {len(section)} characters of examples into {DOCS}")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
