@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from closerdesk.kit.schemas import MemberId, RequestSchema, Schema, TimeZoneName, UTCDateTime
+from closerdesk.kit.schemas import (
+    CalendarDate,
+    MemberId,
+    RequestSchema,
+    Schema,
+    StrictSchema,
+    TimeZoneName,
+    UTCDateTime,
+)
 
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 Priority = Literal["high", "medium", "low"]
@@ -19,7 +26,7 @@ LocalTime = Annotated[
 Minutes = Annotated[int, Field(ge=0, le=24 * 60)]
 
 
-class LocalInterval(Schema):
+class LocalInterval(StrictSchema):
     """``start``–``end`` in local wall time, ``"HH:MM"`` (``end`` may be ``"24:00"``)."""
 
     start: LocalTime
@@ -36,14 +43,14 @@ class WeeklyWindow(LocalInterval):
     weekday: Weekday
 
 
-class DateOverride(Schema):
+class DateOverride(StrictSchema):
     """A local date whose windows replace the weekly ones; ``intervals: []`` is a day off."""
 
-    date: dt.date
+    date: CalendarDate
     intervals: list[LocalInterval] = Field(default_factory=list, max_length=24)
 
 
-class HostSchedule(Schema):
+class HostSchedule(StrictSchema):
     """A weekly schedule in the host's IANA zone, with date overrides."""
 
     time_zone: TimeZoneName
@@ -58,7 +65,7 @@ class HostSchedule(Schema):
         return overrides
 
 
-class BookingLinkHost(Schema):
+class BookingLinkHost(StrictSchema):
     """A closer taking calls of the link: round-robin ``priority`` and ``weight``, schedule."""
 
     member_id: MemberId

@@ -6,12 +6,14 @@ busy time, and hands plain values to it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.booking_links import schemas
@@ -142,6 +144,19 @@ async def _replace_hosts(
     await session.flush()
 
 
+@asynccontextmanager
+async def _slug_guard(session: AsyncSession, slug_written: bool = True) -> AsyncIterator[None]:
+    """A savepoint around writing a link's slug: a concurrent request that took the same slug
+    after ``_check_slug`` passed trips the unique constraint, answered as 409, not 500."""
+    try:
+        async with session.begin_nested():
+            yield
+    except IntegrityError as exc:
+        if not slug_written:
+            raise
+        raise BookingLinkSlugTaken() from exc
+
+
 async def create_link(
     session: AsyncSession, organization_id: str, body: BookingLinkCreate
 ) -> BookingLink:
@@ -153,8 +168,9 @@ async def create_link(
         **body.model_dump(exclude={"hosts"}),
         is_active=True,
     )
-    session.add(link)
-    await session.flush()
+    async with _slug_guard(session):
+        session.add(link)
+        await session.flush()
     await _replace_hosts(session, organization_id, link.id, body.hosts)
     return link
 
@@ -169,6 +185,8 @@ async def update_link(
     for name, value in changes.items():
         if value is None and name != "slot_interval_minutes":
             raise ValidationFailed.field(name, "cannot be null")
+    if "hosts" in body.model_fields_set and body.hosts is None:
+        raise ValidationFailed.field("hosts", "cannot be null")
     if "slug" in changes:
         await _check_slug(session, organization_id, changes["slug"], except_id=link.id)
     host_count = (
@@ -178,8 +196,10 @@ async def update_link(
     )
     if changes.get("assignment", link.assignment) == "fixed" and host_count != 1:
         raise ValidationFailed.field("hosts", "a fixed booking link has exactly one host")
-    for name, value in changes.items():
-        setattr(link, name, value)
+    async with _slug_guard(session, "slug" in changes):
+        for name, value in changes.items():
+            setattr(link, name, value)
+        await session.flush()
     if body.hosts is not None:
         await _replace_hosts(session, organization_id, link.id, body.hosts)
     await session.flush()
@@ -249,7 +269,7 @@ async def closers_with_calendars(
     )
     if member_ids is not None:
         stmt = stmt.where(TeamMember.id.in_(list(member_ids)))
-    return {m.id: (m, c) for m, c in (await session.execute(stmt)).tuples().all()}
+    return {m.id: (m, c) for m, c in (await session.execute(stmt)).all()}
 
 
 async def busy_by_host(
@@ -441,9 +461,7 @@ async def rank_hosts(
                     TeamMember.id.in_(list(member_ids)),
                 )
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     candidates = [
         Candidate(
