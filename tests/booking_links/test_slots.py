@@ -516,6 +516,19 @@ async def test_slots_of_unknown_or_foreign_links_are_404(
     assert await get_slots(client, other_org, theirs["id"], day(3), day(4))
 
 
+async def test_an_inactive_link_offers_no_slots(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession
+) -> None:
+    """Booking through an inactive link is refused, so its slots are too."""
+    link = await create_link(client, org, [host(await _closer(session, org))])
+    assert await get_slots(client, org, link["id"], day(3), day(4))
+    ok(await patch_link(client, org, link["id"], {"is_active": False}))
+    r = await slots_response(client, org, link["id"], day(3), day(4))
+    error(r, 409, "BOOKING_LINK_INACTIVE")
+    ok(await patch_link(client, org, link["id"], {"is_active": True}))
+    assert await get_slots(client, org, link["id"], day(3), day(4))
+
+
 async def test_slots_follow_the_hosts_set_by_patch(
     client: httpx.AsyncClient, org: Org, session: AsyncSession
 ) -> None:

@@ -234,6 +234,18 @@ async def test_ics_uid_is_stable_and_sequence_grows_with_every_change(
     sequences.append(int(event["SEQUENCE"]))
     assert str(event["STATUS"]) == "CONFIRMED"
 
+    # New notes change the event's description; a PATCH of other fields does not touch it.
+    ok(await client.patch(f"/v1/calls/{call['id']}", headers=org.headers, json={"notes": "n"}))
+    event = await _ics(client, org, call["id"])
+    assert "n" in str(event["DESCRIPTION"])
+    sequences.append(int(event["SEQUENCE"]))
+    ok(
+        await client.patch(
+            f"/v1/calls/{call['id']}", headers=org.headers, json={"expected_deal_value": 1}
+        )
+    )
+    assert int((await _ics(client, org, call["id"]))["SEQUENCE"]) == sequences[-1]
+
     ok(await client.post(f"/v1/calls/{call['id']}/cancel", headers=org.headers, json={}))
     event = await _ics(client, org, call["id"])
     assert str(event["UID"]) == uid
@@ -242,7 +254,7 @@ async def test_ics_uid_is_stable_and_sequence_grows_with_every_change(
     sequences.append(int(event["SEQUENCE"]))
 
     assert sequences == sorted(set(sequences)), sequences  # strictly increasing
-    assert len(sequences) == 5
+    assert len(sequences) == 6
 
 
 async def test_ics_of_a_call_without_a_lead_name(

@@ -18,6 +18,7 @@ from closerdesk.booking_links.schemas import (
 )
 from closerdesk.db import Session
 from closerdesk.errors import (
+    BookingLinkInactive,
     BookingLinkNotFound,
     BookingLinkSlugTaken,
     CalendarProviderError,
@@ -95,7 +96,7 @@ async def update_booking_link(
 @router.get(
     "/{link_id}/slots",
     response_model=Envelope[list[Slot]],
-    responses=responses(BookingLinkNotFound, CalendarProviderError),
+    responses=responses(BookingLinkNotFound, BookingLinkInactive, CalendarProviderError),
 )
 async def get_slots(
     link_id: str,
@@ -108,8 +109,11 @@ async def get_slots(
 ) -> Envelope[list[Slot]]:
     """Bookable start times in ``[start, end)``, in start order: every ``slot_interval`` where
     at least one host is free (availability − calls − calendar busy − buffers), honouring the
-    minimum notice. ``start``/``end`` in UTC and ``local_start`` in ``time_zone``."""
+    minimum notice. ``start``/``end`` in UTC and ``local_start`` in ``time_zone``. An inactive
+    link offers nothing: 409 ``BOOKING_LINK_INACTIVE``, as booking through it answers."""
     link = await service.get_link(session, auth.organization_id, link_id)
+    if not link.is_active:
+        raise BookingLinkInactive()
     zone = ZoneInfo(time_zone)
     slots = await service.link_slots(session, providers, link, start, end, utcnow())
     return Envelope(

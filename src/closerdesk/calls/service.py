@@ -527,38 +527,43 @@ async def _round_robin_closer(
 ) -> tuple[TeamMember, CalendarConnection]:
     """The host that gets a call at ``start`` by the link's round robin (SPEC §5).
 
-    ``start`` must be an offered slot. The free hosts are row-locked in id order (no deadlock
-    between two bookings), ranked, and re-checked under the lock in rank order: the first
-    still clear of busy time (with the link's buffers) gets the call. Raises
+    ``start`` must be an offered slot. The hosts offered there are row-locked in id order (no
+    deadlock between two bookings), checked again under the lock for the whole call
+    ``[start, end)`` (availability, busy time, buffers: the slot may have been taken since it
+    was offered), and the first of them in round-robin order gets the call. Raises
     ``SlotNotAvailable`` (409).
     """
-    free = await booking_links.free_hosts_for_slot(session, providers, link, start, now)
-    if not free:
+    offered = await booking_links.free_hosts_for_slot(session, providers, link, start, now)
+    if not offered:
         raise SlotNotAvailable()
-    await repository.lock_members(session, link.organization_id, free)
-    hosts = {h.member.id: h for h in await booking_links.bookable_hosts(session, link)}
+    await repository.lock_members(session, link.organization_id, offered)
+    hosts = {
+        h.member.id: h
+        for h in await booking_links.bookable_hosts(session, link)
+        if h.member.id in offered
+    }
+    free = await booking_links.free_hosts_for_span(
+        session,
+        providers,
+        link.organization_id,
+        list(hosts.values()),
+        start,
+        end,
+        buffer_before_minutes=link.buffer_before_minutes,
+        buffer_after_minutes=link.buffer_after_minutes,
+    )
     ranking = await booking_links.rank_hosts(
         session,
         link.organization_id,
         link.id,
-        [m for m in free if m in hosts],
+        free,
         {m: (h.priority, h.weight) for m, h in hosts.items()},
         now,
     )
-    # ``end`` is the call's: an explicit duration longer than the link's is checked in full.
-    for member_id in ranking:
-        host = hosts[member_id]
-        conflicts = await find_conflicts(
-            session,
-            providers,
-            host.connection,
-            start - timedelta(minutes=link.buffer_before_minutes),
-            end + timedelta(minutes=link.buffer_after_minutes),
-            exclude_call_id=None,
-        )
-        if not conflicts:
-            return host.member, host.connection
-    raise SlotNotAvailable()
+    if not ranking:
+        raise SlotNotAvailable()
+    chosen = hosts[ranking[0]]
+    return chosen.member, chosen.connection
 
 
 # --- POST /v1/calls/{id}/outcome -----------------------------------------------------------------
@@ -791,8 +796,6 @@ async def auto_reassign(
     start = required(call.scheduled_at, "scheduled_at")
     end = required(call.ends_at, "ends_at")
     link = await session.get(BookingLink, call.booking_link_id) if call.booking_link_id else None
-    before_minutes = link.buffer_before_minutes if link else 0
-    after_minutes = link.buffer_after_minutes if link else 0
     if link is not None:
         hosts = await booking_links.bookable_hosts(session, link, exclude=call.closer_id)
     else:
@@ -802,6 +805,8 @@ async def auto_reassign(
             for member_id, (member, connection) in ready.items()
             if member_id != call.closer_id
         ]
+    # Lock every candidate first (id order), then decide on what the lock protects.
+    await repository.lock_members(session, org, [h.member.id for h in hosts])
     free = await booking_links.free_hosts_for_span(
         session,
         providers,
@@ -809,12 +814,9 @@ async def auto_reassign(
         hosts,
         start,
         end,
-        buffer_before_minutes=before_minutes,
-        buffer_after_minutes=after_minutes,
+        buffer_before_minutes=link.buffer_before_minutes if link else 0,
+        buffer_after_minutes=link.buffer_after_minutes if link else 0,
     )
-    if not free:
-        raise NoHostAvailable()
-    await repository.lock_members(session, org, free)
     by_id = {h.member.id: h for h in hosts}
     ranking = await booking_links.rank_hosts(
         session,
@@ -824,28 +826,12 @@ async def auto_reassign(
         {m: (h.priority, h.weight) for m, h in by_id.items()},
         now,
     )
-    for member_id in ranking:
-        host = by_id[member_id]
-        conflicts = await find_conflicts(
-            session,
-            providers,
-            host.connection,
-            start - timedelta(minutes=before_minutes),
-            end + timedelta(minutes=after_minutes),
-            exclude_call_id=call.id,
-        )
-        if not conflicts:
-            return await _reassign_to(
-                session,
-                auth,
-                providers,
-                call,
-                host.member,
-                host.connection,
-                reason,
-                "round_robin",
-            )
-    raise NoHostAvailable()
+    if not ranking:
+        raise NoHostAvailable()
+    chosen = by_id[ranking[0]]
+    return await _reassign_to(
+        session, auth, providers, call, chosen.member, chosen.connection, reason, "round_robin"
+    )
 
 
 # --- POST /v1/calls/{id}/reschedule --------------------------------------------------------------
@@ -1100,6 +1086,8 @@ async def update(
     before = _snapshot(call, fields)
     for name in fields:
         setattr(call, name, changes[name])
+    if "notes" in changes and changes["notes"] != before["notes"]:
+        call.sequence += 1  # the notes are in the calendar event's description (ICS)
     await session.flush()
     after = call_json(call)
     after_fields = {k: after[k] for k in fields}
