@@ -9,7 +9,7 @@ import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from closerdesk.errors import ApiError, PayloadTooLarge, UnsupportedMediaType
+from closerdesk.errors import ApiError, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from closerdesk.kit.ids import ulid
 
 log = structlog.get_logger("closerdesk.access")
@@ -61,7 +61,7 @@ class RequestContextMiddleware:
             if refusal is not None:
                 await self._send_error(send_with_id, refusal, request_id)
                 return
-            await self.app(scope, self._limited(receive), send_with_id)
+            await self._call_limited(scope, receive, send_with_id, request_id)
         finally:
             log.info(
                 "request",
@@ -72,6 +72,12 @@ class RequestContextMiddleware:
             )
 
     def _refusal(self, scope: Scope) -> ApiError | None:
+        # PostgreSQL cannot hold NUL in text: an id or filter carrying one is a 400, not a 500.
+        if "\x00" in scope["path"]:
+            return ValidationFailed.field("path", "must not contain NUL (%00)")
+        query = scope.get("query_string", b"")
+        if b"\x00" in query or b"%00" in query:
+            return ValidationFailed.field("query", "must not contain NUL (%00)")
         if scope["method"] not in _BODY_METHODS:
             return None
         headers = Headers(scope=scope)
@@ -85,20 +91,40 @@ class RequestContextMiddleware:
                 return UnsupportedMediaType()
         return None
 
-    def _limited(self, receive: Receive) -> Receive:
+    async def _call_limited(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str
+    ) -> None:
+        """Run the app, counting body bytes as they arrive (a chunked body has no
+        Content-Length). Past the limit the read fails; whatever the app then answers (FastAPI
+        turns a failed body read into its own 400) is replaced by our 413."""
         seen = 0
-        limit = self.max_body_bytes
+        exceeded = False
+        started = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > limit:
+                if seen > self.max_body_bytes:
+                    exceeded = True
                     raise PayloadTooLarge()
             return message
 
-        return limited
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded and not started:
+                return  # the app's answer to the failed read; ours is sent below
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, guarded_send)
+        except PayloadTooLarge:
+            if started:
+                raise
+        if exceeded and not started:
+            await self._send_error(send, PayloadTooLarge(), request_id)
 
     @staticmethod
     async def _send_error(send: Send, error: ApiError, request_id: str) -> None:

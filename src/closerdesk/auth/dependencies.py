@@ -12,6 +12,7 @@ from closerdesk.auth.service import AuthContext, Scope, authenticate
 from closerdesk.config import Settings
 from closerdesk.db import Session
 from closerdesk.errors import Forbidden, Unauthorized
+from closerdesk.kit.query import reject_unknown_query_parameters
 
 _bearer = HTTPBearer(auto_error=False, bearerFormat="cdk_…", description="API key")
 
@@ -34,6 +35,8 @@ def require_scope(scope: Scope) -> Callable[..., Awaitable[AuthContext]]:
             raise Unauthorized("The API key is unknown or has been revoked.")
         if not context.allows(scope):
             raise Forbidden(f"This API key has scope '{context.scope}'; '{scope}' is needed.")
+        # Every /v1 route passes here, once the caller is known: refuse misspelt filters too.
+        reject_unknown_query_parameters(request)
         request.state.auth = context
         return context
 

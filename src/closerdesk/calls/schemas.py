@@ -14,6 +14,7 @@ from closerdesk.kit.schemas import (
     RequestSchema,
     Schema,
     ShortText,
+    StrictSchema,
     TimeZoneName,
     UTCDateTime,
 )
@@ -27,7 +28,7 @@ Duration = Annotated[int, Field(ge=5, le=24 * 60, description="Minutes, 5–1440
 Reason = Annotated[str, Field(max_length=1000)]
 
 
-class ActionItem(Schema):
+class ActionItem(StrictSchema):
     """One follow-up from the call's analysis (seed 004); extra keys are kept."""
 
     model_config = ConfigDict(extra="allow", from_attributes=True)
@@ -38,7 +39,7 @@ class ActionItem(Schema):
     notes: str | None = None
 
 
-class FormAnswer(Schema):
+class FormAnswer(StrictSchema):
     """One answer of the booking form (seed 004); extra keys are kept."""
 
     model_config = ConfigDict(extra="allow", from_attributes=True)
@@ -48,7 +49,7 @@ class FormAnswer(Schema):
     value: Any = None
 
 
-class TranscriptSegment(Schema):
+class TranscriptSegment(StrictSchema):
     model_config = ConfigDict(extra="allow", from_attributes=True)
 
     start_seconds: float = Field(ge=0)
@@ -57,7 +58,7 @@ class TranscriptSegment(Schema):
     text: str = ""
 
 
-class TranscriptData(Schema):
+class TranscriptData(StrictSchema):
     model_config = ConfigDict(extra="allow", from_attributes=True)
 
     duration_seconds: float | None = Field(default=None, ge=0)
