@@ -318,11 +318,11 @@ async def test_nul_in_path_or_query_is_400(
     ("content", "field"),
     [
         (b'{"email": "a@example.com", "full_name": "a\\\\u0000b"}', None),  # an escaped backslash
-        (b'{"email": "a@example.com", "full_name": "a\u0000b"}', "full_name"),
-        (b'{"email": "a@example.com", "metadata": {"k": [1, {"z": "\u0000"}]}}', "metadata.k.1.z"),
-        (b'{"email": "a@example.com", "metadata": {"k\u0000": 1}}', "metadata"),
-        (b'{"email": "a@example.com", "full_name": "x\ud800y"}', "full_name"),
-        (b'{"email": "a@example.com", "metadata": {"k": "\udfff"}}', "metadata.k"),
+        (rb'{"email": "a@example.com", "full_name": "a\u0000b"}', "full_name"),
+        (rb'{"email": "a@example.com", "metadata": {"k": [1, {"z": "\u0000"}]}}', "metadata.k.1.z"),
+        (rb'{"email": "a@example.com", "metadata": {"k\u0000": 1}}', "metadata"),
+        (rb'{"email": "a@example.com", "full_name": "x\ud800y"}', "full_name"),
+        (rb'{"email": "a@example.com", "metadata": {"k": "\udfff"}}', "metadata.k"),
     ],
 )
 async def test_unstorable_text_in_a_body_is_400(
