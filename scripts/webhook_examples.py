@@ -48,7 +48,7 @@ WHEN = {
     "call.no_show": "the outcome set is `no_show` (sent together with `call.outcome_set`, same "
     "`data`).",
     "lead.created": "a lead is created (`POST /v1/leads`, or booking with an inline new lead). "
-    "`data` is the lead object.",
+    "`data.lead` is the lead object, as `GET /v1/leads/{id}` answers it.",
     "lead.updated": "fields of a lead change (`PATCH /v1/leads/{id}`, or its status moving to "
     "`booked` when its first call is booked).",
     "payment.recorded": "a payment is recorded (`POST /v1/payments`).",
@@ -93,8 +93,8 @@ async def collect(url: str) -> dict[str, dict[str, Any]]:
                 "/v1/leads",
                 headers=h,
                 json={
-                    "email": "hana@example.com",
-                    "full_name": "Hana Sato",
+                    "email": "june@example.com",
+                    "full_name": "June Okafor",
                     "phone": "+14155550142",
                     "time_zone": "America/Los_Angeles",
                     "metadata": {"utm_source": "newsletter", "crm_id": "0031x00000Hana"},

@@ -319,7 +319,7 @@ async def test_book_inline_lead_creates_a_new_lead(
     assert lead["time_zone"] == "Europe/London"
     assert data["time_zone"] == "Europe/London"
     created = await webhooks(database, org, "lead.created")
-    assert [w.payload["data"]["id"] for w in created] == [data["lead_id"]]
+    assert [w.payload["data"]["lead"]["id"] for w in created] == [data["lead_id"]]
 
 
 async def test_book_inline_lead_of_other_org_is_not_reused(

@@ -123,9 +123,9 @@ async def test_create_lead_fires_lead_created_with_the_partner_payload(
     assert payload["event"] == "lead.created"
     assert payload["organization_id"] == org.id
     assert RFC3339_Z.match(payload["created_at"])
-    assert payload["data"]["id"] == lead["id"]
-    assert payload["data"]["email"] == "hook@example.com"
-    assert payload["data"]["full_name"] == "Hook"
+    assert payload["data"]["lead"]["id"] == lead["id"]
+    assert payload["data"]["lead"]["email"] == "hook@example.com"
+    assert payload["data"]["lead"]["full_name"] == "Hook"
 
 
 @pytest.mark.parametrize(

@@ -73,8 +73,8 @@ async def test_delivery_is_signed_and_recorded(hooks: Hooks) -> None:
     [payload] = hooks.payloads(sub["name"])
     assert payload["event"] == "lead.created"
     assert payload["organization_id"] == hooks.org.id
-    assert payload["data"]["id"] == lead["id"]
-    assert payload["data"]["full_name"] == "Zoë Ångström 日本"
+    assert payload["data"]["lead"]["id"] == lead["id"]
+    assert payload["data"]["lead"]["full_name"] == "Zoë Ångström 日本"
     assert "Zoë".encode() in request.body  # UTF-8 on the wire, signed as sent
     assert request.headers["user-agent"].startswith("closerdesk-webhooks/")
     assert signature_count(request.headers) == 1
@@ -113,7 +113,7 @@ async def test_events_go_only_to_matching_subscriptions_of_the_organization(
     hooks.secrets[foreign_name] = [ok(r, 201)["secret"]]
     lead = await new_lead(hooks)
     await hooks.dispatcher().drain()
-    assert [p["data"]["id"] for p in hooks.payloads(leads["name"])] == [lead["id"]]
+    assert [p["data"]["lead"]["id"] for p in hooks.payloads(leads["name"])] == [lead["id"]]
     assert hooks.receiver.requests(calls["name"]) == []
     assert hooks.receiver.requests(foreign_name) == []
 
@@ -310,7 +310,7 @@ async def test_recover_requeues_failed_deliveries_since(hooks: Hooks) -> None:
     )
     assert ok(r, 202) == {"requeued": 3}
     await dispatcher.drain()
-    delivered = [p["data"]["id"] for p in hooks.payloads(name)[1:]]
+    delivered = [p["data"]["lead"]["id"] for p in hooks.payloads(name)[1:]]
     assert sorted(delivered) == sorted(lead["id"] for lead in later)
     statuses = [d["status"] for d in await hooks.deliveries(sub["id"])]
     assert statuses == ["failed", "succeeded", "succeeded", "succeeded"]
@@ -438,7 +438,7 @@ async def test_the_app_runs_a_dispatcher_in_process(
             sub = await hooks.subscribe(event_types=["lead.created"])
             lead = await new_lead(hooks)
             await receiver.wait_async(lambda seen: len(seen) == 1, seconds=5)
-    assert [p["data"]["id"] for p in hooks.payloads(sub["name"])] == [lead["id"]]
+    assert [p["data"]["lead"]["id"] for p in hooks.payloads(sub["name"])] == [lead["id"]]
     hooks.check_all()
 
 

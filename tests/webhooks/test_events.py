@@ -192,9 +192,9 @@ async def test_every_change_fires_its_event_with_the_specified_body(
 
     # lead.created: the lead object; lead.updated: the lead, what changed and from what
     [created] = by_type["lead.created"]
-    assert created["id"] == lead["id"]
-    assert created["email"] == "dana@example.com"
-    assert created["metadata"] == {"utm_source": "newsletter"}
+    assert created["lead"]["id"] == lead["id"]
+    assert created["lead"]["email"] == "dana@example.com"
+    assert created["lead"]["metadata"] == {"utm_source": "newsletter"}
     company, status = by_type["lead.updated"]
     assert company["changed_fields"] == ["company"]
     assert company["previous"] == {"company": None}

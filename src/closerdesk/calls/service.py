@@ -450,7 +450,7 @@ async def book(
             lead.status = "booked"
             await session.flush()
         if lead_created:
-            await record_event(session, org, EventType.lead_created, lead_json(lead))
+            await record_event(session, org, EventType.lead_created, {"lead": lead_json(lead)})
         elif status_changed:
             await record_event(
                 session,

@@ -106,7 +106,7 @@ async def create_lead(session: AsyncSession, organization_id: str, body: LeadCre
     )
     session.add(lead)
     await session.flush()
-    await record_event(session, organization_id, EventType.lead_created, lead_json(lead))
+    await record_event(session, organization_id, EventType.lead_created, {"lead": lead_json(lead)})
     return lead
 
 
