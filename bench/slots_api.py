@@ -1,0 +1,221 @@
+"""Benchmark: the same 20-host, 30-day slot query as ``bench/slots.py``, through the API.
+
+Not a test: it prints its figures. ``bench/slots.py`` times the pure core alone; this times
+``GET /v1/booking-links/{id}/slots`` end to end (auth, loading the link, its hosts, their calls
+and their calendar busy time from the database, the core, and the JSON answer), in process over
+ASGI, so that what a partner waits for is measured too. Busy intervals are busy blocks on the
+hosts' built-in calendars (500, 1,000, 2,000 per host, fixed seed).
+
+    .venv/bin/python bench/slots_api.py [--runs 20] [--database-url URL]
+
+The default database is a temporary SQLite file; a PostgreSQL URL is emptied (public schema
+dropped and recreated) first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import statistics
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import delete, insert, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from closerdesk.app import create_app
+from closerdesk.auth.service import create_organization
+from closerdesk.booking_links.schemas import BookingLinkCreate
+from closerdesk.booking_links.service import create_link
+from closerdesk.config import Settings
+from closerdesk.db import Database
+from closerdesk.kit.ids import new_id
+from closerdesk.kit.time import isoformat_z, utcnow
+from closerdesk.logs import configure_logging
+from closerdesk.migrate import upgrade
+from closerdesk.models import BusyBlock, CalendarConnection, TeamMember
+
+HOSTS = 20
+DAYS = 30
+BUSY_COUNTS = (500, 1000, 2000)
+SEED = 4
+ZONES = (
+    "America/New_York",
+    "America/Los_Angeles",
+    "Europe/Berlin",
+    "Europe/London",
+    "Asia/Kolkata",
+    "Australia/Sydney",
+)
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday")
+
+
+async def _reset_postgres(url: str) -> None:
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+
+
+async def seed(database: Database, settings: Settings) -> tuple[str, str, list[str]]:
+    """An organization, 20 closers with built-in calendars, one round-robin link."""
+    async with database.writer() as session:
+        org, key = await create_organization(session, secret_key=settings.secret_key, name="b")
+        ids = [f"user_bench{i}" for i in range(HOSTS)]
+        for i, member_id in enumerate(ids):
+            session.add(
+                TeamMember(
+                    organization_id=org.id,
+                    id=member_id,
+                    name=member_id,
+                    email=f"{member_id}@example.com",
+                    role="closer",
+                    time_zone=ZONES[i % len(ZONES)],
+                    is_active=True,
+                )
+            )
+        await session.flush()
+        for member_id in ids:
+            cid = new_id("cal")
+            session.add(
+                CalendarConnection(
+                    id=cid,
+                    organization_id=org.id,
+                    member_id=member_id,
+                    provider="builtin",
+                    provider_grant_id=cid,
+                    calendar_id=f"builtin:{member_id}",
+                    credentials={},
+                )
+            )
+        await session.flush()
+        body = BookingLinkCreate.model_validate(
+            {
+                "slug": "bench",
+                "title": "Bench",
+                "duration_minutes": 45,
+                "slot_interval_minutes": 30,
+                "minimum_notice_minutes": 120,
+                "buffer_after_minutes": 15,
+                "hosts": [
+                    {
+                        "member_id": m,
+                        "priority": "medium",
+                        "weight": 100,
+                        "schedule": {
+                            "time_zone": ZONES[i % len(ZONES)],
+                            "weekly": [
+                                {"weekday": d, "start": "09:00", "end": "17:00"} for d in WEEKDAYS
+                            ],
+                        },
+                    }
+                    for i, m in enumerate(ids)
+                ],
+            }
+        )
+        link = await create_link(session, org.id, body)
+        await session.commit()
+    return key.api_key, link.id, ids
+
+
+async def set_busy(database: Database, org_id: str, ids: list[str], per_host: int) -> None:
+    rnd = random.Random(SEED)
+    start = utcnow().replace(microsecond=0)
+    span = DAYS * 24 * 60
+    async with database.writer() as session:
+        await session.execute(delete(BusyBlock))
+        rows = []
+        for member_id in ids:
+            for _ in range(per_host):
+                begin = start + timedelta(minutes=rnd.randrange(0, span, 5))
+                rows.append(
+                    {
+                        "id": new_id("busy"),
+                        "organization_id": org_id,
+                        "member_id": member_id,
+                        "starts_at": begin,
+                        "ends_at": begin + timedelta(minutes=rnd.randrange(15, 121, 5)),
+                        "title": "Busy",
+                        "created_at": start,
+                    }
+                )
+        await session.execute(insert(BusyBlock), rows)
+        await session.commit()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    configure_logging("WARNING", json=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+        if url.startswith("postgresql"):
+            await _reset_postgres(url)
+        await asyncio.to_thread(upgrade, url)
+        settings = Settings(database_url=url, log_json=True, log_level="WARNING")
+        database = Database(url)
+        app = create_app(settings, database=database)
+        api_key, link_id, ids = await seed(database, settings)
+        org_id = await _org_of(database)
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, {database.dialect}, load average "
+            f"{os.getloadavg()[0]:.2f}"
+        )
+        print(
+            f"GET /v1/booking-links/{{id}}/slots: {HOSTS} hosts, {DAYS} days, 45 min every 30; "
+            f"{args.runs} timed runs per case"
+        )
+        print(f"{'busy/host':>9} {'slots':>6} {'p50 ms':>8} {'p95 ms':>8}")
+        start, end = utcnow() + timedelta(days=1), utcnow() + timedelta(days=1 + DAYS)
+        params = {"start": isoformat_z(start), "end": isoformat_z(end)}
+        headers = {"Authorization": f"Bearer {api_key}"}
+        p50s: dict[int, float] = {}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            for per_host in BUSY_COUNTS:
+                await set_busy(database, org_id, ids, per_host)
+                url_path = f"/v1/booking-links/{link_id}/slots"
+                first = await client.get(url_path, params=params, headers=headers)
+                first.raise_for_status()
+                timings = []
+                for _ in range(args.runs):
+                    began = time.perf_counter()
+                    response = await client.get(url_path, params=params, headers=headers)
+                    timings.append((time.perf_counter() - began) * 1000)
+                    response.raise_for_status()
+                p50s[per_host] = statistics.median(timings)
+                print(
+                    f"{per_host:>9} {len(first.json()['data']):>6} {p50s[per_host]:>8.1f} "
+                    f"{percentile(timings, 0.95):>8.1f}"
+                )
+        base = p50s[BUSY_COUNTS[0]]
+        for per_host in BUSY_COUNTS[1:]:
+            print(
+                f"p50 ratio {per_host}/{BUSY_COUNTS[0]}: {p50s[per_host] / base:.2f} "
+                f"(busy ratio {per_host // BUSY_COUNTS[0]})"
+            )
+        await database.dispose()
+
+
+async def _org_of(database: Database) -> str:
+    async with database.reader() as session:
+        return str((await session.execute(text("SELECT id FROM organizations"))).scalar_one())
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
