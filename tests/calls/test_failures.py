@@ -333,10 +333,10 @@ async def _assert_rolled_back_and_compensated(
 async def test_reassign_fails_in_transaction_removes_new_event(
     client: httpx.AsyncClient, org: Org, scene: Scene, faults: Faults, database: Database
 ) -> None:
-    """The new link cannot be issued (after the old one was revoked in the same transaction)."""
+    """The old link cannot be revoked: the new event and the new link exist by then."""
     before_row = await call_row(database, scene.call.id)
     before_counts = await row_counts(database)
-    faults.failing.add("conferencing.issue_link")
+    faults.failing.add("conferencing.revoke_link")
 
     r = await reassign(client, org, scene)
 

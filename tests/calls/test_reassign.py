@@ -739,3 +739,36 @@ async def test_reassign_other_org_unaffected(
     call = await create_call(session, org, lead=lead, closer=closer)
     ok(await reassign(client, org, call.id, {"new_closer_id": other.id}))
     assert await webhooks(database, other_org, "call.closer_reassigned") == []
+
+
+async def test_new_closers_event_carries_the_new_link(
+    client: httpx.AsyncClient, org: Org, session, database: Database
+) -> None:
+    """The event put on the new closer's calendar points at the new, live link, never at the
+    revoked one (for reassign and for a reschedule that changes the closer)."""
+    lead = await create_lead(session, org)
+    first = await create_member(session, org)
+    second = await create_member(session, org)
+    third = await create_member(session, org)
+    call = await create_call(session, org, lead=lead, closer=first)
+    r = await client.post(
+        f"/v1/calls/{call.id}/reassign-closer",
+        headers=org.headers,
+        json={"new_closer_id": second.id},
+    )
+    assert r.status_code == 200, r.text
+    reassigned = r.json()["data"]
+    later = (call.scheduled_at + timedelta(days=1)).isoformat()
+    r = await client.post(
+        f"/v1/calls/{call.id}/reschedule",
+        headers=org.headers,
+        json={"scheduled_at": later, "new_closer_id": third.id},
+    )
+    assert r.status_code == 200, r.text
+    moved = r.json()["data"]
+    async with database.reader() as s:
+        rows = await s.scalars(select(CalendarEvent).where(CalendarEvent.call_id == call.id))
+        events = {e.id: e for e in rows}
+    assert events[reassigned["new_event_id"]].location == reassigned["conferencing_link"]
+    assert events[moved["calendar_event_id"]].location == moved["conferencing_link"]
+    assert moved["conferencing_link"] != reassigned["conferencing_link"]

@@ -226,7 +226,15 @@ def _conflict_error(conflicts: list[ConflictItem]) -> CloserConflict:
     )
 
 
-def _draft(call: models.Call, lead: models.Lead, start: datetime, minutes: int) -> EventDraft:
+def _draft(
+    call: models.Call,
+    lead: models.Lead,
+    start: datetime,
+    minutes: int,
+    *,
+    link: str | None = None,
+) -> EventDraft:
+    """The calendar event of the call; ``link`` (default: the call's) is where it meets."""
     who = lead.full_name or lead.email
     return EventDraft(
         call_id=call.id,
@@ -234,7 +242,7 @@ def _draft(call: models.Call, lead: models.Lead, start: datetime, minutes: int) 
         starts_at=start,
         ends_at=start + timedelta(minutes=minutes),
         description=f"closerdesk call {call.id}",
-        location=call.conferencing_link or "",
+        location=(link or call.conferencing_link) or "",
         attendees=(lead.email,),
     )
 
@@ -339,7 +347,7 @@ def _undo_created(
     return undo
 
 
-async def _set_closer(call: models.Call, closer: TeamMember) -> None:
+def _set_closer(call: models.Call, closer: TeamMember) -> None:
     call.closer_id, call.closer_name, call.closer_email = closer.id, closer.name, closer.email
 
 
@@ -423,7 +431,7 @@ async def book(
             if conflicts and not body.override_conflict:
                 raise _conflict_error(conflicts)
         call.scheduled_at, call.ends_at, call.duration_minutes = start, end, minutes
-        await _set_closer(call, closer)
+        _set_closer(call, closer)
         call.conferencing_link = await providers.conferencing(session).issue_link(org, call.id)
         draft = _draft(call, lead, start, minutes)
         event_id = await _create_event(session, providers, connection, draft)
@@ -438,7 +446,7 @@ async def book(
             or intent_closer.role not in CLOSER_ROLES
         ):
             raise CloserNotFound()
-        await _set_closer(call, intent_closer)
+        _set_closer(call, intent_closer)
 
     try:
         session.add(call)
@@ -665,13 +673,15 @@ async def _reassign_to(
     lead = await get_lead(session, org, call.lead_id)
     old_ref = _old_event(call)
     previous_id, previous_name = call.closer_id, call.closer_name
+    # The new link first, so the new closer's event carries it (the old one is revoked below).
+    new_link = await providers.conferencing(session).issue_link(org, call.id)
     event_id = await _create_event(
-        session, providers, connection, _draft(call, lead, start, minutes)
+        session, providers, connection, _draft(call, lead, start, minutes, link=new_link)
     )
     new_ref = _EventRef(org, connection.id, connection.provider, event_id, call.id)
     try:
         before = _snapshot(call, _REASSIGN_FIELDS)
-        await _change_closer(session, providers, call, closer, connection, event_id)
+        await _change_closer(session, providers, call, closer, connection, event_id, new_link)
         after = call_json(call)
         _record_change(
             session,
@@ -735,13 +745,15 @@ async def _change_closer(
     closer: TeamMember,
     connection: CalendarConnection,
     event_id: str,
+    new_link: str,
 ) -> None:
     """Swap closer, calendar event and conferencing link (the old link stops working)."""
-    conferencing = providers.conferencing(session)
     if call.conferencing_link is not None:
-        await conferencing.revoke_link(call.organization_id, call.conferencing_link)
-    call.conferencing_link = await conferencing.issue_link(call.organization_id, call.id)
-    await _set_closer(call, closer)
+        await providers.conferencing(session).revoke_link(
+            call.organization_id, call.conferencing_link
+        )
+    call.conferencing_link = new_link
+    _set_closer(call, closer)
     call.calendar_event_id, call.calendar_grant_id = event_id, connection.id
     call.sequence += 1
     closer.last_booked_at = utcnow()
@@ -895,8 +907,10 @@ async def reschedule(
         changing_closer or call.calendar_event_id is None or call.calendar_grant_id != connection.id
     )
     old_ref = _old_event(call) if needs_new_event else None
-    new_draft = _draft(call, lead, start, minutes)
-    calendar = providers.calendars(session, connection.provider)
+    new_link = (
+        await providers.conferencing(session).issue_link(org, call.id) if changing_closer else None
+    )
+    new_draft = _draft(call, lead, start, minutes, link=new_link)
 
     undo: Callable[[], Awaitable[None]] | None
     if needs_new_event:
@@ -910,6 +924,7 @@ async def reschedule(
         event_id = call.calendar_event_id or ""
         old_draft = _draft(call, lead, previous_at, required(call.duration_minutes, "duration"))
         try:
+            calendar = providers.calendars(session, connection.provider)
             await calendar.move_event(connection, event_id, new_draft)
         except CalendarError as exc:
             raise CalendarProviderError(f"Moving the calendar event failed: {exc}") from exc
@@ -917,7 +932,9 @@ async def reschedule(
 
     try:
         if changing_closer:
-            await _change_closer(session, providers, call, closer, connection, event_id)
+            await _change_closer(
+                session, providers, call, closer, connection, event_id, required(new_link, "link")
+            )
         else:
             call.calendar_event_id, call.calendar_grant_id = event_id, connection.id
         call.scheduled_at, call.ends_at, call.duration_minutes = start, end, minutes
