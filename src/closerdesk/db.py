@@ -8,11 +8,13 @@ SQLite: foreign keys on, WAL, a busy timeout, and write requests open their tran
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -98,3 +100,22 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+@asynccontextmanager
+async def unique_write(session: AsyncSession) -> AsyncIterator[None]:
+    """A savepoint around a write that a unique constraint guards.
+
+    Check-then-insert leaves a window in which a concurrent request inserts the same key; the
+    loser's flush raises ``UniqueViolation``, which the caller turns into its 409, while the
+    rest of its transaction stays usable.
+    """
+    try:
+        async with session.begin_nested():
+            yield
+    except IntegrityError as exc:
+        raise UniqueViolation() from exc
+
+
+class UniqueViolation(Exception):
+    """A write lost a race on a unique key (see ``unique_write``)."""

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closerdesk.db import UniqueViolation, unique_write
 from closerdesk.errors import LeadEmailTaken, LeadNotFound, ValidationFailed
 from closerdesk.kit.ids import new_id
 from closerdesk.leads import schemas
@@ -72,8 +73,15 @@ async def find_or_create(
         status="new",
         metadata_={},
     )
-    session.add(lead)
-    await session.flush()
+    try:
+        async with unique_write(session):
+            session.add(lead)
+            await session.flush()
+    except UniqueViolation:  # created by a concurrent request since we looked
+        existing = await find_by_email(session, organization_id, email)
+        if existing is None:
+            raise
+        return existing, False
     return lead, True
 
 
@@ -104,8 +112,12 @@ async def create_lead(session: AsyncSession, organization_id: str, body: LeadCre
         status=body.status,
         metadata_=body.metadata,
     )
-    session.add(lead)
-    await session.flush()
+    try:
+        async with unique_write(session):
+            session.add(lead)
+            await session.flush()
+    except UniqueViolation as exc:
+        raise LeadEmailTaken() from exc
     await record_event(session, organization_id, EventType.lead_created, {"lead": lead_json(lead)})
     return lead
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars.provider import CalendarError
 from closerdesk.calls import repository as calls_repository
+from closerdesk.db import UniqueViolation, unique_write
 from closerdesk.errors import (
     BusyBlockNotFound,
     CalendarConnectionNotFound,
@@ -82,8 +83,14 @@ async def create_member(
         time_zone=body.time_zone,
         is_active=True,
     )
-    session.add(member)
-    await session.flush()
+    try:
+        async with unique_write(session):
+            session.add(member)
+            await session.flush()
+    except UniqueViolation as exc:  # a concurrent request took the id or the email
+        if await calls_repository.get_member(session, organization_id, member_id) is not None:
+            raise MemberIdTaken() from exc
+        raise MemberEmailTaken() from exc
     return member
 
 
