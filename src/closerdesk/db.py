@@ -28,14 +28,20 @@ WRITE_OPTION = "closerdesk_write"
 def create_engine(url: str, *, echo: bool = False, foreign_keys: bool = True) -> AsyncEngine:
     """An async engine for ``url`` (``sqlite+aiosqlite://…`` or ``postgresql+asyncpg://…``).
 
-    ``foreign_keys=False`` is for SQLite migrations only: a table rebuilt by Alembic's batch
+    Statement parameters never reach logs or error messages (``hide_parameters``): they hold
+    leads' contact details and webhook secrets. ``foreign_keys=False`` is for SQLite migrations
+    only: a table rebuilt by Alembic's batch
     mode must not cascade its rows' deletion into the tables that reference it.
     """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, echo=echo, connect_args={"timeout": 30}, hide_parameters=True
+        )
         _configure_sqlite(engine, foreign_keys=foreign_keys)
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(
+        url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:

@@ -207,6 +207,11 @@ class NoHostAvailable(Conflict):
     code, message = "NO_HOST_AVAILABLE", "No other host is free at the time of the call."
 
 
+class WebhookDisabled(Conflict):
+    code = "WEBHOOK_DISABLED"
+    message = "The subscription is disabled; re-enable it (PATCH is_active: true) first."
+
+
 class LinkRevoked(ApiError):
     status, code, message = 410, "LINK_REVOKED", "This meeting link has been revoked."
 

@@ -114,6 +114,25 @@ async def test_retry_after_seconds_is_honoured(hooks: Hooks, status: int) -> Non
     assert (await delivery_rows(hooks.database, sub["id"]))[0].status == "succeeded"
 
 
+async def test_a_short_retry_after_never_shortens_the_schedule(hooks: Hooks) -> None:
+    """``Retry-After: 1`` after the 2nd attempt still waits the scheduled ~5 min: a target
+    cannot burn the whole schedule in seconds."""
+    sub = await hooks.subscribe(event_types=["lead.created"])
+    hooks.receiver.script(
+        sub["name"], [Reply(500), Reply(503, headers={"retry-after": "1"}), Reply(200)]
+    )
+    clock = Clock()
+    dispatcher = hooks.dispatcher(clock=clock)
+    await record(hooks.database, hooks.org)
+    await dispatcher.drain()
+    clock.advance(timedelta(seconds=6))
+    assert await dispatcher.drain() == 1
+    [row] = await delivery_rows(hooks.database, sub["id"])
+    second = (await attempt_rows(hooks.database, row.id))[-1]
+    assert second.status_code == 503
+    assert row.next_attempt_at - second.attempted_at >= timedelta(minutes=4, seconds=30)
+
+
 async def test_retry_after_as_an_http_date_is_honoured(hooks: Hooks) -> None:
     sub = await hooks.subscribe(event_types=["lead.created"])
     clock = Clock()
@@ -182,6 +201,48 @@ async def test_410_disables_the_subscription_with_a_reason(hooks: Hooks) -> None
     assert len(hooks.receiver.requests(sub["name"])) == 4
     assert len(hooks.receiver.requests(other["name"])) == 3
     assert (await hooks.get(other["id"]))["is_active"] is True
+
+
+async def test_a_failure_after_a_quiet_week_starts_a_new_run(hooks: Hooks) -> None:
+    """One event whose attempts all failed, then nothing for 6 days, then one 503: that is not
+    5 days of continuous failure, so the subscription stays active."""
+    sub = await hooks.subscribe(event_types=["lead.created"])
+    hooks.receiver.always(sub["name"], Reply(500))
+    clock = Clock()
+    dispatcher = hooks.dispatcher(clock=clock)
+    await record(hooks.database, hooks.org)
+    for _ in range(24):  # walk through the whole retry schedule (~27.6 h), 3 h a step
+        await dispatcher.drain()
+        clock.advance(timedelta(hours=3))
+    [first] = await delivery_rows(hooks.database, sub["id"])
+    assert first.status == "failed"
+    clock.advance(timedelta(days=6))
+    await record(hooks.database, hooks.org)
+    await dispatcher.drain()
+    row = await subscription_row(hooks.database, sub["id"])
+    assert row.is_active is True
+    assert row.failing_since is not None
+    assert clock() - row.failing_since < timedelta(minutes=1)
+
+
+async def test_redeliver_and_recover_refuse_a_disabled_subscription(hooks: Hooks) -> None:
+    sub = await hooks.subscribe(event_types=["lead.created"])
+    hooks.receiver.always(sub["name"], Reply(410))
+    await record(hooks.database, hooks.org)
+    await hooks.dispatcher().drain()
+    [delivery] = await hooks.deliveries(sub["id"])
+    r = await hooks.client.post(
+        f"/v1/webhooks/deliveries/{delivery['id']}/redeliver", headers=hooks.org.headers
+    )
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "WEBHOOK_DISABLED"
+    r = await hooks.client.post(
+        f"/v1/webhooks/{sub['id']}/recover",
+        headers=hooks.org.headers,
+        params={"since": "2020-01-01T00:00:00Z"},
+    )
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "WEBHOOK_DISABLED"
 
 
 async def test_five_days_of_continuous_failure_disable(hooks: Hooks) -> None:

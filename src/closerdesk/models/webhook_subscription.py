@@ -13,7 +13,9 @@ class WebhookSubscription(TimestampMixin, Base):
 
     ``secret`` (``whsec_…``) signs every delivery; after a rotation ``previous_secret`` signs
     too until ``previous_secret_expires_at`` (24 h), so both signatures are sent.
-    ``failing_since`` marks the start of an unbroken run of failed attempts (5 days → disabled).
+    ``failing_since`` marks the start of an unbroken run of failed attempts (5 days → disabled);
+    ``last_failed_at`` the latest of them: a gap longer than a delivery's whole retry schedule
+    means the target recovered in between, and a new run starts.
     """
 
     __tablename__ = "webhook_subscriptions"
@@ -30,3 +32,4 @@ class WebhookSubscription(TimestampMixin, Base):
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

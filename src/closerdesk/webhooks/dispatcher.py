@@ -14,9 +14,10 @@ A pipeline of three steps, so that one slow target never holds up the others:
   and pinned to its resolved IP on every attempt.
 * **Record** (one transaction for whatever results are ready): an attempt row each; success →
   ``succeeded``; 410 → subscription disabled; otherwise the next attempt after roughly 5 s,
-  5 min, 30 min, 2 h, 5 h, 10 h, 10 h (±10 % jitter; ``Retry-After`` on 429/503 wins), then
-  ``failed``. A subscription failing without a break for 5 days is disabled, with the reason
-  recorded; its pending deliveries are then marked ``failed`` without being sent.
+  5 min, 30 min, 2 h, 5 h, 10 h, 10 h (±10 % jitter; ``Retry-After`` on 429/503 can only
+  lengthen a wait), then ``failed``. A subscription failing without a break for 5 days is
+  disabled, with the reason recorded; its pending deliveries are then marked ``failed``
+  without being sent.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ RETRY_SCHEDULE: tuple[timedelta, ...] = (
 """Delay before retry n (after attempt n). Attempt 1 + 7 retries = 8 attempts, ~27.6 h."""
 JITTER = 0.1
 DISABLE_AFTER = timedelta(days=5)
+STREAK_GAP = sum(RETRY_SCHEDULE, timedelta(hours=1))
+"""Failures further apart than a delivery's whole retry schedule are not one unbroken run."""
 TIMEOUT_SECONDS = 15.0
 EXCERPT_BYTES = 2048
 MAX_RETRY_AFTER = timedelta(hours=24)
@@ -564,7 +567,12 @@ class Dispatcher:
             delivery.status = "failed"
             _disable(subscription, now, "the target answered 410 Gone")
             return True
-        subscription.failing_since = subscription.failing_since or result.attempted_at
+        last = subscription.last_failed_at
+        if subscription.failing_since is None or (
+            last is not None and result.attempted_at - last > STREAK_GAP
+        ):
+            subscription.failing_since = result.attempted_at  # a new run of failures
+        subscription.last_failed_at = result.attempted_at
         if now - subscription.failing_since >= DISABLE_AFTER:
             delivery.status = "failed"
             _disable(subscription, now, "every delivery failed for 5 days")
@@ -576,7 +584,10 @@ class Dispatcher:
                 f"; gave up after {delivery.attempt_count} attempts"
             )
             return False
-        delay = result.retry_after or self._jittered(RETRY_SCHEDULE[retries_done])
+        # Retry-After is a floor: a target asking for 1 s cannot burn the schedule in seconds.
+        delay = max(
+            result.retry_after or timedelta(0), self._jittered(RETRY_SCHEDULE[retries_done])
+        )
         delivery.status = "pending"
         delivery.next_attempt_at = now + delay
         return False

@@ -12,6 +12,7 @@ from closerdesk.config import Settings
 from closerdesk.db import Session
 from closerdesk.errors import (
     DeliveryNotFound,
+    WebhookDisabled,
     WebhookNotFound,
     WebhookTargetNotAllowed,
     responses,
@@ -236,7 +237,7 @@ async def list_deliveries(
     "/deliveries/{delivery_id}/redeliver",
     response_model=Envelope[WebhookDelivery],
     status_code=status.HTTP_202_ACCEPTED,
-    responses=responses(DeliveryNotFound),
+    responses=responses(DeliveryNotFound, WebhookDisabled),
 )
 async def redeliver(
     delivery_id: str, session: Session, auth: AdminKey
@@ -250,7 +251,7 @@ async def redeliver(
     "/{webhook_id}/recover",
     response_model=Envelope[RecoverResult],
     status_code=status.HTTP_202_ACCEPTED,
-    responses=responses(WebhookNotFound),
+    responses=responses(WebhookNotFound, WebhookDisabled),
 )
 async def recover(
     webhook_id: str,

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closerdesk.errors import (
     DeliveryNotFound,
     ValidationFailed,
+    WebhookDisabled,
     WebhookNotFound,
     WebhookTargetNotAllowed,
 )
@@ -250,19 +251,33 @@ async def get_delivery(
 async def redeliver(
     session: AsyncSession, organization_id: str, delivery_id: str
 ) -> WebhookDelivery:
-    """Queue the delivery again, due now, whatever its status (same ``webhook-id``)."""
+    """Queue the delivery again, due now, whatever its status (same ``webhook-id``), with a
+    fresh retry schedule (``attempt_count`` restarts; every attempt stays in its history).
+
+    Raises ``DeliveryNotFound`` (404), ``WebhookDisabled`` (409)."""
     delivery = await get_delivery(session, organization_id, delivery_id)
+    await _require_active(session, organization_id, delivery.subscription_id)
     delivery.status = "pending"
+    delivery.attempt_count = 0
     delivery.next_attempt_at = utcnow()
     await session.flush()
     return delivery
 
 
+async def _require_active(
+    session: AsyncSession, organization_id: str, subscription_id: str
+) -> None:
+    if not (await get_subscription(session, organization_id, subscription_id)).is_active:
+        raise WebhookDisabled()
+
+
 async def recover(
     session: AsyncSession, organization_id: str, subscription_id: str, since: datetime
 ) -> int:
-    """Queue again every failed delivery of the subscription created at or after ``since``."""
-    await get_subscription(session, organization_id, subscription_id)
+    """Queue again every failed delivery of the subscription created at or after ``since``,
+    each with a fresh retry schedule. Raises ``WebhookNotFound`` (404), ``WebhookDisabled``
+    (409: they would only fail again unsent)."""
+    await _require_active(session, organization_id, subscription_id)
     result = await session.execute(
         update(WebhookDelivery)
         .where(
@@ -271,7 +286,7 @@ async def recover(
             WebhookDelivery.status == "failed",
             WebhookDelivery.created_at >= since,
         )
-        .values(status="pending", next_attempt_at=utcnow(), updated_at=utcnow())
+        .values(status="pending", attempt_count=0, next_attempt_at=utcnow(), updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
