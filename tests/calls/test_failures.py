@@ -135,7 +135,9 @@ def providers(settings: Settings, faults: Faults) -> Providers:
 
 @dataclass(eq=False)  # hashable: SQLAlchemy keeps listeners in weak dicts
 class CommitFault:
-    """A SQLAlchemy ``before_commit`` hook that makes the next commit (any session) fail once."""
+    """A SQLAlchemy ``before_commit`` hook that makes the next commit (any session) fail once.
+
+    Releasing a savepoint also fires ``before_commit``; those are let through."""
 
     armed: bool = False
     fired: int = 0
@@ -143,8 +145,8 @@ class CommitFault:
     def arm(self) -> None:
         self.armed = True
 
-    def __call__(self, _session: OrmSession) -> None:
-        if self.armed:
+    def __call__(self, session: OrmSession) -> None:
+        if self.armed and not session.in_nested_transaction():  # savepoints are not the commit
             self.armed, self.fired = False, self.fired + 1
             raise RuntimeError(f"{SECRET}: commit")
 
