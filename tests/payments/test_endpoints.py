@@ -269,3 +269,21 @@ async def test_list_payments_pages_and_filters(
     assert [i for p in await walk({"lead_id": lead_b.id}) for i in p] == ids_b
     assert await walk({"lead_id": foreign_lead.id}) == [[]]
     assert await walk({"call_id": new_id("call")}) == [[]]
+
+
+async def test_a_new_payment_for_a_call_releases_the_previous_one(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession
+) -> None:
+    lead = await create_lead(session, org)
+    call = await create_call(session, org, lead=lead, closer=await create_member(session, org))
+    body = {"amount": 100_000, "currency": "USD", "provider": "stripe", "lead_id": lead.id}
+    first = (
+        await client.post("/v1/payments", headers=org.headers, json={**body, "call_id": call.id})
+    ).json()["data"]
+    second = (
+        await client.post("/v1/payments", headers=org.headers, json={**body, "call_id": call.id})
+    ).json()["data"]
+    got = (await client.get(f"/v1/calls/{call.id}", headers=org.headers)).json()["data"]
+    assert got["linked_payment_id"] == second["id"]
+    released = (await client.get(f"/v1/payments/{first['id']}", headers=org.headers)).json()
+    assert released["data"]["call_id"] is None

@@ -676,3 +676,42 @@ async def test_busy_of_missing_member_is_404(client: httpx.AsyncClient, org: Org
         404,
         "MEMBER_NOT_FOUND",
     )
+
+
+async def test_disconnect_with_upcoming_calls_is_409_and_keeps_the_calendar(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession, database: Database
+) -> None:
+    closer = await create_member(session, org)
+    call = await create_call(session, org, lead=await create_lead(session, org), closer=closer)
+    r = await client.delete(f"/v1/team/{closer.id}/calendar", headers=org.auth("admin"))
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "MEMBER_HAS_UPCOMING_CALLS"
+    async with database.reader() as s:
+        event = await s.get(CalendarEvent, call.calendar_event_id)
+        assert event is not None
+        assert event.status == "confirmed"
+    r = await client.post(f"/v1/calls/{call.id}/cancel", headers=org.auth("write"), json={})
+    assert r.status_code == 200, r.text
+    r = await client.delete(f"/v1/team/{closer.id}/calendar", headers=org.auth("admin"))
+    assert r.status_code == 200, r.text
+
+
+async def test_renaming_a_closer_updates_the_copies_on_upcoming_calls_only(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession
+) -> None:
+    closer = await create_member(session, org)
+    lead = await create_lead(session, org)
+    upcoming = await create_call(session, org, lead=lead, closer=closer)
+    past = await create_call(
+        session, org, lead=lead, closer=closer, scheduled_at=utcnow() - timedelta(days=2)
+    )
+    r = await client.patch(
+        f"/v1/team/{closer.id}",
+        headers=org.auth("admin"),
+        json={"name": "Renamed Closer", "email": "renamed@example.com"},
+    )
+    assert r.status_code == 200, r.text
+    got = (await client.get(f"/v1/calls/{upcoming.id}", headers=org.headers)).json()["data"]
+    assert (got["closer_name"], got["closer_email"]) == ("Renamed Closer", "renamed@example.com")
+    old = (await client.get(f"/v1/calls/{past.id}", headers=org.headers)).json()["data"]
+    assert (old["closer_name"], old["closer_email"]) == (closer.name, closer.email)

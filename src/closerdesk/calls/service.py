@@ -1096,7 +1096,7 @@ async def update(
     if changes.get("linked_payment_id") is not None:
         await _link_payment(session, call, changes["linked_payment_id"])
     if "linked_payment_id" in changes:
-        await _unlink_previous_payment(session, call, changes["linked_payment_id"])
+        await unlink_previous_payment(session, call, changes["linked_payment_id"])
     if changes.get("guest_rsvp_status") is not None:
         changes["guest_rsvp_confirmed_at"] = utcnow()
     fields = sorted(changes)
@@ -1137,7 +1137,7 @@ async def record_call_change(
     )
 
 
-async def _unlink_previous_payment(
+async def unlink_previous_payment(
     session: AsyncSession, call: models.Call, new_payment_id: str | None
 ) -> None:
     """The payment this call no longer links (cleared or replaced) is free to link elsewhere."""

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.auth.service import AuthContext
 from closerdesk.calls import repository as calls_repository
-from closerdesk.calls.service import call_json, record_call_change
+from closerdesk.calls.service import call_json, record_call_change, unlink_previous_payment
 from closerdesk.errors import CallLeadMismatch, CallNotFound, PaymentNotFound
 from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import utcnow
@@ -33,7 +33,8 @@ async def record_payment(session: AsyncSession, auth: AuthContext, body: Payment
     """Record a payment; with ``call_id`` link it to the call (``linked_payment_id``).
 
     Raises ``LeadNotFound``, ``CallNotFound``, ``ProductNotFound`` (404), ``CallLeadMismatch``
-    (409). Fires ``payment.recorded`` (and ``call.updated`` when a call is linked).
+    (409). A call's earlier linked payment is released (its ``call_id`` cleared).
+    Fires ``payment.recorded`` (and ``call.updated`` when a call is linked).
     """
     org = auth.organization_id
     lead = await get_lead(session, org, body.lead_id)
@@ -62,6 +63,7 @@ async def record_payment(session: AsyncSession, auth: AuthContext, body: Payment
     await session.flush()
     if call is not None:
         before = {"linked_payment_id": call.linked_payment_id}
+        await unlink_previous_payment(session, call, payment.id)
         call.linked_payment_id = payment.id
         await session.flush()
         await record_call_change(

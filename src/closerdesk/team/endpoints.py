@@ -128,12 +128,13 @@ async def connect_calendar(
 @router.delete(
     "/{member_id}/calendar",
     response_model=Envelope[Disconnected],
-    responses=responses(MemberNotFound, CalendarConnectionNotFound),
+    responses=responses(MemberNotFound, CalendarConnectionNotFound, MemberHasUpcomingCalls),
 )
 async def disconnect_calendar(
     member_id: str, session: Session, auth: AdminKey
 ) -> Envelope[Disconnected]:
-    """Disconnect the member's calendar (admin scope): the member can no longer receive calls."""
+    """Disconnect the member's calendar (admin scope): the member can no longer receive calls.
+    A member with upcoming calls answers 409 ``MEMBER_HAS_UPCOMING_CALLS``."""
     await service.disconnect_calendar(session, auth.organization_id, member_id)
     return Envelope(data=Disconnected(member_id=member_id, disconnected=True))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars.provider import CalendarError
@@ -115,6 +115,20 @@ async def update_member(
         raise MemberHasUpcomingCalls()
     for name, value in changes.items():
         setattr(member, name, value)
+    if "name" in changes or "email" in changes:
+        # The calls' copies (seed 000: closer_name/closer_email) follow for upcoming calls;
+        # past calls keep who the closer was then.
+        await session.execute(
+            update(Call)
+            .where(
+                Call.organization_id == organization_id,
+                Call.closer_id == member.id,
+                Call.status == "scheduled",
+                Call.scheduled_at > utcnow(),
+            )
+            .values(closer_name=member.name, closer_email=member.email)
+            .execution_options(synchronize_session=False)
+        )
     await session.flush()
     return member
 
@@ -163,11 +177,17 @@ async def connect_calendar(
 
 
 async def disconnect_calendar(session: AsyncSession, organization_id: str, member_id: str) -> None:
-    """Raises ``MemberNotFound`` or ``CalendarConnectionNotFound`` (404)."""
-    member = await get_member(session, organization_id, member_id)
+    """Raises ``MemberNotFound`` or ``CalendarConnectionNotFound`` (404), and
+    ``MemberHasUpcomingCalls`` (409): their events live on this calendar, so reassign or cancel
+    them first. The member row is locked, as bookings of the member are."""
+    member = await calls_repository.get_member(session, organization_id, member_id, lock=True)
+    if member is None:
+        raise MemberNotFound()
     connection = await calls_repository.get_connection(session, organization_id, member.id)
     if connection is None:
         raise CalendarConnectionNotFound()
+    if await _has_upcoming_calls(session, organization_id, member.id):
+        raise MemberHasUpcomingCalls()
     await session.delete(connection)
     await session.flush()
 
