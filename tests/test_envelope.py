@@ -4,6 +4,7 @@ the OpenAPI document, and the public ``/meet/{token}`` links."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -402,6 +403,38 @@ async def test_unhandled_error_is_500_without_traceback(
     assert "details" not in body
     for leak in (SECRET, "Traceback", "RuntimeError", "File ", "line "):
         assert leak not in r.text
+
+
+@pytest.mark.parametrize(
+    "orig",
+    [
+        sqlite3.OperationalError("database is locked"),
+        type("DeadlockDetectedError", (Exception,), {"sqlstate": "40P01"})("deadlock detected"),
+    ],
+)
+async def test_a_busy_database_is_503_with_retry_after(
+    client: httpx.AsyncClient, org: Org, monkeypatch: pytest.MonkeyPatch, orig: Exception
+) -> None:
+    """Lock contention a retry can clear is a declared 503, not an opaque 500."""
+    from sqlalchemy.exc import OperationalError
+
+    async def busy(*_args: Any, **_kwargs: Any) -> Any:
+        raise OperationalError("SELECT 1", {}, orig)
+
+    monkeypatch.setattr(leads_service, "get_lead", busy)
+    r = await client.get("/v1/leads/lead_x", headers=org.headers)
+    _assert_error(r, 503, "SERVICE_UNAVAILABLE")
+    assert r.headers["retry-after"] == "1"
+    assert "SELECT" not in r.text
+
+
+async def test_operations_with_a_body_declare_413_and_415(app: FastAPI) -> None:
+    for path, item in app.openapi()["paths"].items():
+        for method, operation in item.items():
+            declared = operation["responses"]
+            has_body = "requestBody" in operation
+            assert ("413" in declared) == has_body, (method, path)
+            assert ("415" in declared) == has_body, (method, path)
 
 
 async def test_unhandled_error_in_a_write_rolls_back(

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
@@ -47,7 +48,7 @@ INTERNAL_ERROR: dict[int | str, dict[str, Any]] = {
     500: {"model": ErrorEnvelope, "description": "Error: `INTERNAL_ERROR`"},
 }
 API_ERRORS: dict[int | str, dict[str, Any]] = {
-    **responses(ValidationFailed, Unauthorized, Forbidden),
+    **responses(ValidationFailed, Unauthorized, Forbidden, ServiceUnavailable),
     **INTERNAL_ERROR,
 }
 
@@ -131,7 +132,8 @@ def create_app(
 
 def _document_400_not_422(app: FastAPI) -> None:
     """Validation errors answer 400 ``VALIDATION_ERROR`` (declared on every operation), so the
-    422 FastAPI adds to the document on its own would describe an answer never given."""
+    422 FastAPI adds to the document on its own would describe an answer never given; and the
+    middleware's 413/415 are declared on every operation that takes a body."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -141,12 +143,37 @@ def _document_400_not_422(app: FastAPI) -> None:
                 for operation in item.values():
                     if isinstance(operation, dict):
                         operation.get("responses", {}).pop("422", None)
+                    if isinstance(operation, dict) and "requestBody" in operation:
+                        # Answered by the middleware for every operation that takes a body.
+                        for status, code in (
+                            (413, "PAYLOAD_TOO_LARGE"),
+                            (415, "UNSUPPORTED_MEDIA_TYPE"),
+                        ):
+                            operation["responses"][str(status)] = {
+                                "description": f"Error: `{code}`",
+                                "content": {"application/json": {"schema": {"$ref": _ENVELOPE}}},
+                            }
             components = schema.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 components.pop(name, None)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+_ENVELOPE = "#/components/schemas/ErrorEnvelope"
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})  # serialization, deadlock, lock
+
+
+def _is_transient(exc: Exception) -> bool:
+    """A database error that a retry can clear: SQLite busy, PostgreSQL deadlock/serialization."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    if "database is locked" in str(orig):
+        return True
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return sqlstate in _TRANSIENT_SQLSTATES
 
 
 def _request_id(request: Request) -> str:
@@ -225,5 +252,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:
+        if _is_transient(exc):
+            log.warning("database_busy", error_type=type(exc).__name__)
+            busy = ServiceUnavailable("The database is busy; retry shortly.")
+            return _envelope(request, busy, headers={"Retry-After": "1"})
         log.exception("unhandled_error", error_type=type(exc).__name__)
         return _envelope(request, ApiError())
