@@ -11,7 +11,7 @@ from typing import Annotated, Literal, TypeVar
 import typer
 from rich.console import Console
 
-from closerdesk.config import Settings, get_settings
+from closerdesk.config import Environment, Settings, get_settings
 from closerdesk.db import Database
 from closerdesk.logs import configure_logging
 from closerdesk.migrate import upgrade
@@ -182,6 +182,12 @@ def serve(
     from closerdesk.app import create_app
 
     settings = get_settings()
+    if with_demo and settings.env is Environment.production:
+        console.print(
+            "[red]--demo loads sample data and allows private webhook targets; "
+            "it is refused with CLOSERDESK_ENV=production[/red]"
+        )
+        raise typer.Exit(2)
     if with_demo:
         updates: dict[str, object] = {"webhook_allow_private_targets": True}
         if "CLOSERDESK_PUBLIC_BASE_URL" not in os.environ:

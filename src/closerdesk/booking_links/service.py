@@ -423,23 +423,23 @@ def _month_start(now: datetime) -> datetime:
     return datetime(now.year, now.month, 1, tzinfo=UTC)
 
 
-async def rank_hosts(
+async def round_robin_choice(
     session: AsyncSession,
     organization_id: str,
     booking_link_id: str | None,
     member_ids: Sequence[str],
     priorities: dict[str, tuple[str, int]],
     now: datetime,
-) -> list[str]:
-    """``member_ids`` in round-robin order (SPEC §5): highest priority, then furthest below
-    its weighted share of this month's bookings, then least recently booked.
+) -> str | None:
+    """Which of ``member_ids`` gets the call (SPEC §5): highest priority, then furthest below
+    its weighted share of this month's bookings, then least recently booked; None if empty.
 
     Bookings count the calls of the booking link (of any link when ``booking_link_id`` is None)
     created this calendar month (UTC), not cancelled; "least recently booked" reads the
     member's ``last_booked_at``. ``priorities``: id → (priority, weight).
     """
     if not member_ids:
-        return []
+        return None
     stmt = (
         select(Call.closer_id, func.count())
         .where(
@@ -473,11 +473,5 @@ async def rank_hosts(
         )
         for member_id in member_ids
     ]
-    ranked: list[str] = []
-    while candidates:
-        chosen = choose_host(candidates)
-        if chosen is None:
-            break
-        ranked.append(chosen.member_id)
-        candidates = [c for c in candidates if c.member_id != chosen.member_id]
-    return ranked
+    chosen = choose_host(candidates)
+    return chosen.member_id if chosen is not None else None

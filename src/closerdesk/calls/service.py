@@ -560,7 +560,7 @@ async def _round_robin_closer(
         buffer_before_minutes=link.buffer_before_minutes,
         buffer_after_minutes=link.buffer_after_minutes,
     )
-    ranking = await booking_links.rank_hosts(
+    chosen_id = await booking_links.round_robin_choice(
         session,
         link.organization_id,
         link.id,
@@ -568,9 +568,9 @@ async def _round_robin_closer(
         {m: (h.priority, h.weight) for m, h in hosts.items()},
         now,
     )
-    if not ranking:
+    if chosen_id is None:
         raise SlotNotAvailable()
-    chosen = hosts[ranking[0]]
+    chosen = hosts[chosen_id]
     return chosen.member, chosen.connection
 
 
@@ -830,7 +830,7 @@ async def auto_reassign(
         buffer_after_minutes=link.buffer_after_minutes if link else 0,
     )
     by_id = {h.member.id: h for h in hosts}
-    ranking = await booking_links.rank_hosts(
+    chosen_id = await booking_links.round_robin_choice(
         session,
         org,
         link.id if link else None,
@@ -838,9 +838,9 @@ async def auto_reassign(
         {m: (h.priority, h.weight) for m, h in by_id.items()},
         now,
     )
-    if not ranking:
+    if chosen_id is None:
         raise NoHostAvailable()
-    chosen = by_id[ranking[0]]
+    chosen = by_id[chosen_id]
     return await _reassign_to(
         session, auth, providers, call, chosen.member, chosen.connection, reason, "round_robin"
     )

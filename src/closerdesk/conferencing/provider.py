@@ -8,10 +8,6 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
-class ConferencingError(Exception):
-    """The provider could not issue or revoke a link."""
-
-
 class ConferencingProvider(Protocol):
     name: str
 

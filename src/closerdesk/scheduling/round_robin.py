@@ -44,9 +44,9 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 class Candidate:
     """A host free for the requested slot.
 
-    ``weight``: integer ``>= 0`` (SPEC example uses 100); ``bookings_this_period``: calls booked
-    to the host through round robin in the current period (month), ``>= 0``;
-    ``last_booked_at``: aware datetime of the host's latest round-robin booking, ``None`` if
+    ``weight``: integer ``>= 0`` (SPEC example uses 100); ``bookings_this_period``: the
+    link's calls held by the host in the current period (month), ``>= 0``;
+    ``last_booked_at``: aware datetime of the host's latest booking, ``None`` if
     never. ``ValueError`` for negative numbers or a naive ``last_booked_at``.
     """
 
