@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session as OrmSession
 
@@ -515,12 +515,52 @@ async def test_reschedule_to_new_closer_old_event_cancel_fails_queues_cleanup(
 async def test_cancel_event_succeeds_no_cleanup(
     client: httpx.AsyncClient, org: Org, scene: Scene, faults: Faults, database: Database
 ) -> None:
-    """The control: with no fault the old event goes and nothing is queued."""
+    """The control: with no fault the old event goes and its clean-up row, written with the
+    change, is resolved at once."""
     r = await client.post(f"/v1/calls/{scene.call.id}/cancel", headers=org.headers, json={})
     assert r.status_code == 200, r.text
-    assert await cleanups(database) == []
+    [cleanup] = await cleanups(database)
+    assert cleanup.event_id == scene.call.calendar_event_id
+    assert cleanup.resolved_at is not None
+    assert cleanup.last_error is None
     events = await calendar_events(database, scene.call.calendar_grant_id or "")
     assert [e.status for e in events] == ["cancelled"]
+
+
+async def test_a_crash_between_commit_and_cancel_leaves_a_due_cleanup(
+    client: httpx.AsyncClient,
+    org: Org,
+    scene: Scene,
+    database: Database,
+    providers: Providers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The process dies after the reassign committed, before it cancelled the old event: the
+    clean-up row written in the same transaction is there, due, and the retry removes it."""
+    from closerdesk.calendars.cleanup import retry_due_cleanups
+    from closerdesk.calls import service
+
+    async def crash(*_args: Any, **_kwargs: Any) -> bool:
+        raise RuntimeError("the process died here")
+
+    monkeypatch.setattr(service, "_keep_promise", crash)
+    r = await reassign(client, org, scene)
+    assert r.status_code == 500
+    after = await call_row(database, scene.call.id)
+    assert after["closer_id"] == scene.new.id  # the change itself committed
+    [cleanup] = await cleanups(database)
+    assert cleanup.event_id == scene.call.calendar_event_id
+    assert cleanup.resolved_at is None
+    old_events = await calendar_events(database, scene.call.calendar_grant_id or "")
+    assert [e.status for e in old_events] == ["confirmed"]  # still there, for now
+    async with database.writer() as s:
+        await s.execute(update(CalendarCleanup).values(next_attempt_at=utcnow()))
+        await s.commit()
+    assert await retry_due_cleanups(database, providers) == 1
+    old_events = await calendar_events(database, scene.call.calendar_grant_id or "")
+    assert [e.status for e in old_events] == ["cancelled"]
+    [cleanup] = await cleanups(database)
+    assert cleanup.resolved_at is not None
 
 
 # --- booking -------------------------------------------------------------------------------------

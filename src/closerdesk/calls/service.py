@@ -333,6 +333,64 @@ async def _queue_cleanup(session: AsyncSession, ref: _EventRef, error: str) -> N
     await session.commit()
 
 
+async def _promise_cleanup(session: AsyncSession, ref: _EventRef) -> str | None:
+    """In the change's own transaction: a clean-up row for the old event, due a little later.
+
+    Written before the commit, so a crash between the commit and the cancel still leaves a
+    row that the dispatcher retries (STYLE habit 3); ``_keep_promise`` settles it right after
+    the commit. None when the calendar is gone (its built-in events went with it).
+    """
+    connection = await repository.get_connection_by_id(
+        session, ref.organization_id, ref.connection_id
+    )
+    if connection is None:
+        return None
+    cleanup_id = new_id("clean")
+    session.add(
+        CalendarCleanup(
+            id=cleanup_id,
+            organization_id=ref.organization_id,
+            connection_id=ref.connection_id,
+            provider=connection.provider,
+            event_id=ref.event_id,
+            call_id=ref.call_id,
+            attempts=0,
+            next_attempt_at=utcnow() + CLEANUP_RETRY_AFTER,
+        )
+    )
+    return cleanup_id
+
+
+async def _keep_promise(
+    session: AsyncSession, providers: Providers, ref: _EventRef, cleanup_id: str | None
+) -> bool:
+    """After the commit: cancel the old event now and resolve its clean-up row, or record
+    why not (the row stays due). Returns True when the event is left orphaned."""
+    if cleanup_id is None:
+        return False
+    cleanup = await session.get(CalendarCleanup, cleanup_id)
+    connection = await repository.get_connection_by_id(
+        session, ref.organization_id, ref.connection_id
+    )
+    if cleanup is None or connection is None:
+        return False
+    try:
+        # A savepoint, not a session rollback: a full rollback would expire every ORM row the
+        # caller has just committed and still answers with (the cancelled call, for one).
+        async with session.begin_nested():
+            await providers.calendars(session, connection.provider).cancel_event(
+                connection, ref.event_id
+            )
+    except Exception as exc:
+        log.warning("calendar.cancel_failed", event_id=ref.event_id, error=str(exc))
+        cleanup.attempts, cleanup.last_error = 1, str(exc)[:2000]
+        await session.commit()
+        return True
+    cleanup.attempts, cleanup.resolved_at = 1, utcnow()
+    await session.commit()
+    return False
+
+
 def _undo_created(
     session: AsyncSession, providers: Providers, ref: _EventRef
 ) -> Callable[[], Awaitable[None]]:
@@ -708,6 +766,7 @@ async def _reassign_to(
             EventType.call_closer_reassigned,
             _reassigned_data(result, call, lead, auth, reason, after, assignment),
         )
+        cleanup_id = await _promise_cleanup(session, old_ref) if old_ref else None
         await session.flush()
     except BaseException:
         await session.rollback()
@@ -716,7 +775,7 @@ async def _reassign_to(
     await _commit_or_undo(session, _undo_created(session, providers, new_ref))
 
     if old_ref is not None:
-        orphaned = await _cancel_event_or_queue(session, providers, old_ref)
+        orphaned = await _keep_promise(session, providers, old_ref, cleanup_id)
         result = result.model_copy(update={"old_event_orphaned": orphaned})
     return result
 
@@ -986,6 +1045,7 @@ async def reschedule(
                 EventType.call_closer_reassigned,
                 _reassigned_data(result, call, lead, auth, body.reason, after),
             )
+        cleanup_id = await _promise_cleanup(session, old_ref) if old_ref else None
         await session.flush()
     except BaseException:
         await session.rollback()
@@ -993,7 +1053,7 @@ async def reschedule(
         raise
     await _commit_or_undo(session, undo)
     if old_ref is not None:
-        await _cancel_event_or_queue(session, providers, old_ref)
+        await _keep_promise(session, providers, old_ref, cleanup_id)
     return RescheduleOutcome(call, not conflicts, conflicts, previous_at)
 
 
@@ -1067,9 +1127,10 @@ async def cancel(
         {"call": after, "lead": lead_contact(lead), "reason": reason, "cancelled_by": _actor(auth)},
     )
     old_ref = _old_event(call)
+    cleanup_id = await _promise_cleanup(session, old_ref) if old_ref else None
     await _commit_or_undo(session, None)
     if old_ref is not None:
-        await _cancel_event_or_queue(session, providers, old_ref)
+        await _keep_promise(session, providers, old_ref, cleanup_id)
     return call
 
 
