@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from closerdesk.auth.service import AuthContext, Scope, authenticate
 from closerdesk.config import Settings
-from closerdesk.db import Session
+from closerdesk.db import Database
 from closerdesk.errors import Forbidden, Unauthorized
 from closerdesk.kit.query import reject_unknown_query_parameters
 
@@ -22,15 +22,19 @@ def require_scope(scope: Scope) -> Callable[..., Awaitable[AuthContext]]:
 
     async def dependency(
         request: Request,
-        session: Session,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> AuthContext:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized()
         settings: Settings = request.app.state.settings
-        context = await authenticate(
-            session, secret_key=settings.secret_key, api_key=credentials.credentials
-        )
+        database: Database = request.app.state.database
+        # Its own short read transaction: the request's transaction (on SQLite a write lock
+        # for the whole database) starts only when the service first touches the database,
+        # so nothing slow a service does first (a webhook target's DNS) runs under it.
+        async with database.reader() as session:
+            context = await authenticate(
+                session, secret_key=settings.secret_key, api_key=credentials.credentials
+            )
         if context is None:
             raise Unauthorized("The API key is unknown or has been revoked.")
         if not context.allows(scope):

@@ -138,7 +138,8 @@ async def get_subscription(
         WebhookSubscription.id == subscription_id,
     )
     if lock:
-        stmt = stmt.with_for_update()
+        # NO KEY UPDATE: deliveries inserted meanwhile (their FK takes KEY SHARE) go on.
+        stmt = stmt.with_for_update(key_share=True)
     subscription = await session.scalar(stmt)
     if subscription is None:
         raise WebhookNotFound()
@@ -177,13 +178,13 @@ async def update_subscription(
     allow_private: bool,
 ) -> WebhookSubscription:
     """Raises ``WebhookNotFound`` (404), ``WebhookTargetNotAllowed`` (400)."""
-    subscription = await get_subscription(session, organization_id, subscription_id, lock=True)
     changes = body.model_dump(exclude_unset=True)
     for name in ("target_url", "event_types", "is_active"):
         if name in changes and changes[name] is None:
             raise ValidationFailed.field(name, "cannot be null")
-    if "target_url" in changes:
+    if "target_url" in changes:  # DNS before any lock is taken
         await _check_target(changes["target_url"], allow_private)
+    subscription = await get_subscription(session, organization_id, subscription_id, lock=True)
     if changes.get("is_active") is True and not subscription.is_active:
         subscription.disabled_at = None
         subscription.disabled_reason = None
