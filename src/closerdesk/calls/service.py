@@ -750,21 +750,16 @@ async def _reassign_to(
             after={k: after[k] for k in _REASSIGN_FIELDS},
             reason=reason,
         )
-        result = ReassignResult(
-            call_id=call.id,
-            conferencing_link=call.conferencing_link,
-            new_closer_id=closer.id,
-            new_closer_name=closer.name,
-            new_event_id=event_id,
-            old_event_orphaned=False,
-            previous_closer_id=previous_id,
-            previous_closer_name=previous_name,
-        )
-        await record_event(
+        result = await _announce_reassign(
             session,
-            org,
-            EventType.call_closer_reassigned,
-            _reassigned_data(result, call, lead, auth, reason, after, assignment),
+            auth,
+            call,
+            lead,
+            event_id,
+            (previous_id, previous_name),
+            reason,
+            after,
+            assignment,
         )
         cleanup_id = await _promise_cleanup(session, old_ref) if old_ref else None
         await session.flush()
@@ -817,6 +812,38 @@ async def _change_closer(
     call.sequence += 1
     closer.last_booked_at = utcnow()
     await session.flush()
+
+
+async def _announce_reassign(
+    session: AsyncSession,
+    auth: AuthContext,
+    call: models.Call,
+    lead: models.Lead,
+    event_id: str,
+    previous: tuple[str | None, str | None],
+    reason: str | None,
+    call_after: dict[str, Any],
+    assignment: str,
+) -> ReassignResult:
+    """Seed 000's result for a call whose closer just changed, and its
+    ``call.closer_reassigned`` outbox row (``old_event_orphaned`` is settled after commit)."""
+    result = ReassignResult(
+        call_id=call.id,
+        conferencing_link=call.conferencing_link,
+        new_closer_id=required(call.closer_id, "closer_id"),
+        new_closer_name=required(call.closer_name, "closer_name"),
+        new_event_id=event_id,
+        old_event_orphaned=False,
+        previous_closer_id=previous[0],
+        previous_closer_name=previous[1],
+    )
+    await record_event(
+        session,
+        call.organization_id,
+        EventType.call_closer_reassigned,
+        _reassigned_data(result, call, lead, auth, reason, call_after, assignment),
+    )
+    return result
 
 
 def _reassigned_data(
@@ -1029,21 +1056,16 @@ async def reschedule(
             },
         )
         if changing_closer:
-            result = ReassignResult(
-                call_id=call.id,
-                conferencing_link=call.conferencing_link,
-                new_closer_id=closer.id,
-                new_closer_name=closer.name,
-                new_event_id=event_id,
-                old_event_orphaned=False,
-                previous_closer_id=previous_id,
-                previous_closer_name=previous_name,
-            )
-            await record_event(
+            await _announce_reassign(
                 session,
-                org,
-                EventType.call_closer_reassigned,
-                _reassigned_data(result, call, lead, auth, body.reason, after),
+                auth,
+                call,
+                lead,
+                event_id,
+                (previous_id, previous_name),
+                body.reason,
+                after,
+                "manual",
             )
         cleanup_id = await _promise_cleanup(session, old_ref) if old_ref else None
         await session.flush()
