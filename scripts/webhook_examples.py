@@ -43,7 +43,10 @@ WHEN = {
     "call.closer_reassigned": "a call gets another closer (`POST /v1/calls/{id}/reassign-closer`"
     ", or a reschedule with `new_closer_id`). Carries everything needed to email the lead: the "
     "reassign response fields, `reason`, `scheduled_at`, `duration_minutes`, `time_zone`, the "
-    "new closer's name and email, the new conferencing link, the lead's contact and who did it.",
+    "new closer's name and email, the new conferencing link, the lead's contact and who did it. "
+    "`assignment` is `manual` or `round_robin` (auto-reassign). The event is written with the "
+    "change, before the old calendar event is removed, so `old_event_orphaned` is always "
+    "`false` here; the API response says whether the removal failed (it is then retried).",
     "call.outcome_set": "an outcome is set on a call (`POST /v1/calls/{id}/outcome`).",
     "call.no_show": "the outcome set is `no_show` (sent together with `call.outcome_set`, same "
     "`data`).",
