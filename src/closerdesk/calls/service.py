@@ -415,9 +415,10 @@ async def book(
 ) -> models.Call:
     """Book a call (SPEC §3). Fires ``call.booked`` (and ``lead.created`` for a new lead).
 
-    Raises ``LeadNotFound``, ``SetterNotFound``, ``ProductNotFound`` (404), ``ProductInactive``
-    (409), ``SlotInPast`` (400) and, for bookings, ``CloserNotFound`` (404),
-    ``CalendarNotConnected``/``CloserConflict`` (409), ``CalendarProviderError`` (502).
+    Raises ``LeadNotFound``, ``SetterNotFound``, ``ProductNotFound``, ``BookingLinkNotFound``
+    (404), ``ProductInactive``, ``BookingLinkInactive`` (409), ``SlotInPast`` (400) and, for
+    bookings, ``CloserNotFound`` (404), ``CalendarNotConnected``/``CloserConflict`` (409),
+    ``SlotNotAvailable`` (409, round robin), ``CalendarProviderError`` (502).
     """
     org = auth.organization_id
     now = utcnow()
@@ -1163,7 +1164,7 @@ async def update(
     """Partial update (fields present in the body only). Fires ``call.updated``.
 
     Raises ``CallNotFound``, ``ProductNotFound``, ``SetterNotFound``, ``PaymentNotFound`` (404),
-    ``PaymentAlreadyLinked`` (409).
+    ``PaymentAlreadyLinked``, ``CallLeadMismatch`` (409).
     """
     call = await _locked_call(session, auth, call_id)
     changes = body.model_dump(mode="python", exclude_unset=True)
