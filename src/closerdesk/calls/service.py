@@ -220,6 +220,31 @@ async def find_conflicts(
     return conflicts
 
 
+async def _require_free(
+    session: AsyncSession,
+    providers: Providers,
+    connection: CalendarConnection,
+    start: datetime,
+    end: datetime,
+    exclude_call_id: str | None,
+    override_conflict: bool,
+) -> list[ConflictItem]:
+    """The conflicts of ``[start, end)`` for the (locked) closer; raises ``CloserConflict``
+    (409, with ``details.conflicts``) unless ``override_conflict``, which returns them."""
+    conflicts = await find_conflicts(
+        session,
+        providers,
+        connection,
+        start,
+        end,
+        exclude_call_id=exclude_call_id,
+        tolerate_calendar_error=override_conflict,
+    )
+    if conflicts and not override_conflict:
+        raise _conflict_error(conflicts)
+    return conflicts
+
+
 def _conflict_error(conflicts: list[ConflictItem]) -> CloserConflict:
     return CloserConflict(
         details={"conflicts": [c.model_dump(mode="json", exclude_none=True) for c in conflicts]}
@@ -478,17 +503,9 @@ async def book(
         else:
             closer, maybe_connection = await _closer_with_calendar(session, org, body.closer_id)
             connection = _require_valid(maybe_connection)
-            conflicts = await find_conflicts(
-                session,
-                providers,
-                connection,
-                start,
-                end,
-                exclude_call_id=None,
-                tolerate_calendar_error=body.override_conflict,
+            await _require_free(
+                session, providers, connection, start, end, None, body.override_conflict
             )
-            if conflicts and not body.override_conflict:
-                raise _conflict_error(conflicts)
         call.scheduled_at, call.ends_at, call.duration_minutes = start, end, minutes
         _set_closer(call, closer)
         call.conferencing_link = await providers.conferencing(session).issue_link(org, call.id)
@@ -698,17 +715,7 @@ async def reassign_closer(
     connection = _require_valid(connection)
     start = required(call.scheduled_at, "scheduled_at")  # a booking call has both
     end = required(call.ends_at, "ends_at")
-    conflicts = await find_conflicts(
-        session,
-        providers,
-        connection,
-        start,
-        end,
-        exclude_call_id=call.id,
-        tolerate_calendar_error=body.override_conflict,
-    )
-    if conflicts and not body.override_conflict:
-        raise _conflict_error(conflicts)
+    await _require_free(session, providers, connection, start, end, call.id, body.override_conflict)
     return await _reassign_to(
         session, auth, providers, call, closer, connection, body.reason, "manual"
     )
@@ -972,17 +979,9 @@ async def reschedule(
     changing_closer = closer_id != call.closer_id
     closer, connection = await _closer_with_calendar(session, org, closer_id)
     connection = _require_valid(connection)
-    conflicts = await find_conflicts(
-        session,
-        providers,
-        connection,
-        start,
-        end,
-        exclude_call_id=call.id,
-        tolerate_calendar_error=body.override_conflict,
+    conflicts = await _require_free(
+        session, providers, connection, start, end, call.id, body.override_conflict
     )
-    if conflicts and not body.override_conflict:
-        raise _conflict_error(conflicts)
 
     lead = await get_lead(session, org, call.lead_id)
     fields = ["scheduled_at", "duration_minutes", "time_zone", "notes", *_REASSIGN_FIELDS]
