@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import platform
 import random
@@ -170,6 +171,8 @@ async def main() -> None:
         database = Database(url)
         app = create_app(settings, database=database)
         api_key, link_id, ids = await seed(database, settings)
+        gc.collect()
+        gc.freeze()  # as `closerdesk serve` does once the app is built
         org_id = await _org_of(database)
         print(
             f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "

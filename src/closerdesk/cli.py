@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -198,8 +199,10 @@ def serve(
         upgrade(settings.database_url)
     if with_demo:
         _print_demo(settings, as_json=False)
+    app_instance = create_app(settings, background=True)
+    freeze_startup_heap()
     uvicorn.run(
-        create_app(settings, background=True),
+        app_instance,
         host=host,
         port=port,
         log_config=None,
@@ -228,6 +231,7 @@ def worker(
     async def run() -> None:
         database = Database(settings.database_url)
         dispatcher = Dispatcher(database, settings, batch_size=batch_size, concurrency=concurrency)
+        freeze_startup_heap()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -239,6 +243,16 @@ def worker(
             await database.dispose()
 
     asyncio.run(run())
+
+
+def freeze_startup_heap() -> None:
+    """Move everything built at start-up out of the collector's sight (``gc.freeze``).
+
+    The modules, models and schemas never die; without this every full collection walks them
+    all again, which showed up as 60–90 ms pauses in slot queries (bench/slots_api.py).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _display_host(host: str) -> str:

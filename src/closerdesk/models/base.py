@@ -37,6 +37,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         value = as_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        # SQLite hands back the stored UTC text ("2026-01-20 15:00:00.000000"). Parsing it with
+        # its offset appended is one C call that yields the UTC singleton, about 7 times faster
+        # than the generic processor plus ``replace(tzinfo=…)``; slot queries read tens of
+        # thousands of these.
+        def process(value: str | None) -> datetime | None:
+            return None if value is None else datetime.fromisoformat(value + "+00:00")
+
+        return process
+
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         # Hot: busy-time queries read tens of thousands of these per slot query.
         if value is None or value.tzinfo is UTC:
