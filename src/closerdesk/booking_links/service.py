@@ -42,6 +42,7 @@ from closerdesk.scheduling.slots import HostSchedule, Slot, find_slots
 
 MAX_SLOT_RANGE = timedelta(days=62)
 CLOSER_ROLES = frozenset({"closer", "admin"})
+"""Roles that can take calls (admins of small teams close too)."""
 
 
 # --- CRUD ----------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closerdesk import models
 from closerdesk.auth.service import AuthContext
 from closerdesk.booking_links import service as booking_links
+from closerdesk.booking_links.service import CLOSER_ROLES
 from closerdesk.calendars.provider import CalendarError, EventDraft
 from closerdesk.calls import repository
 from closerdesk.calls.schemas import (
@@ -54,7 +55,6 @@ from closerdesk.errors import (
     PaymentAlreadyLinked,
     PaymentNotFound,
     ProductInactive,
-    ProductNotFound,
     SameCloser,
     SetterNotFound,
     SlotInPast,
@@ -71,13 +71,13 @@ from closerdesk.models import (
     CallEvent,
     TeamMember,
 )
+from closerdesk.products.service import get_product
 from closerdesk.providers import Providers
 from closerdesk.scheduling.intervals import Interval
 from closerdesk.webhooks.service import EventType, record_event
 
 log = structlog.get_logger(__name__)
 
-CLOSER_ROLES = frozenset({"closer", "admin"})
 SETTER_ROLES = frozenset({"setter", "admin", "closer"})
 CLEANUP_RETRY_AFTER = timedelta(minutes=1)
 
@@ -581,9 +581,7 @@ async def _check_product(
 ) -> None:
     if product_id is None:
         return
-    product = await session.get(models.Product, product_id)
-    if product is None or product.organization_id != organization_id:
-        raise ProductNotFound()
+    product = await get_product(session, organization_id, product_id)  # 404 ProductNotFound
     if require_active and not product.is_active:
         raise ProductInactive()
 
