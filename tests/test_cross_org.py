@@ -271,6 +271,8 @@ PROBES: list[Probe] = [
     _p("PATCH", MEMBER, "member", "MEMBER_NOT_FOUND", {"is_active": False}, name="deactivate"),
     _p("PUT", f"{MEMBER}/calendar", "member", "MEMBER_NOT_FOUND", {"provider": "builtin"}),
     _p("DELETE", f"{MEMBER}/calendar", "member", "MEMBER_NOT_FOUND"),
+    _p("GET", f"{MEMBER}/calendar", "member", "MEMBER_NOT_FOUND"),
+    _p("POST", f"{MEMBER}/calendar/sync", "member", "MEMBER_NOT_FOUND"),
     _p("GET", f"{MEMBER}/busy", "member", "MEMBER_NOT_FOUND", params=_busy_range),
     _p("GET", f"{MEMBER}/busy-blocks", "member", "MEMBER_NOT_FOUND"),
     _p("POST", f"{MEMBER}/busy-blocks", "member", "MEMBER_NOT_FOUND", lambda _: _busy_range()),

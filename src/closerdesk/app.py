@@ -41,6 +41,7 @@ from closerdesk.providers import Providers, default_providers
 from closerdesk.team.endpoints import router as team_router
 from closerdesk.webhooks.dispatcher import Dispatcher
 from closerdesk.webhooks.endpoints import router as webhooks_router
+from closerdesk.worker import CalendarWorker, run_background
 
 log = structlog.get_logger(__name__)
 
@@ -61,19 +62,24 @@ def create_app(
     background: bool = False,
 ) -> FastAPI:
     """The Partner API. ``database``/``providers`` default to those the settings describe;
-    ``background`` runs an in-process webhook dispatcher (which also retries calendar
-    clean-ups) while serving."""
+    ``background`` runs the background work in process while serving (webhook dispatcher,
+    calendar clean-ups and busy-mirror sync: ``closerdesk.worker``)."""
     settings = settings or get_settings()
     settings.check_production_ready()
     database = database or Database(settings.database_url)
     active_providers = providers or default_providers(settings)
 
-    dispatcher = Dispatcher(database, settings, providers=active_providers)
+    dispatcher = Dispatcher(database, settings)
+    calendar_worker = CalendarWorker(database, settings, active_providers)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        task = asyncio.create_task(dispatcher.run(stop)) if background else None
+        task = (
+            asyncio.create_task(run_background(stop, dispatcher, calendar_worker))
+            if background
+            else None
+        )
         try:
             yield
         finally:

@@ -215,15 +215,18 @@ def worker(
     concurrency: Annotated[int, typer.Option(help="Deliveries sent at once.")] = 50,
     batch_size: Annotated[int, typer.Option(help="Deliveries claimed per round.")] = 100,
 ) -> None:
-    """Run a standalone webhook dispatcher (any number of them against one PostgreSQL).
+    """Run the background work standalone: webhook deliveries, calendar clean-ups and the
+    calendar busy mirror (any number of workers against one PostgreSQL).
 
-    Stops cleanly on SIGINT/SIGTERM (finishing the deliveries in flight); a dispatcher killed
+    Stops cleanly on SIGINT/SIGTERM (finishing the deliveries in flight); a worker killed
     outright loses nothing: its leased deliveries are taken again when the lease
-    (CLOSERDESK_WEBHOOK_LEASE_SECONDS, 60 s) runs out.
+    (CLOSERDESK_WEBHOOK_LEASE_SECONDS, 60 s) runs out, its calendar syncs after 2 minutes.
     """
     import signal
 
+    from closerdesk.providers import default_providers
     from closerdesk.webhooks.dispatcher import Dispatcher
+    from closerdesk.worker import CalendarWorker, run_background
 
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
@@ -231,13 +234,14 @@ def worker(
     async def run() -> None:
         database = Database(settings.database_url)
         dispatcher = Dispatcher(database, settings, batch_size=batch_size, concurrency=concurrency)
+        calendars = CalendarWorker(database, settings, default_providers(settings))
         freeze_startup_heap()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await dispatcher.run(stop)
+            await run_background(stop, dispatcher, calendars)
         finally:
             await dispatcher.aclose()
             await database.dispose()

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     webhook_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
     """How long a dispatcher owns a claimed delivery; a crashed one's deliveries are taken
     again after it. Keep it above the 15 s attempt timeout."""
+    calendar_sync_seconds: float = Field(default=300.0, ge=5, le=86400)
+    """Every external calendar's busy mirror is re-synced at least this often (seconds)."""
+    calendar_mirror_days: int = Field(default=120, ge=7, le=730)
+    """How far ahead the busy mirror reaches (days); slots beyond it see no calendar busy."""
+    calendar_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    """Bound on each request to a calendar provider (seconds); past it the request fails."""
 
     @property
     def is_sqlite(self) -> bool:

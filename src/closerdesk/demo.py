@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closerdesk.auth.service import AuthContext, create_organization
 from closerdesk.booking_links import service as booking_links
 from closerdesk.booking_links.schemas import BookingLinkCreate
+from closerdesk.calendars.provider import CalendarAccount
+from closerdesk.calendars.unit_of_work import calendar_change
 from closerdesk.calls import service as calls
 from closerdesk.calls.schemas import CallCreate, LeadInline
 from closerdesk.config import Settings
@@ -35,7 +37,7 @@ from closerdesk.models import (
 )
 from closerdesk.providers import Providers, default_providers
 from closerdesk.team.schemas import BusyBlockCreate
-from closerdesk.team.service import add_busy_block, connect_calendar
+from closerdesk.team.service import add_busy_block, save_calendar
 
 DEMO_NAME = "Demo Sales Co"
 
@@ -156,7 +158,8 @@ async def load_demo(
         )
         await session.flush()
         for member_id, *_ in _CLOSERS:
-            await connect_calendar(session, org.id, member_id, "builtin")
+            builtin = CalendarAccount("", org.id, member_id, "builtin", f"builtin:{member_id}")
+            await save_calendar(session, org.id, member_id, builtin)
         product = Product(
             id=new_id("prod"),
             organization_id=org.id,
@@ -193,11 +196,14 @@ async def load_demo(
         await session.commit()
 
     async def book(lead: Lead, closer_id: str, start: datetime) -> Call:
-        async with database.writer() as session:
+        async with (
+            database.writer() as session,
+            calendar_change(session, providers) as change,
+        ):
             return await calls.book(
                 session,
                 auth,
-                providers,
+                change,
                 CallCreate(
                     lead_id=lead.id,
                     scheduled_at=start,
@@ -222,15 +228,13 @@ async def load_demo(
     slots_from, slots_to = _at(1, 0), _at(8, 0)
     async with database.writer() as session:
         link = await booking_links.get_link(session, org.id, link_id)
-        slots = await booking_links.link_slots(
-            session, providers, link, slots_from, slots_to, utcnow()
-        )
+        slots = await booking_links.link_slots(session, link, slots_from, slots_to, utcnow())
     shared = next(s for s in slots if len(s.member_ids) >= 2)
-    async with database.writer() as session:
+    async with database.writer() as session, calendar_change(session, providers) as change:
         routed = await calls.book(
             session,
             auth,
-            providers,
+            change,
             CallCreate(
                 lead=LeadInline(
                     email="hana@example.com",

@@ -53,6 +53,13 @@ class SlotInPast(ApiError):
     status, code, message = 400, "SLOT_IN_PAST", "The requested time is not in the future."
 
 
+class CalendarAuthFailed(ApiError):
+    """Connecting a calendar: the provider refused the credentials (its reason follows)."""
+
+    status, code = 400, "CALENDAR_AUTH_FAILED"
+    message = "The calendar provider refused these credentials."
+
+
 # --- 401/403 -------------------------------------------------------------------------------------
 class Unauthorized(ApiError):
     status, code = 401, "UNAUTHORIZED"

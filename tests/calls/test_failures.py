@@ -27,7 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session as OrmSession
 
 from closerdesk.calendars.builtin import default_calendar_factory
-from closerdesk.calendars.provider import CalendarError, CalendarProvider, EventDraft
+from closerdesk.calendars.provider import (
+    CalendarAccount,
+    CalendarError,
+    CalendarProvider,
+    EventDraft,
+)
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.kit.time import isoformat_z, utcnow
@@ -71,34 +76,42 @@ class Faults:
 
 
 class FlakyCalendar:
-    """The real provider underneath; raises where a switch says so; records every call."""
+    """The real provider underneath, behaving as an external calendar (its writes are not in
+    the change's transaction, so compensation and clean-up rows apply); raises where a switch
+    says so; records every call."""
+
+    in_transaction = False
 
     def __init__(self, inner: CalendarProvider, faults: Faults) -> None:
         self.inner, self.faults, self.name = inner, faults, inner.name
 
-    async def create_event(self, connection: CalendarConnection, draft: EventDraft) -> str:
+    async def connect(self, account: CalendarAccount) -> CalendarAccount:
+        return await self.inner.connect(account)
+
+    async def sync(self, account: CalendarAccount, state: str | None, window: Interval) -> Any:
+        return await self.inner.sync(account, state, window)
+
+    async def create_event(self, account: CalendarAccount, draft: EventDraft) -> str:
         self.faults.hit("calendar.create_event")
-        event_id = await self.inner.create_event(connection, draft)
-        self.faults.calls.append(("create_event", connection.id, event_id))
+        event_id = await self.inner.create_event(account, draft)
+        self.faults.calls.append(("create_event", account.connection_id, event_id))
         return event_id
 
-    async def move_event(
-        self, connection: CalendarConnection, event_id: str, draft: EventDraft
-    ) -> None:
-        self.faults.calls.append(("move_event", connection.id, event_id))
+    async def move_event(self, account: CalendarAccount, event_id: str, draft: EventDraft) -> None:
+        self.faults.calls.append(("move_event", account.connection_id, event_id))
         self.faults.hit("calendar.move_event")
-        await self.inner.move_event(connection, event_id, draft)
+        await self.inner.move_event(account, event_id, draft)
 
-    async def cancel_event(self, connection: CalendarConnection, event_id: str) -> None:
-        self.faults.calls.append(("cancel_event", connection.id, event_id))  # attempts count
+    async def cancel_event(self, account: CalendarAccount, event_id: str) -> None:
+        self.faults.calls.append(("cancel_event", account.connection_id, event_id))  # attempts
         self.faults.hit("calendar.cancel_event")
-        await self.inner.cancel_event(connection, event_id)
+        await self.inner.cancel_event(account, event_id)
 
     async def busy(
-        self, connection: CalendarConnection, start: datetime, end: datetime
+        self, account: CalendarAccount, start: datetime, end: datetime
     ) -> list[Interval]:
         self.faults.hit("calendar.busy")
-        return await self.inner.busy(connection, start, end)
+        return await self.inner.busy(account, start, end)
 
 
 class FlakyConferencing:
@@ -537,13 +550,13 @@ async def test_a_crash_between_commit_and_cancel_leaves_a_due_cleanup(
 ) -> None:
     """The process dies after the reassign committed, before it cancelled the old event: the
     clean-up row written in the same transaction is there, due, and the retry removes it."""
+    from closerdesk.calendars import unit_of_work
     from closerdesk.calendars.cleanup import retry_due_cleanups
-    from closerdesk.calls import service
 
     async def crash(*_args: Any, **_kwargs: Any) -> bool:
         raise RuntimeError("the process died here")
 
-    monkeypatch.setattr(service, "_keep_promise", crash)
+    monkeypatch.setattr(unit_of_work, "attempt_removal", crash)
     r = await reassign(client, org, scene)
     assert r.status_code == 500
     after = await call_row(database, scene.call.id)

@@ -18,7 +18,6 @@ from closerdesk.db import Database
 from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import utcnow
 from closerdesk.models import (
-    CalendarCleanup,
     WebhookAttempt,
     WebhookDelivery,
     WebhookSubscription,
@@ -28,7 +27,7 @@ from closerdesk.webhooks.events import EventType
 from closerdesk.webhooks.service import record_event
 from closerdesk.webhooks.signing import new_secret
 from closerdesk.webhooks.targets import ResolvedTarget
-from tests.factories import Org, create_call, create_lead, create_member
+from tests.factories import Org
 from tests.webhooks.helpers import (
     Clock,
     Hooks,
@@ -504,40 +503,6 @@ async def test_the_attempt_connects_to_the_checked_ip(
     assert len(requests) == 2
     assert len(seen) == 2
     assert {r.headers["host"] for r in requests} == {f"hooks.partner.test:{port}"}
-
-
-async def test_the_dispatcher_also_retries_calendar_cleanups(hooks: Hooks, session: Any) -> None:
-    """Orphaned calendar events (SPEC §3 ``old_event_orphaned``) ride the same machinery."""
-    closer = await create_member(session, hooks.org)
-    lead = await create_lead(session, hooks.org)
-    call = await create_call(session, hooks.org, lead=lead, closer=closer)
-    cleanup = CalendarCleanup(
-        id=new_id("clean"),
-        organization_id=hooks.org.id,
-        connection_id=call.calendar_grant_id,
-        provider="builtin",
-        event_id=call.calendar_event_id,
-        call_id=call.id,
-        attempts=1,
-        next_attempt_at=utcnow() - timedelta(seconds=1),
-    )
-    session.add(cleanup)
-    await session.commit()
-    dispatcher = hooks.dispatcher(poll_interval=0.02)
-    stop = asyncio.Event()
-    task = asyncio.create_task(dispatcher.run(stop))
-    try:
-        for _ in range(250):
-            async with hooks.database.reader() as s:
-                row = await s.get(CalendarCleanup, cleanup.id)
-            if row is not None and row.resolved_at is not None:
-                break
-            await asyncio.sleep(0.02)
-    finally:
-        stop.set()
-        await task
-    assert row is not None
-    assert row.resolved_at is not None
 
 
 async def test_an_unexpected_error_in_an_attempt_is_recorded_not_fatal(

@@ -21,7 +21,6 @@ from closerdesk.errors import (
     BookingLinkInactive,
     BookingLinkNotFound,
     BookingLinkSlugTaken,
-    CalendarProviderError,
     CloserNotFound,
     responses,
 )
@@ -29,7 +28,6 @@ from closerdesk.kit.pagination import Cursor, Limit, paginate
 from closerdesk.kit.schemas import Envelope, ListEnvelope, TimeZoneName, UTCDateTime
 from closerdesk.kit.time import utcnow
 from closerdesk.models import BookingLink as BookingLinkRow
-from closerdesk.providers import ProvidersDep
 
 router = APIRouter(prefix="/v1/booking-links", tags=["booking links"])
 
@@ -96,26 +94,26 @@ async def update_booking_link(
 @router.get(
     "/{link_id}/slots",
     response_model=Envelope[list[Slot]],
-    responses=responses(BookingLinkNotFound, BookingLinkInactive, CalendarProviderError),
+    responses=responses(BookingLinkNotFound, BookingLinkInactive),
 )
 async def get_slots(
     link_id: str,
     session: Session,
     auth: ReadKey,
-    providers: ProvidersDep,
     start: Annotated[UTCDateTime, Query(description="Range start (RFC 3339)")],
     end: Annotated[UTCDateTime, Query(description="Range end, at most 62 days after start")],
     time_zone: Annotated[TimeZoneName, Query(description="Zone of local_start")] = "UTC",
 ) -> Envelope[list[Slot]]:
     """Bookable start times in ``[start, end)``, in start order: every ``slot_interval`` where
     at least one host is free (availability − calls − calendar busy − buffers), honouring the
-    minimum notice. ``start``/``end`` in UTC and ``local_start`` in ``time_zone``. An inactive
+    minimum notice. Calendar busy time comes from closerdesk's mirror, never a live provider
+    call. ``start``/``end`` in UTC and ``local_start`` in ``time_zone``. An inactive
     link offers nothing: 409 ``BOOKING_LINK_INACTIVE``, as booking through it answers."""
     link = await service.get_link(session, auth.organization_id, link_id)
     if not link.is_active:
         raise BookingLinkInactive()
     zone = ZoneInfo(time_zone)
-    slots = await service.link_slots(session, providers, link, start, end, utcnow())
+    slots = await service.link_slots(session, link, start, end, utcnow())
     return Envelope(
         data=[
             Slot(start=s.start, end=s.end, local_start=s.start.astimezone(zone).isoformat())

@@ -18,17 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.booking_links import schemas
 from closerdesk.booking_links.schemas import BookingLinkCreate, BookingLinkUpdate
-from closerdesk.calendars.provider import CalendarError
+from closerdesk.calendars.accounts import account_of
+from closerdesk.calendars.busy import stored_busy
 from closerdesk.errors import (
     BookingLinkNotFound,
     BookingLinkSlugTaken,
-    CalendarProviderError,
     CloserNotFound,
     ValidationFailed,
 )
 from closerdesk.kit.ids import new_id
 from closerdesk.models import BookingLink, BookingLinkHost, CalendarConnection, Call, TeamMember
-from closerdesk.providers import Providers
 from closerdesk.scheduling.availability import (
     DateOverride,
     LocalWindow,
@@ -275,16 +274,14 @@ async def closers_with_calendars(
 
 async def busy_by_host(
     session: AsyncSession,
-    providers: Providers,
     organization_id: str,
     hosts: Sequence[Host],
     start: datetime,
     end: datetime,
 ) -> dict[str, list[Interval]]:
     """Busy time of each host in ``[start, end)``: active calls with their own link's buffers
-    (one query for all hosts) and calendar busy.
-
-    Raises ``CalendarProviderError`` (502) if a calendar cannot answer."""
+    (one query for all hosts) and calendar busy as closerdesk keeps it (the built-in tables,
+    the mirror of an external calendar; no provider is asked: ``docs/calendars.md``)."""
     busy: dict[str, list[Interval]] = {h.member.id: [] for h in hosts}
     if not hosts:
         return busy
@@ -315,12 +312,9 @@ async def busy_by_host(
                     call_end + timedelta(minutes=after or 0),
                 )
             )
+    calendars = await stored_busy(session, [account_of(h.connection) for h in hosts], start, end)
     for host in hosts:
-        try:
-            calendar = providers.calendars(session, host.connection.provider)
-            busy[host.member.id] += await calendar.busy(host.connection, start, end)
-        except CalendarError as exc:
-            raise CalendarProviderError(f"A host's calendar did not answer: {exc}") from exc
+        busy[host.member.id] += calendars[host.connection.id]
     return busy
 
 
@@ -332,7 +326,6 @@ def _margin(link: BookingLink) -> timedelta:
 
 async def link_slots(
     session: AsyncSession,
-    providers: Providers,
     link: BookingLink,
     start: datetime,
     end: datetime,
@@ -348,9 +341,7 @@ async def link_slots(
         raise ValidationFailed.field("end", "the range spans at most 62 days")
     hosts = await bookable_hosts(session, link)
     margin = _margin(link)
-    busy = await busy_by_host(
-        session, providers, link.organization_id, hosts, start - margin, end + margin
-    )
+    busy = await busy_by_host(session, link.organization_id, hosts, start - margin, end + margin)
     return find_slots(
         [HostSchedule(h.member.id, h.schedule, busy[h.member.id]) for h in hosts if h.schedule],
         start_utc=start,
@@ -365,18 +356,15 @@ async def link_slots(
 
 
 async def free_hosts_for_slot(
-    session: AsyncSession, providers: Providers, link: BookingLink, start: datetime, now: datetime
+    session: AsyncSession, link: BookingLink, start: datetime, now: datetime
 ) -> list[str]:
     """Hosts offered at exactly ``start`` (an offered slot of the link), else ``[]``."""
-    slots = await link_slots(
-        session, providers, link, start, start + timedelta(microseconds=1), now
-    )
+    slots = await link_slots(session, link, start, start + timedelta(microseconds=1), now)
     return list(slots[0].member_ids) if slots and slots[0].start == start else []
 
 
 async def free_hosts_for_span(
     session: AsyncSession,
-    providers: Providers,
     organization_id: str,
     hosts: Sequence[Host],
     start: datetime,
@@ -389,9 +377,7 @@ async def free_hosts_for_span(
     schedule) and clear of busy time widened by the buffers. Off-grid times are fine here
     (auto-reassign keeps the call's time)."""
     margin = timedelta(minutes=buffer_before_minutes + buffer_after_minutes) + (end - start)
-    busy = await busy_by_host(
-        session, providers, organization_id, hosts, start - margin, end + margin
-    )
+    busy = await busy_by_host(session, organization_id, hosts, start - margin, end + margin)
     wanted = Interval(start, end)
     free: list[str] = []
     for host in hosts:

@@ -1,67 +1,48 @@
-"""Retry the removal of orphaned calendar events (``calendar_cleanups`` rows).
+"""The retry loop of orphaned calendar events (``calendar_cleanups`` rows).
 
-A row is written when cancelling an old event failed after a reassign/cancel committed
-(SPEC §3, ``old_event_orphaned``). Each due row is retried with exponential backoff
-(1 min doubling, capped at 6 h) until the provider confirms; nothing is ever dropped.
+A row is written in the transaction of the change that left an old event behind (a reassign,
+a cancel, a closer-changing reschedule) or when compensating a failed change could not remove
+the event it had created. Each due row is retried by ``attempt_removal`` — the function a
+change runs right after its commit — with exponential backoff (1 minute doubling, at most
+6 hours) until the provider confirms; nothing is ever dropped (``docs/calendars.md``).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-import structlog
-from sqlalchemy import select
-
-from closerdesk.calls import repository
+from closerdesk.calendars import repository
+from closerdesk.calendars.accounts import account_of
+from closerdesk.calendars.unit_of_work import attempt_removal
 from closerdesk.db import Database
 from closerdesk.kit.time import utcnow
-from closerdesk.models import CalendarCleanup
 from closerdesk.providers import Providers
 
-log = structlog.get_logger(__name__)
-MAX_BACKOFF = timedelta(hours=6)
-
-
-def backoff(attempts: int) -> timedelta:
-    """Delay before attempt ``attempts + 1``: 1, 2, 4, … minutes, at most 6 hours."""
-    return min(timedelta(minutes=2 ** max(attempts - 1, 0)), MAX_BACKOFF)
+CLAIM_LEASE = timedelta(minutes=5)
+"""A claimed row is not due again for this long: a worker that dies mid-attempt leaves it to
+the next one after the lease."""
 
 
 async def retry_due_cleanups(database: Database, providers: Providers, *, limit: int = 50) -> int:
     """Try every due clean-up once; returns how many were resolved.
 
-    Rows are claimed with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several processes can
-    run this concurrently without trying one row twice.
+    One short transaction claims the due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+    concurrent workers never claim one row twice) by pushing them a lease ahead; the provider
+    calls then run outside any transaction (no lock is held over the network, which matters
+    most on SQLite), and each outcome commits on its own.
     """
-    resolved = 0
+    now = utcnow()
     async with database.writer() as session:
-        due = (
-            await session.scalars(
-                select(CalendarCleanup)
-                .where(
-                    CalendarCleanup.resolved_at.is_(None),
-                    CalendarCleanup.next_attempt_at <= utcnow(),
-                )
-                .order_by(CalendarCleanup.next_attempt_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        due = await repository.due_cleanups(session, now, limit)
+        accounts = {}
         for row in due:
+            row.next_attempt_at = now + CLAIM_LEASE
             connection = await repository.get_connection_by_id(
                 session, row.organization_id, row.connection_id
             )
-            try:
-                if connection is not None:
-                    calendar = providers.calendars(session, connection.provider)
-                    await calendar.cancel_event(connection, row.event_id)
-            except Exception as exc:
-                row.attempts += 1
-                row.last_error = str(exc)[:2000]
-                row.next_attempt_at = utcnow() + backoff(row.attempts)
-                log.warning("calendar.cleanup_failed", cleanup_id=row.id, error=str(exc))
-            else:
-                row.resolved_at = utcnow()
-                resolved += 1
+            accounts[row.id] = account_of(connection) if connection is not None else None
         await session.commit()
+        resolved = 0
+        for row in due:
+            resolved += await attempt_removal(session, providers, row, accounts[row.id])
     return resolved

@@ -118,12 +118,16 @@ class CalendarProvider(Protocol):
         """Remove the event. Removing one already gone is not an error."""
         ...
 
-    async def busy(self, account: CalendarAccount, start: datetime, end: datetime) -> list[Interval]:
+    async def busy(
+        self, account: CalendarAccount, start: datetime, end: datetime
+    ) -> list[Interval]:
         """Live foreign busy time in ``[start, end)``: never closerdesk's own events, never
         transparent or cancelled ones; recurring events expanded."""
         ...
 
-    async def sync(self, account: CalendarAccount, state: str | None, window: Interval) -> SyncBatch:
+    async def sync(
+        self, account: CalendarAccount, state: str | None, window: Interval
+    ) -> SyncBatch:
         """Foreign events changed since ``state`` (None: everything), with their busy time
         clipped to ``window``."""
         ...

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from closerdesk.auth.dependencies import ReadKey, WriteKey
+from closerdesk.calendars.unit_of_work import calendar_change
 from closerdesk.calls import calendar_links, repository, service
 from closerdesk.calls.schemas import (
     AutoReassign,
@@ -124,7 +125,8 @@ async def book_call(
     """Book a call. A ``booking`` needs ``scheduled_at`` (future), ``duration_minutes`` and a
     closer with a valid calendar; the closer's calendar gets an event and the call a
     conferencing link. An ``intent`` call has neither. Fires ``call.booked``."""
-    call = await service.book(session, auth, providers, body)
+    async with calendar_change(session, providers) as change:
+        call = await service.book(session, auth, change, body)
     return Envelope(data=Call.model_validate(call))
 
 
@@ -189,10 +191,11 @@ async def reassign_closer(
 ) -> Envelope[ReassignResult]:
     """Seed 000: give a booked upcoming call to another closer. The new closer gets a calendar
     event and the call a new conferencing link (the old one stops working); the old event is
-    cancelled after the commit (``old_event_orphaned`` if that failed; it is retried).
+    removed after the commit (``old_event_orphaned`` if that failed; it is retried).
     Fires ``call.closer_reassigned``."""
-    result = await service.reassign_closer(session, auth, providers, call_id, body)
-    return Envelope(data=result)
+    async with calendar_change(session, providers) as change:
+        result = await service.reassign_closer(session, auth, change, call_id, body)
+    return Envelope(data=result.model_copy(update={"old_event_orphaned": change.orphaned}))
 
 
 @router.post(
@@ -216,7 +219,8 @@ async def reschedule_call(
     """After seed 002: move a booked upcoming call to a new future time (and optionally a new
     closer). Answers ``is_slot_free``, the ``conflicts`` overridden and
     ``previous_scheduled_at``. Fires ``call.rescheduled``."""
-    outcome = await service.reschedule(session, auth, providers, call_id, body)
+    async with calendar_change(session, providers) as change:
+        outcome = await service.reschedule(session, auth, change, call_id, body)
     call = Call.model_validate(outcome.call)
     return Envelope(
         data=RescheduleResult(
@@ -243,7 +247,8 @@ async def cancel_call(
     """Cancel an upcoming call: its calendar event is cancelled and its conferencing link
     revoked. Fires ``call.cancelled``."""
     reason = body.reason if body is not None else None
-    call = await service.cancel(session, auth, providers, call_id, reason)
+    async with calendar_change(session, providers) as change:
+        call = await service.cancel(session, auth, change, call_id, reason)
     return Envelope(data=Call.model_validate(call))
 
 
@@ -270,8 +275,9 @@ async def auto_reassign_call(
     booking link (or any closer for a call without one), free for the whole call. Same effects
     as ``reassign-closer``; the webhook carries ``assignment: "round_robin"``."""
     reason = body.reason if body is not None else None
-    result = await service.auto_reassign(session, auth, providers, call_id, reason)
-    return Envelope(data=result)
+    async with calendar_change(session, providers) as change:
+        result = await service.auto_reassign(session, auth, change, call_id, reason)
+    return Envelope(data=result.model_copy(update={"old_event_orphaned": change.orphaned}))
 
 
 @router.get(

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from closerdesk.models import CalendarConnection, Call, CallEvent, TeamMember
+from closerdesk.models import Call, CallEvent, TeamMember
 
 
 async def get_call(
@@ -46,28 +46,6 @@ async def lock_members(
         .where(TeamMember.organization_id == organization_id, TeamMember.id.in_(list(member_ids)))
         .order_by(TeamMember.id)
         .with_for_update(key_share=True)
-    )
-
-
-async def get_connection(
-    session: AsyncSession, organization_id: str, member_id: str
-) -> CalendarConnection | None:
-    return await session.scalar(
-        select(CalendarConnection).where(
-            CalendarConnection.organization_id == organization_id,
-            CalendarConnection.member_id == member_id,
-        )
-    )
-
-
-async def get_connection_by_id(
-    session: AsyncSession, organization_id: str, connection_id: str
-) -> CalendarConnection | None:
-    return await session.scalar(
-        select(CalendarConnection).where(
-            CalendarConnection.organization_id == organization_id,
-            CalendarConnection.id == connection_id,
-        )
     )
 
 

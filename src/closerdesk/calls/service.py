@@ -1,12 +1,9 @@
 """The rules of calls: booking, outcome, reassign, reschedule, cancel, update (SPEC §3).
 
-Every state change writes its call event and its webhook event in the transaction of the change.
-Calendar events live outside that transaction for real providers, so the operations that touch
-them commit at a known point:
-
-* an event created (or moved) *before* the commit is undone if the transaction fails;
-* an event cancelled *after* the commit that failed to cancel becomes a persisted clean-up row
-  (``calendar_cleanups``), retried until it goes (SPEC §3, ``old_event_orphaned``).
+Every state change writes its call event and its webhook event in the transaction of the
+change, and only flushes: the caller commits. The operations that touch a calendar take the
+``CalendarChange`` of that transaction (``calendars/unit_of_work.py``), which creates, moves
+and removes events, undoes them if the change does not commit, and commits once.
 
 Concurrency: the closer's row is locked (PostgreSQL ``FOR NO KEY UPDATE``; SQLite write
 transactions begin ``IMMEDIATE``) before the conflict check, so two requests can never both
@@ -15,20 +12,23 @@ place one closer into overlapping time without ``override_conflict``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk import models
 from closerdesk.auth.service import AuthContext
 from closerdesk.booking_links import service as booking_links
 from closerdesk.booking_links.service import CLOSER_ROLES
-from closerdesk.calendars.provider import CalendarError, EventDraft
+from closerdesk.calendars import repository as calendars_repository
+from closerdesk.calendars.accounts import account_of
+from closerdesk.calendars.provider import CalendarAccount, EventDraft
+from closerdesk.calendars.unit_of_work import CalendarChange, in_transaction
 from closerdesk.calls import repository
+from closerdesk.calls.conflicts import require_free
 from closerdesk.calls.schemas import (
     Call,
     CallCreate,
@@ -42,14 +42,12 @@ from closerdesk.calls.schemas import (
 from closerdesk.errors import (
     BookingLinkInactive,
     CalendarNotConnected,
-    CalendarProviderError,
     CallCancelled,
     CallInPast,
     CallLeadMismatch,
     CallNotFound,
     CallNotReassignable,
     CallNotStarted,
-    CloserConflict,
     CloserNotFound,
     NoHostAvailable,
     PaymentAlreadyLinked,
@@ -64,22 +62,12 @@ from closerdesk.kit import required
 from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import utcnow
 from closerdesk.leads.service import find_or_create, get_lead, lead_contact, lead_json
-from closerdesk.models import (
-    BookingLink,
-    CalendarCleanup,
-    CalendarConnection,
-    CallEvent,
-    TeamMember,
-)
+from closerdesk.models import BookingLink, CalendarConnection, CallEvent, TeamMember
 from closerdesk.products.service import get_product
-from closerdesk.providers import Providers
 from closerdesk.scheduling.intervals import Interval
 from closerdesk.webhooks.service import EventType, record_event
 
-log = structlog.get_logger(__name__)
-
 SETTER_ROLES = frozenset({"setter", "admin", "closer"})
-CLEANUP_RETRY_AFTER = timedelta(minutes=1)
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -157,98 +145,59 @@ def _require_slot_call(call: models.Call, now: datetime) -> None:
         raise CallInPast()
 
 
+@dataclass(frozen=True)
+class _Closer:
+    """A closer able to take the call: the row (locked) and its calendar as the provider
+    sees it."""
+
+    member: TeamMember
+    account: CalendarAccount
+
+
 async def _closer_with_calendar(
-    session: AsyncSession, organization_id: str, closer_id: str
-) -> tuple[TeamMember, CalendarConnection | None]:
-    """The closer, row-locked for the rest of the transaction, and its connection (or None).
+    session: AsyncSession, organization_id: str, closer_id: str, *, old_grant_id: str | None = None
+) -> tuple[TeamMember, CalendarConnection | None, CalendarConnection | None]:
+    """The closer, row-locked for the rest of the transaction, its connection (or None), and
+    the connection ``old_grant_id`` names (the calendar of the call's current event), read
+    together in one query.
 
     Raises ``CloserNotFound`` (404) for a missing, inactive, cross-organization or non-closer id.
     """
     closer = await repository.get_member(session, organization_id, closer_id, lock=True)
     if closer is None or not closer.is_active or closer.role not in CLOSER_ROLES:
         raise CloserNotFound()
-    connection = await repository.get_connection(session, organization_id, closer_id)
-    return closer, connection
+    connections = await calendars_repository.connections_for(
+        session,
+        organization_id,
+        member_ids=[closer.id],
+        connection_ids=[old_grant_id] if old_grant_id else [],
+    )
+    mine = next((c for c in connections if c.member_id == closer.id), None)
+    old = next((c for c in connections if c.id == old_grant_id), None)
+    return closer, mine, old
 
 
-def _require_valid(connection: CalendarConnection | None) -> CalendarConnection:
+def _require_valid(closer: TeamMember, connection: CalendarConnection | None) -> _Closer:
     if connection is None or connection.status != "valid":
         raise CalendarNotConnected()
-    return connection
+    return _Closer(closer, account_of(connection))
 
 
-async def find_conflicts(
-    session: AsyncSession,
-    providers: Providers,
-    connection: CalendarConnection,
-    start: datetime,
-    end: datetime,
-    *,
-    exclude_call_id: str | None,
-    tolerate_calendar_error: bool = False,
-) -> list[ConflictItem]:
-    """What the closer already has in ``[start, end)``: other active calls, then calendar busy.
-
-    Raises ``CalendarProviderError`` (502) if the calendar cannot answer, unless
-    ``tolerate_calendar_error`` (an override does not need the answer to proceed).
-    """
-    wanted = Interval(start, end)
-    conflicts = [
-        ConflictItem(start=c.scheduled_at, end=c.ends_at, source="call", call_id=c.id)
-        for c in await repository.overlapping_calls(
-            session,
-            connection.organization_id,
-            connection.member_id,
-            start,
-            end,
-            exclude_call_id=exclude_call_id,
+async def _old_event(
+    session: AsyncSession, call: models.Call, known: CalendarConnection | None = None
+) -> tuple[CalendarAccount, str] | None:
+    """The call's current calendar event and the calendar holding it (None: no event, or its
+    calendar was disconnected, and the built-in events went with it)."""
+    if call.calendar_event_id is None or call.calendar_grant_id is None:
+        return None
+    connection = known
+    if connection is None or connection.id != call.calendar_grant_id:
+        connection = await calendars_repository.get_connection_by_id(
+            session, call.organization_id, call.calendar_grant_id
         )
-        if c.scheduled_at is not None and c.ends_at is not None
-    ]
-    try:
-        busy = await providers.calendars(session, connection.provider).busy(connection, start, end)
-    except CalendarError as exc:
-        if tolerate_calendar_error:
-            log.warning("calendar.busy_failed", connection_id=connection.id, error=str(exc))
-            return conflicts
-        raise CalendarProviderError(f"The calendar did not answer: {exc}") from exc
-    conflicts += [
-        ConflictItem(start=b.start, end=b.end, source="calendar")
-        for b in sorted(busy)
-        if b.overlaps(wanted)
-    ]
-    return conflicts
-
-
-async def _require_free(
-    session: AsyncSession,
-    providers: Providers,
-    connection: CalendarConnection,
-    start: datetime,
-    end: datetime,
-    exclude_call_id: str | None,
-    override_conflict: bool,
-) -> list[ConflictItem]:
-    """The conflicts of ``[start, end)`` for the (locked) closer; raises ``CloserConflict``
-    (409, with ``details.conflicts``) unless ``override_conflict``, which returns them."""
-    conflicts = await find_conflicts(
-        session,
-        providers,
-        connection,
-        start,
-        end,
-        exclude_call_id=exclude_call_id,
-        tolerate_calendar_error=override_conflict,
-    )
-    if conflicts and not override_conflict:
-        raise _conflict_error(conflicts)
-    return conflicts
-
-
-def _conflict_error(conflicts: list[ConflictItem]) -> CloserConflict:
-    return CloserConflict(
-        details={"conflicts": [c.model_dump(mode="json", exclude_none=True) for c in conflicts]}
-    )
+    if connection is None:
+        return None
+    return account_of(connection), call.calendar_event_id
 
 
 def _draft(
@@ -258,8 +207,10 @@ def _draft(
     minutes: int,
     *,
     link: str | None = None,
+    sequence: int | None = None,
 ) -> EventDraft:
-    """The calendar event of the call; ``link`` (default: the call's) is where it meets."""
+    """The calendar event of the call; ``link`` (default: the call's) is where it meets,
+    ``sequence`` (default: the call's) its revision (ICS ``SEQUENCE``)."""
     who = lead.full_name or lead.email
     return EventDraft(
         call_id=call.id,
@@ -269,165 +220,8 @@ def _draft(
         description=f"closerdesk call {call.id}",
         location=(link or call.conferencing_link) or "",
         attendees=(lead.email,),
+        sequence=call.sequence if sequence is None else sequence,
     )
-
-
-async def _create_event(
-    session: AsyncSession,
-    providers: Providers,
-    connection: CalendarConnection,
-    draft: EventDraft,
-) -> str:
-    try:
-        return await providers.calendars(session, connection.provider).create_event(
-            connection, draft
-        )
-    except CalendarError as exc:
-        raise CalendarProviderError(f"Creating the calendar event failed: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class _EventRef:
-    """A calendar event by plain values, safe to use after a rollback expired the ORM rows."""
-
-    organization_id: str
-    connection_id: str
-    provider: str
-    event_id: str
-    call_id: str | None
-
-
-async def _commit_or_undo(
-    session: AsyncSession, undo: Callable[[], Awaitable[None]] | None
-) -> None:
-    """Commit; if the commit (or anything before it) fails, roll back and run ``undo``."""
-    try:
-        await session.commit()
-    except BaseException:
-        await session.rollback()
-        if undo is not None:
-            await undo()
-        raise
-
-
-async def _cancel_event_or_queue(
-    session: AsyncSession, providers: Providers, ref: _EventRef
-) -> bool:
-    """Cancel an event in a transaction of its own; on failure persist a clean-up row.
-
-    Returns True when the event is now orphaned (a clean-up row keeps trying to remove it).
-    """
-    connection = await repository.get_connection_by_id(
-        session, ref.organization_id, ref.connection_id
-    )
-    if connection is None:  # disconnected: the built-in calendar's events went with it
-        return False
-    ref = replace(ref, provider=connection.provider)
-    cancelled = False
-    try:
-        # A savepoint, not a session rollback: a full rollback would expire every ORM row the
-        # caller has just committed and still answers with (the cancelled call, for one).
-        async with session.begin_nested():
-            await providers.calendars(session, connection.provider).cancel_event(
-                connection, ref.event_id
-            )
-        cancelled = True
-        await session.commit()
-        return False
-    except Exception as exc:
-        if cancelled:  # the commit failed, not the provider: start from a clean transaction
-            await session.rollback()
-        log.warning("calendar.cancel_failed", event_id=ref.event_id, error=str(exc))
-        await _queue_cleanup(session, ref, str(exc))
-        return True
-
-
-async def _queue_cleanup(session: AsyncSession, ref: _EventRef, error: str) -> None:
-    session.add(
-        CalendarCleanup(
-            id=new_id("clean"),
-            organization_id=ref.organization_id,
-            connection_id=ref.connection_id,
-            provider=ref.provider,
-            event_id=ref.event_id,
-            call_id=ref.call_id,
-            last_error=error[:2000],
-            next_attempt_at=utcnow() + CLEANUP_RETRY_AFTER,
-        )
-    )
-    await session.commit()
-
-
-async def _promise_cleanup(session: AsyncSession, ref: _EventRef) -> str | None:
-    """In the change's own transaction: a clean-up row for the old event, due a little later.
-
-    Written before the commit, so a crash between the commit and the cancel still leaves a
-    row that the dispatcher retries (STYLE habit 3); ``_keep_promise`` settles it right after
-    the commit. None when the calendar is gone (its built-in events went with it).
-    """
-    connection = await repository.get_connection_by_id(
-        session, ref.organization_id, ref.connection_id
-    )
-    if connection is None:
-        return None
-    cleanup_id = new_id("clean")
-    session.add(
-        CalendarCleanup(
-            id=cleanup_id,
-            organization_id=ref.organization_id,
-            connection_id=ref.connection_id,
-            provider=connection.provider,
-            event_id=ref.event_id,
-            call_id=ref.call_id,
-            attempts=0,
-            next_attempt_at=utcnow() + CLEANUP_RETRY_AFTER,
-        )
-    )
-    return cleanup_id
-
-
-async def _keep_promise(
-    session: AsyncSession, providers: Providers, ref: _EventRef, cleanup_id: str | None
-) -> bool:
-    """After the commit: cancel the old event now and resolve its clean-up row, or record
-    why not (the row stays due). Returns True when the event is left orphaned."""
-    if cleanup_id is None:
-        return False
-    cleanup = await session.get(CalendarCleanup, cleanup_id)
-    connection = await repository.get_connection_by_id(
-        session, ref.organization_id, ref.connection_id
-    )
-    if cleanup is None or connection is None:
-        return False
-    try:
-        # A savepoint, not a session rollback: a full rollback would expire every ORM row the
-        # caller has just committed and still answers with (the cancelled call, for one).
-        async with session.begin_nested():
-            await providers.calendars(session, connection.provider).cancel_event(
-                connection, ref.event_id
-            )
-    except Exception as exc:
-        log.warning("calendar.cancel_failed", event_id=ref.event_id, error=str(exc))
-        cleanup.attempts, cleanup.last_error = 1, str(exc)[:2000]
-        await session.commit()
-        return True
-    cleanup.attempts, cleanup.resolved_at = 1, utcnow()
-    await session.commit()
-    return False
-
-
-def _undo_created(
-    session: AsyncSession, providers: Providers, ref: _EventRef
-) -> Callable[[], Awaitable[None]]:
-    """Compensation for an event created before a transaction that then failed."""
-
-    async def undo() -> None:
-        try:
-            await _cancel_event_or_queue(session, providers, ref)
-        except Exception:  # the original failure is the one to report
-            log.exception("calendar.compensation_failed", event_id=ref.event_id)
-
-    return undo
 
 
 def _set_closer(call: models.Call, closer: TeamMember) -> None:
@@ -436,7 +230,7 @@ def _set_closer(call: models.Call, closer: TeamMember) -> None:
 
 # --- POST /v1/calls ------------------------------------------------------------------------------
 async def book(
-    session: AsyncSession, auth: AuthContext, providers: Providers, body: CallCreate
+    session: AsyncSession, auth: AuthContext, change: CalendarChange, body: CallCreate
 ) -> models.Call:
     """Book a call (SPEC §3). Fires ``call.booked`` (and ``lead.created`` for a new lead).
 
@@ -485,7 +279,6 @@ async def book(
         reschedule_count=0,
         sequence=0,
     )
-    created_ref: _EventRef | None = None
     link = await _booking_link(session, org, body.booking_link_id)
     assignment = "manual"
     if body.call_kind == "booking":
@@ -496,24 +289,29 @@ async def book(
         if start <= now:
             raise SlotInPast()
         if body.closer_id is None:
-            closer, connection = await _round_robin_closer(
-                session, providers, required(link, "booking link"), start, end, now
+            chosen = await _round_robin_closer(
+                session, change, required(link, "booking link"), start, end, now
             )
             assignment = "round_robin"
         else:
-            closer, maybe_connection = await _closer_with_calendar(session, org, body.closer_id)
-            connection = _require_valid(maybe_connection)
-            await _require_free(
-                session, providers, connection, start, end, None, body.override_conflict
+            closer, connection, _ = await _closer_with_calendar(session, org, body.closer_id)
+            chosen = _require_valid(closer, connection)
+            await require_free(
+                session,
+                change,
+                chosen.account,
+                start,
+                end,
+                exclude_call_id=None,
+                override_conflict=body.override_conflict,
             )
         call.scheduled_at, call.ends_at, call.duration_minutes = start, end, minutes
-        _set_closer(call, closer)
-        call.conferencing_link = await providers.conferencing(session).issue_link(org, call.id)
-        draft = _draft(call, lead, start, minutes)
-        event_id = await _create_event(session, providers, connection, draft)
-        call.calendar_event_id, call.calendar_grant_id = event_id, connection.id
-        created_ref = _EventRef(org, connection.id, connection.provider, event_id, call.id)
-        closer.last_booked_at = now
+        _set_closer(call, chosen.member)
+        conferencing = change.providers.conferencing(session)
+        call.conferencing_link = await conferencing.issue_link(org, call.id)
+        event_id = await change.create(chosen.account, _draft(call, lead, start, minutes))
+        call.calendar_event_id, call.calendar_grant_id = event_id, chosen.account.connection_id
+        chosen.member.last_booked_at = now
     elif body.closer_id is not None:
         intent_closer = await repository.get_member(session, org, body.closer_id)
         if (
@@ -524,47 +322,34 @@ async def book(
             raise CloserNotFound()
         _set_closer(call, intent_closer)
 
-    try:
-        session.add(call)
+    session.add(call)
+    await session.flush()
+    after = call_json(call)
+    _record_change(session, call, auth, "booked", before={}, after=after)
+    status_changed = lead.status == "new" and call.call_kind == "booking"
+    if status_changed:
+        lead.status = "booked"
         await session.flush()
-        after = call_json(call)
-        _record_change(session, call, auth, "booked", before={}, after=after)
-        status_changed = lead.status == "new" and call.call_kind == "booking"
-        if status_changed:
-            lead.status = "booked"
-            await session.flush()
-        if lead_created:
-            await record_event(session, org, EventType.lead_created, {"lead": lead_json(lead)})
-        elif status_changed:
-            await record_event(
-                session,
-                org,
-                EventType.lead_updated,
-                {
-                    "lead": lead_json(lead),
-                    "changed_fields": ["status"],
-                    "previous": {"status": "new"},
-                },
-            )
+    if lead_created:
+        await record_event(session, org, EventType.lead_created, {"lead": lead_json(lead)})
+    elif status_changed:
         await record_event(
             session,
             org,
-            EventType.call_booked,
-            {
-                "call": after,
-                "lead": lead_contact(lead),
-                "booked_by": _actor(auth),
-                "assignment": assignment,
-            },
+            EventType.lead_updated,
+            {"lead": lead_json(lead), "changed_fields": ["status"], "previous": {"status": "new"}},
         )
-        await session.flush()
-    except BaseException:
-        await session.rollback()
-        if created_ref is not None:
-            await _undo_created(session, providers, created_ref)()
-        raise
-    undo = _undo_created(session, providers, created_ref) if created_ref else None
-    await _commit_or_undo(session, undo)
+    await record_event(
+        session,
+        org,
+        EventType.call_booked,
+        {
+            "call": after,
+            "lead": lead_contact(lead),
+            "booked_by": _actor(auth),
+            "assignment": assignment,
+        },
+    )
     return call
 
 
@@ -601,21 +386,21 @@ async def _booking_link(
 
 async def _round_robin_closer(
     session: AsyncSession,
-    providers: Providers,
+    change: CalendarChange,
     link: BookingLink,
     start: datetime,
     end: datetime,
     now: datetime,
-) -> tuple[TeamMember, CalendarConnection]:
+) -> _Closer:
     """The host that gets a call at ``start`` by the link's round robin (SPEC §5).
 
     ``start`` must be an offered slot. The hosts offered there are row-locked in id order (no
     deadlock between two bookings), checked again under the lock for the whole call
     ``[start, end)`` (availability, busy time, buffers: the slot may have been taken since it
-    was offered), and the first of them in round-robin order gets the call. Raises
-    ``SlotNotAvailable`` (409).
+    was offered), and the first of them in round-robin order whose calendar confirms the time
+    live gets the call. Raises ``SlotNotAvailable`` (409), ``CalendarProviderError`` (502).
     """
-    offered = await booking_links.free_hosts_for_slot(session, providers, link, start, now)
+    offered = await booking_links.free_hosts_for_slot(session, link, start, now)
     if not offered:
         raise SlotNotAvailable()
     await repository.lock_members(session, link.organization_id, offered)
@@ -626,7 +411,6 @@ async def _round_robin_closer(
     }
     free = await booking_links.free_hosts_for_span(
         session,
-        providers,
         link.organization_id,
         list(hosts.values()),
         start,
@@ -634,18 +418,54 @@ async def _round_robin_closer(
         buffer_before_minutes=link.buffer_before_minutes,
         buffer_after_minutes=link.buffer_after_minutes,
     )
-    chosen_id = await booking_links.round_robin_choice(
-        session,
-        link.organization_id,
-        link.id,
-        free,
-        {m: (h.priority, h.weight) for m, h in hosts.items()},
-        now,
+    span = Interval(
+        start - timedelta(minutes=link.buffer_before_minutes),
+        end + timedelta(minutes=link.buffer_after_minutes),
     )
-    if chosen_id is None:
+    chosen = await _pick_by_round_robin(
+        session, change, link.organization_id, link.id, hosts, free, span, now
+    )
+    if chosen is None:
         raise SlotNotAvailable()
-    chosen = hosts[chosen_id]
-    return chosen.member, chosen.connection
+    return chosen
+
+
+async def _pick_by_round_robin(
+    session: AsyncSession,
+    change: CalendarChange,
+    organization_id: str,
+    link_id: str | None,
+    hosts: dict[str, booking_links.Host],
+    free: Sequence[str],
+    span: Interval,
+    now: datetime,
+) -> _Closer | None:
+    """The first of the ``free`` hosts, in round-robin order, whose calendar is free during
+    ``span`` when asked live (the mirror that made them free may be a few minutes old).
+
+    A calendar that refuses the credentials drops its host (the connection turns invalid); a
+    calendar that cannot answer raises ``CalendarProviderError`` (502).
+    """
+    candidates = list(free)
+    weights = {m: (h.priority, h.weight) for m, h in hosts.items()}
+    while candidates:
+        chosen_id = await booking_links.round_robin_choice(
+            session, organization_id, link_id, candidates, weights, now
+        )
+        if chosen_id is None:
+            return None
+        host = hosts[chosen_id]
+        account = account_of(host.connection)
+        if in_transaction(change.calendar(account)):  # its busy time was read under the lock
+            return _Closer(host.member, account)
+        try:
+            busy = await change.busy(account, span.start, span.end)
+        except CalendarNotConnected:
+            busy = [span]
+        if not any(b.overlaps(span) for b in busy):
+            return _Closer(host.member, account)
+        candidates.remove(chosen_id)
+    return None
 
 
 # --- POST /v1/calls/{id}/outcome -----------------------------------------------------------------
@@ -689,7 +509,7 @@ async def set_outcome(
 async def reassign_closer(
     session: AsyncSession,
     auth: AuthContext,
-    providers: Providers,
+    change: CalendarChange,
     call_id: str,
     body: ReassignCloser,
 ) -> ReassignResult:
@@ -698,86 +518,76 @@ async def reassign_closer(
     Checks in SPEC §3's order: ``CallNotFound`` (404), ``CallNotReassignable``,
     ``CallCancelled``, ``CallInPast`` (409), ``CloserNotFound`` (404), ``SameCloser``,
     ``CalendarNotConnected``, ``CloserConflict`` (409); ``CalendarProviderError`` (502) when the
-    new event cannot be created (nothing changed then).
+    new closer's calendar cannot answer or take the event (nothing changed then).
 
-    Creates the new event and a new conferencing link, changes the call, its history and the
-    ``call.closer_reassigned`` outbox row in one transaction, commits, then cancels the old event
-    (``old_event_orphaned`` when that fails; a clean-up row retries it).
+    Creates the new event and a new conferencing link and changes the call, its history and
+    the ``call.closer_reassigned`` outbox row; the old event's removal is left to ``change``
+    (after its commit; ``change.orphaned`` tells whether it is still there).
     """
     org = auth.organization_id
     call = await _locked_call(session, auth, call_id)
     _require_slot_call(call, utcnow())
-    closer, connection = await _closer_with_calendar(session, org, body.new_closer_id)
+    closer, connection, old_connection = await _closer_with_calendar(
+        session, org, body.new_closer_id, old_grant_id=call.calendar_grant_id
+    )
     if call.closer_id == closer.id:
         raise SameCloser()
-    connection = _require_valid(connection)
+    chosen = _require_valid(closer, connection)
     start = required(call.scheduled_at, "scheduled_at")  # a booking call has both
     end = required(call.ends_at, "ends_at")
-    await _require_free(session, providers, connection, start, end, call.id, body.override_conflict)
+    await require_free(
+        session,
+        change,
+        chosen.account,
+        start,
+        end,
+        exclude_call_id=call.id,
+        override_conflict=body.override_conflict,
+    )
     return await _reassign_to(
-        session, auth, providers, call, closer, connection, body.reason, "manual"
+        session, auth, change, call, chosen, body.reason, "manual", old_connection
     )
 
 
 async def _reassign_to(
     session: AsyncSession,
     auth: AuthContext,
-    providers: Providers,
+    change: CalendarChange,
     call: models.Call,
-    closer: TeamMember,
-    connection: CalendarConnection,
+    chosen: _Closer,
     reason: str | None,
     assignment: str,
+    old_connection: CalendarConnection | None = None,
 ) -> ReassignResult:
-    """The effects of a reassign whose checks passed (seed 000): new event, new link, one
-    transaction, commit, then the old event cancelled (or queued for clean-up)."""
+    """The effects of a reassign whose checks passed (seed 000): new link, new event, the
+    call changed with its history and outbox row, the old event handed to ``change``."""
     org = call.organization_id
     start = required(call.scheduled_at, "scheduled_at")
     minutes = required(call.duration_minutes, "duration_minutes")
     lead = await get_lead(session, org, call.lead_id)
-    old_ref = _old_event(call)
+    old = await _old_event(session, call, old_connection)
     previous_id, previous_name = call.closer_id, call.closer_name
     # The new link first, so the new closer's event carries it (the old one is revoked below).
-    new_link = await providers.conferencing(session).issue_link(org, call.id)
-    event_id = await _create_event(
-        session, providers, connection, _draft(call, lead, start, minutes, link=new_link)
+    new_link = await change.providers.conferencing(session).issue_link(org, call.id)
+    draft = _draft(call, lead, start, minutes, link=new_link, sequence=call.sequence + 1)
+    event_id = await change.create(chosen.account, draft)
+    before = _snapshot(call, _REASSIGN_FIELDS)
+    await _change_closer(session, change, call, chosen, event_id, new_link)
+    after = call_json(call)
+    _record_change(
+        session,
+        call,
+        auth,
+        "closer_reassigned",
+        before=before,
+        after={k: after[k] for k in _REASSIGN_FIELDS},
+        reason=reason,
     )
-    new_ref = _EventRef(org, connection.id, connection.provider, event_id, call.id)
-    try:
-        before = _snapshot(call, _REASSIGN_FIELDS)
-        await _change_closer(session, providers, call, closer, connection, event_id, new_link)
-        after = call_json(call)
-        _record_change(
-            session,
-            call,
-            auth,
-            "closer_reassigned",
-            before=before,
-            after={k: after[k] for k in _REASSIGN_FIELDS},
-            reason=reason,
-        )
-        result = await _announce_reassign(
-            session,
-            auth,
-            call,
-            lead,
-            event_id,
-            (previous_id, previous_name),
-            reason,
-            after,
-            assignment,
-        )
-        cleanup_id = await _promise_cleanup(session, old_ref) if old_ref else None
-        await session.flush()
-    except BaseException:
-        await session.rollback()
-        await _undo_created(session, providers, new_ref)()
-        raise
-    await _commit_or_undo(session, _undo_created(session, providers, new_ref))
-
-    if old_ref is not None:
-        orphaned = await _keep_promise(session, providers, old_ref, cleanup_id)
-        result = result.model_copy(update={"old_event_orphaned": orphaned})
+    result = await _announce_reassign(
+        session, auth, call, lead, event_id, (previous_id, previous_name), reason, after, assignment
+    )
+    if old is not None:
+        await change.remove(*old, call.id)
     return result
 
 
@@ -790,33 +600,24 @@ _REASSIGN_FIELDS = (
 )
 
 
-def _old_event(call: models.Call) -> _EventRef | None:
-    if call.calendar_event_id is None or call.calendar_grant_id is None:
-        return None
-    return _EventRef(
-        call.organization_id, call.calendar_grant_id, "", call.calendar_event_id, call.id
-    )
-
-
 async def _change_closer(
     session: AsyncSession,
-    providers: Providers,
+    change: CalendarChange,
     call: models.Call,
-    closer: TeamMember,
-    connection: CalendarConnection,
+    chosen: _Closer,
     event_id: str,
     new_link: str,
 ) -> None:
     """Swap closer, calendar event and conferencing link (the old link stops working)."""
     if call.conferencing_link is not None:
-        await providers.conferencing(session).revoke_link(
+        await change.providers.conferencing(session).revoke_link(
             call.organization_id, call.conferencing_link
         )
     call.conferencing_link = new_link
-    _set_closer(call, closer)
-    call.calendar_event_id, call.calendar_grant_id = event_id, connection.id
+    _set_closer(call, chosen.member)
+    call.calendar_event_id, call.calendar_grant_id = event_id, chosen.account.connection_id
     call.sequence += 1
-    closer.last_booked_at = utcnow()
+    chosen.member.last_booked_at = utcnow()
     await session.flush()
 
 
@@ -879,7 +680,7 @@ def _reassigned_data(
 async def auto_reassign(
     session: AsyncSession,
     auth: AuthContext,
-    providers: Providers,
+    change: CalendarChange,
     call_id: str,
     reason: str | None,
 ) -> ReassignResult:
@@ -888,10 +689,11 @@ async def auto_reassign(
 
     Candidates: the hosts of the call's booking link (or, for a call without one, every active
     closer with a valid calendar), other than the current closer, free for the whole call
-    (inside their availability; clear of busy time with the link's buffers). Checks and
-    effects are those of ``reassign_closer``; the webhook says ``assignment: "round_robin"``.
-    Raises ``CallNotFound`` (404), ``CallNotReassignable``, ``CallCancelled``, ``CallInPast``,
-    ``NoHostAvailable`` (409), ``CalendarProviderError`` (502).
+    (inside their availability; clear of busy time with the link's buffers; the chosen one's
+    calendar asked live). Checks and effects are those of ``reassign_closer``; the webhook
+    says ``assignment: "round_robin"``. Raises ``CallNotFound`` (404),
+    ``CallNotReassignable``, ``CallCancelled``, ``CallInPast``, ``NoHostAvailable`` (409),
+    ``CalendarProviderError`` (502).
     """
     org = auth.organization_id
     now = utcnow()
@@ -911,31 +713,27 @@ async def auto_reassign(
         ]
     # Lock every candidate first (id order), then decide on what the lock protects.
     await repository.lock_members(session, org, [h.member.id for h in hosts])
+    before_minutes = link.buffer_before_minutes if link else 0
+    after_minutes = link.buffer_after_minutes if link else 0
     free = await booking_links.free_hosts_for_span(
         session,
-        providers,
         org,
         hosts,
         start,
         end,
-        buffer_before_minutes=link.buffer_before_minutes if link else 0,
-        buffer_after_minutes=link.buffer_after_minutes if link else 0,
+        buffer_before_minutes=before_minutes,
+        buffer_after_minutes=after_minutes,
+    )
+    span = Interval(
+        start - timedelta(minutes=before_minutes), end + timedelta(minutes=after_minutes)
     )
     by_id = {h.member.id: h for h in hosts}
-    chosen_id = await booking_links.round_robin_choice(
-        session,
-        org,
-        link.id if link else None,
-        free,
-        {m: (h.priority, h.weight) for m, h in by_id.items()},
-        now,
+    chosen = await _pick_by_round_robin(
+        session, change, org, link.id if link else None, by_id, free, span, now
     )
-    if chosen_id is None:
+    if chosen is None:
         raise NoHostAvailable()
-    chosen = by_id[chosen_id]
-    return await _reassign_to(
-        session, auth, providers, call, chosen.member, chosen.connection, reason, "round_robin"
-    )
+    return await _reassign_to(session, auth, change, call, chosen, reason, "round_robin")
 
 
 # --- POST /v1/calls/{id}/reschedule --------------------------------------------------------------
@@ -950,7 +748,7 @@ class RescheduleOutcome:
 async def reschedule(
     session: AsyncSession,
     auth: AuthContext,
-    providers: Providers,
+    change: CalendarChange,
     call_id: str,
     body: Reschedule,
 ) -> RescheduleOutcome:
@@ -968,17 +766,26 @@ async def reschedule(
     if body.scheduled_at <= now:
         raise SlotInPast()
     previous_at = required(call.scheduled_at, "scheduled_at")  # a booking call has both
-    minutes = body.duration_minutes or required(call.duration_minutes, "duration_minutes")
+    previous_minutes = required(call.duration_minutes, "duration_minutes")
+    minutes = body.duration_minutes or previous_minutes
     start, end = body.scheduled_at, body.scheduled_at + timedelta(minutes=minutes)
 
     closer_id = body.new_closer_id or call.closer_id
     if closer_id is None:
         raise CloserNotFound()
     changing_closer = closer_id != call.closer_id
-    closer, connection = await _closer_with_calendar(session, org, closer_id)
-    connection = _require_valid(connection)
-    conflicts = await _require_free(
-        session, providers, connection, start, end, call.id, body.override_conflict
+    closer, connection, old_connection = await _closer_with_calendar(
+        session, org, closer_id, old_grant_id=call.calendar_grant_id
+    )
+    chosen = _require_valid(closer, connection)
+    conflicts = await require_free(
+        session,
+        change,
+        chosen.account,
+        start,
+        end,
+        exclude_call_id=call.id,
+        override_conflict=body.override_conflict,
     )
 
     lead = await get_lead(session, org, call.lead_id)
@@ -988,130 +795,86 @@ async def reschedule(
     # A new event when the closer changes, or when the call's event is not on the closer's
     # current calendar (it was disconnected and connected again); else the event moves.
     needs_new_event = (
-        changing_closer or call.calendar_event_id is None or call.calendar_grant_id != connection.id
+        changing_closer
+        or call.calendar_event_id is None
+        or call.calendar_grant_id != chosen.account.connection_id
     )
-    old_ref = _old_event(call) if needs_new_event else None
-    new_link = (
-        await providers.conferencing(session).issue_link(org, call.id) if changing_closer else None
-    )
-    new_draft = _draft(call, lead, start, minutes, link=new_link)
-
-    undo: Callable[[], Awaitable[None]] | None
+    conferencing = change.providers.conferencing(session)
+    new_link = await conferencing.issue_link(org, call.id) if changing_closer else None
+    new_draft = _draft(call, lead, start, minutes, link=new_link, sequence=call.sequence + 1)
+    old = await _old_event(session, call, old_connection) if needs_new_event else None
     if needs_new_event:
-        event_id = await _create_event(session, providers, connection, new_draft)
-        undo = _undo_created(
-            session,
-            providers,
-            _EventRef(org, connection.id, connection.provider, event_id, call.id),
+        event_id = await change.create(chosen.account, new_draft)
+    else:
+        event_id = required(call.calendar_event_id, "calendar_event_id")
+        previous = _draft(call, lead, previous_at, previous_minutes)
+        await change.move(chosen.account, event_id, new_draft, previous)
+
+    if changing_closer:
+        await _change_closer(
+            session, change, call, chosen, event_id, required(new_link, "conferencing link")
         )
     else:
-        event_id = call.calendar_event_id or ""
-        old_draft = _draft(call, lead, previous_at, required(call.duration_minutes, "duration"))
-        try:
-            calendar = providers.calendars(session, connection.provider)
-            await calendar.move_event(connection, event_id, new_draft)
-        except CalendarError as exc:
-            raise CalendarProviderError(f"Moving the calendar event failed: {exc}") from exc
-        undo = _undo_move(session, providers, connection.id, org, event_id, old_draft)
-
-    try:
-        if changing_closer:
-            await _change_closer(
-                session, providers, call, closer, connection, event_id, required(new_link, "link")
-            )
-        else:
-            call.calendar_event_id, call.calendar_grant_id = event_id, connection.id
-        call.scheduled_at, call.ends_at, call.duration_minutes = start, end, minutes
-        if body.time_zone is not None:
-            call.time_zone = body.time_zone
-        if body.notes is not None:
-            call.notes = body.notes
-        call.reschedule_count += 1
+        call.calendar_event_id, call.calendar_grant_id = event_id, chosen.account.connection_id
         call.sequence += 1
-        await session.flush()
-        after = call_json(call)
-        _record_change(
+    call.scheduled_at, call.ends_at, call.duration_minutes = start, end, minutes
+    if body.time_zone is not None:
+        call.time_zone = body.time_zone
+    if body.notes is not None:
+        call.notes = body.notes
+    call.reschedule_count += 1
+    await session.flush()
+    after = call_json(call)
+    _record_change(
+        session,
+        call,
+        auth,
+        "rescheduled",
+        before=before,
+        after={k: after[k] for k in fields},
+        reason=body.reason,
+    )
+    await record_event(
+        session,
+        org,
+        EventType.call_rescheduled,
+        {
+            "call": after,
+            "lead": lead_contact(lead),
+            "previous_scheduled_at": before["scheduled_at"],
+            "scheduled_at": after["scheduled_at"],
+            "reason": body.reason,
+            "rescheduled_by": _actor(auth),
+            "is_slot_free": not conflicts,
+        },
+    )
+    if changing_closer:
+        await _announce_reassign(
             session,
-            call,
             auth,
-            "rescheduled",
-            before=before,
-            after={k: after[k] for k in fields},
-            reason=body.reason,
+            call,
+            lead,
+            event_id,
+            (previous_id, previous_name),
+            body.reason,
+            after,
+            "manual",
         )
-        await record_event(
-            session,
-            org,
-            EventType.call_rescheduled,
-            {
-                "call": after,
-                "lead": lead_contact(lead),
-                "previous_scheduled_at": before["scheduled_at"],
-                "scheduled_at": after["scheduled_at"],
-                "reason": body.reason,
-                "rescheduled_by": _actor(auth),
-                "is_slot_free": not conflicts,
-            },
-        )
-        if changing_closer:
-            await _announce_reassign(
-                session,
-                auth,
-                call,
-                lead,
-                event_id,
-                (previous_id, previous_name),
-                body.reason,
-                after,
-                "manual",
-            )
-        cleanup_id = await _promise_cleanup(session, old_ref) if old_ref else None
-        await session.flush()
-    except BaseException:
-        await session.rollback()
-        await undo()
-        raise
-    await _commit_or_undo(session, undo)
-    if old_ref is not None:
-        await _keep_promise(session, providers, old_ref, cleanup_id)
+    if old is not None:
+        await change.remove(*old, call.id)
     return RescheduleOutcome(call, not conflicts, conflicts, previous_at)
-
-
-def _undo_move(
-    session: AsyncSession,
-    providers: Providers,
-    connection_id: str,
-    organization_id: str,
-    event_id: str,
-    old_draft: EventDraft,
-) -> Callable[[], Awaitable[None]]:
-    """Compensation for an event moved before a transaction that then failed: move it back."""
-
-    async def undo() -> None:
-        try:
-            connection = await repository.get_connection_by_id(
-                session, organization_id, connection_id
-            )
-            if connection is not None:
-                calendar = providers.calendars(session, connection.provider)
-                await calendar.move_event(connection, event_id, old_draft)
-                await session.commit()
-        except Exception:
-            await session.rollback()
-            log.exception("calendar.compensation_failed", event_id=event_id)
-
-    return undo
 
 
 # --- POST /v1/calls/{id}/cancel ------------------------------------------------------------------
 async def cancel(
     session: AsyncSession,
     auth: AuthContext,
-    providers: Providers,
+    change: CalendarChange,
     call_id: str,
     reason: str | None,
 ) -> models.Call:
-    """Cancel an upcoming call: the calendar event is cancelled, the link revoked.
+    """Cancel an upcoming call: the link is revoked and the calendar event handed to
+    ``change`` for removal.
 
     Raises ``CallNotFound`` (404), ``CallCancelled`` and ``CallInPast`` (409).
     Fires ``call.cancelled``.
@@ -1125,7 +888,7 @@ async def cancel(
     call.status, call.cancelled_at, call.cancel_reason = "cancelled", utcnow(), reason
     call.sequence += 1
     if call.conferencing_link is not None:
-        await providers.conferencing(session).revoke_link(
+        await change.providers.conferencing(session).revoke_link(
             call.organization_id, call.conferencing_link
         )
     await session.flush()
@@ -1146,11 +909,9 @@ async def cancel(
         EventType.call_cancelled,
         {"call": after, "lead": lead_contact(lead), "reason": reason, "cancelled_by": _actor(auth)},
     )
-    old_ref = _old_event(call)
-    cleanup_id = await _promise_cleanup(session, old_ref) if old_ref else None
-    await _commit_or_undo(session, None)
-    if old_ref is not None:
-        await _keep_promise(session, providers, old_ref, cleanup_id)
+    old = await _old_event(session, call)
+    if old is not None:
+        await change.remove(*old, call.id)
     return call
 
 

@@ -5,6 +5,7 @@ from closerdesk.models.base import Base
 from closerdesk.models.booking_link import BookingLink
 from closerdesk.models.booking_link_host import BookingLinkHost
 from closerdesk.models.busy_block import BusyBlock
+from closerdesk.models.calendar_busy import CalendarBusy
 from closerdesk.models.calendar_cleanup import CalendarCleanup
 from closerdesk.models.calendar_connection import CalendarConnection
 from closerdesk.models.calendar_event import CalendarEvent
@@ -27,6 +28,7 @@ __all__ = [
     "BookingLink",
     "BookingLinkHost",
     "BusyBlock",
+    "CalendarBusy",
     "CalendarCleanup",
     "CalendarConnection",
     "CalendarEvent",

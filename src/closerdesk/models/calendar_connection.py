@@ -1,18 +1,25 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKeyConstraint, String, UniqueConstraint
+from sqlalchemy import ForeignKeyConstraint, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from closerdesk.models.base import Base, JSONType, TimestampMixin, org_fk
+from closerdesk.models.base import Base, JSONType, TimestampMixin, UTCDateTime, org_fk
 
 
 class CalendarConnection(TimestampMixin, Base):
-    """A member's connected calendar, a "grant" (SPEC §1): one per member.
+    """A member's connected calendar, a "grant": one per member (``docs/calendars.md``).
 
-    ``provider`` is ``builtin``, ``caldav`` or ``nylas``; ``status`` is ``valid``/``invalid``.
-    A closer without a valid connection cannot receive calls.
+    ``provider`` is ``builtin`` or ``caldav``; ``status`` is ``valid``/``invalid`` (a provider
+    refused the credentials: ``invalid_reason`` says why). A closer without a valid connection
+    cannot receive calls.
+
+    The busy mirror of an external calendar: ``sync_status`` (``pending``, ``ok``, ``failed``),
+    ``last_synced_at``, ``sync_error``, the provider's opaque ``sync_state`` (sync token, or
+    ctag and etags), ``mirror_until`` (the end of the window the mirror was expanded to) and
+    ``sync_lease_until`` (a worker owns the sync until then).
     """
 
     __tablename__ = "calendar_connections"
@@ -23,6 +30,7 @@ class CalendarConnection(TimestampMixin, Base):
             ["team_members.organization_id", "team_members.id"],
             ondelete="CASCADE",
         ),
+        Index("ix_calendar_connections_sync_due", "provider", "last_synced_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -33,3 +41,10 @@ class CalendarConnection(TimestampMixin, Base):
     calendar_id: Mapped[str] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(10), default="valid")
     credentials: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    invalid_reason: Mapped[str | None] = mapped_column(String(500))
+    sync_status: Mapped[str] = mapped_column(String(10), default="pending")
+    sync_state: Mapped[str | None] = mapped_column(Text)
+    sync_error: Mapped[str | None] = mapped_column(String(500))
+    last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    mirror_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sync_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Body, Query, Request, status
 from sqlalchemy import select
 
 from closerdesk.auth.dependencies import AdminKey, ReadKey, WriteKey
+from closerdesk.calendars import mirror
+from closerdesk.config import Settings
 from closerdesk.db import Session
 from closerdesk.errors import (
     BusyBlockNotFound,
+    CalendarAuthFailed,
     CalendarConnectionNotFound,
     CalendarProviderError,
     MemberEmailTaken,
@@ -112,16 +115,67 @@ async def update_member(
 @router.put(
     "/{member_id}/calendar",
     response_model=Envelope[CalendarConnection],
-    responses=responses(MemberNotFound),
+    responses=responses(MemberNotFound, CalendarAuthFailed, CalendarProviderError),
 )
 async def connect_calendar(
-    member_id: str, body: CalendarConnect, session: Session, auth: AdminKey
+    member_id: str,
+    body: Annotated[CalendarConnect, Body()],
+    session: Session,
+    auth: AdminKey,
+    providers: ProvidersDep,
 ) -> Envelope[CalendarConnection]:
-    """Connect the member's calendar (admin scope); idempotent. ``builtin`` keeps events and
-    busy blocks in closerdesk itself."""
-    connection = await service.connect_calendar(
-        session, auth.organization_id, member_id, body.provider
+    """Connect the member's calendar (admin scope); reconnecting replaces it.
+
+    ``builtin`` keeps events and busy blocks in closerdesk itself; ``caldav`` connects any
+    CalDAV server (its credentials are checked first: 400 ``CALENDAR_AUTH_FAILED`` with the
+    server's reason; 502 ``CALENDAR_PROVIDER_ERROR`` when it does not answer). The answer
+    never contains a credential; an external calendar's mirror is ``pending`` until the first
+    sync (``POST /v1/team/{id}/calendar/sync`` runs one now)."""
+    await service.get_member(session, auth.organization_id, member_id)  # 404 first
+    await session.commit()  # no transaction (on SQLite, no write lock) over the network
+    account = await service.verify_calendar(
+        session, providers, auth.organization_id, member_id, body
     )
+    connection = await service.save_calendar(session, auth.organization_id, member_id, account)
+    return Envelope(data=CalendarConnection.model_validate(connection))
+
+
+@router.get(
+    "/{member_id}/calendar",
+    response_model=Envelope[CalendarConnection],
+    responses=responses(MemberNotFound, CalendarConnectionNotFound),
+)
+async def get_calendar(
+    member_id: str, session: Session, auth: ReadKey
+) -> Envelope[CalendarConnection]:
+    """The member's calendar connection: provider, ``status`` (``invalid_reason``), and how
+    fresh its busy mirror is (``sync_status``, ``last_synced_at``, ``sync_error``)."""
+    connection = await service.get_calendar(session, auth.organization_id, member_id)
+    return Envelope(data=CalendarConnection.model_validate(connection))
+
+
+@router.post(
+    "/{member_id}/calendar/sync",
+    response_model=Envelope[CalendarConnection],
+    responses=responses(MemberNotFound, CalendarConnectionNotFound),
+)
+async def sync_calendar(
+    member_id: str,
+    session: Session,
+    auth: AdminKey,
+    providers: ProvidersDep,
+    request: Request,
+) -> Envelope[CalendarConnection]:
+    """Sync the busy mirror of the member's external calendar now (admin scope) instead of
+    waiting for the worker; answers the connection afterwards. A failed sync answers 200 with
+    ``sync_status: "failed"`` and ``sync_error``; a refusal of the credentials turns the
+    connection ``invalid``. A sync already running elsewhere is not started twice."""
+    connection = await service.get_calendar(session, auth.organization_id, member_id)
+    await session.commit()  # the sync runs its own short transactions
+    settings: Settings = request.app.state.settings
+    await mirror.sync_now(request.app.state.database, providers, settings, connection.id)
+    connection = await service.get_calendar(session, auth.organization_id, member_id)
+    await session.refresh(connection)
     return Envelope(data=CalendarConnection.model_validate(connection))
 
 
@@ -142,20 +196,18 @@ async def disconnect_calendar(
 @router.get(
     "/{member_id}/busy",
     response_model=Envelope[list[BusyInterval]],
-    responses=responses(MemberNotFound, CalendarProviderError),
+    responses=responses(MemberNotFound),
 )
 async def get_busy(
     member_id: str,
     session: Session,
     auth: ReadKey,
-    providers: ProvidersDep,
     start: Annotated[UTCDateTime, Query()],
     end: Annotated[UTCDateTime, Query()],
 ) -> Envelope[list[BusyInterval]]:
-    """Merged busy intervals in ``[start, end)`` (at most 92 days): calls and calendar busy."""
-    spans = await service.busy_intervals(
-        session, providers, auth.organization_id, member_id, start, end
-    )
+    """Merged busy intervals in ``[start, end)`` (at most 92 days): calls and calendar busy
+    (an external calendar's from closerdesk's mirror; see ``last_synced_at``)."""
+    spans = await service.busy_intervals(session, auth.organization_id, member_id, start, end)
     return Envelope(data=[BusyInterval(start=s.start, end=s.end) for s in spans])
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import EmailStr, Field, model_validator
+from pydantic import AnyHttpUrl, EmailStr, Field, SecretStr, model_validator
 
 from closerdesk.kit.schemas import MemberId, RequestSchema, Schema, TimeZoneName, UTCDateTime
 
@@ -12,13 +12,23 @@ Role = Literal["closer", "setter", "admin"]
 
 
 class CalendarConnection(Schema):
-    """A member's connected calendar ("grant")."""
+    """A member's connected calendar ("grant"); never a credential (``docs/calendars.md``).
+
+    ``status`` turns ``invalid`` when the provider refuses the credentials
+    (``invalid_reason`` says why; connect again to fix it). ``sync_status`` and
+    ``last_synced_at`` tell how fresh the busy mirror of an external calendar is
+    (``pending`` until the first sync; the built-in calendar is always ``ok``).
+    """
 
     id: str
-    provider: str
+    provider: Literal["builtin", "caldav"]
     provider_grant_id: str
     calendar_id: str
     status: Literal["valid", "invalid"]
+    invalid_reason: str | None = None
+    sync_status: Literal["pending", "ok", "failed"]
+    last_synced_at: UTCDateTime | None = None
+    sync_error: str | None = None
     created_at: UTCDateTime
 
 
@@ -52,10 +62,32 @@ class TeamMemberUpdate(RequestSchema):
     is_active: bool | None = None
 
 
-class CalendarConnect(RequestSchema):
-    """Connect a calendar. This build ships the ``builtin`` provider (events kept by closerdesk)."""
+class BuiltinCalendarConnect(RequestSchema):
+    """The built-in calendar: events and busy blocks kept by closerdesk itself."""
 
     provider: Literal["builtin"]
+
+
+class CalDavCalendarConnect(RequestSchema):
+    """Any CalDAV server (Fastmail, iCloud, Nextcloud, Radicale, Xandikos, Zoho).
+
+    ``url`` may be the server's root, a principal or a calendar collection; without
+    ``calendar_url`` the first calendar that accepts events is used. Use an app-specific
+    password where the server offers one. The credentials are checked before anything is
+    saved, and stored encrypted.
+    """
+
+    provider: Literal["caldav"]
+    url: AnyHttpUrl
+    username: str | None = Field(default=None, max_length=320)
+    password: SecretStr | None = Field(default=None, max_length=1000)
+    calendar_url: AnyHttpUrl | None = None
+
+
+CalendarConnect = Annotated[
+    BuiltinCalendarConnect | CalDavCalendarConnect, Field(discriminator="provider")
+]
+"""``PUT /v1/team/{id}/calendar`` body, by ``provider``."""
 
 
 class BusyBlock(Schema):

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from closerdesk.calendars.provider import CalendarError
+from closerdesk.calendars import repository as calendars_repository
+from closerdesk.calendars.accounts import account_of
+from closerdesk.calendars.busy import stored_busy
+from closerdesk.calendars.provider import CalendarAccount, CalendarAuthError, CalendarError
 from closerdesk.calls import repository as calls_repository
 from closerdesk.db import UniqueViolation, unique_write
 from closerdesk.errors import (
     BusyBlockNotFound,
+    CalendarAuthFailed,
     CalendarConnectionNotFound,
     CalendarProviderError,
     MemberEmailTaken,
@@ -22,10 +26,16 @@ from closerdesk.errors import (
 )
 from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import utcnow
-from closerdesk.models import BusyBlock, CalendarConnection, Call, TeamMember
+from closerdesk.models import BusyBlock, CalendarBusy, CalendarConnection, Call, TeamMember
 from closerdesk.providers import Providers
 from closerdesk.scheduling.intervals import Interval, merge
-from closerdesk.team.schemas import BusyBlockCreate, TeamMemberCreate, TeamMemberUpdate
+from closerdesk.team.schemas import (
+    BusyBlockCreate,
+    CalDavCalendarConnect,
+    CalendarConnect,
+    TeamMemberCreate,
+    TeamMemberUpdate,
+)
 
 MAX_BUSY_RANGE = timedelta(days=92)
 
@@ -147,32 +157,96 @@ async def _has_upcoming_calls(session: AsyncSession, organization_id: str, membe
     return found is not None
 
 
-async def connect_calendar(
-    session: AsyncSession, organization_id: str, member_id: str, provider: str
+async def verify_calendar(
+    session: AsyncSession,
+    providers: Providers,
+    organization_id: str,
+    member_id: str,
+    body: CalendarConnect,
+) -> CalendarAccount:
+    """Ask the provider to check the credentials and find the calendar; touches no table.
+
+    Call it outside any transaction (it waits on the network). Raises ``CalendarAuthFailed``
+    (400, with the provider's reason), ``CalendarProviderError`` (502).
+    """
+    draft = CalendarAccount(
+        connection_id="",
+        organization_id=organization_id,
+        member_id=member_id,
+        provider=body.provider,
+        calendar_id=f"builtin:{member_id}" if body.provider == "builtin" else "",
+        credentials=_credentials(body),
+    )
+    try:
+        return await providers.calendars(session, body.provider).connect(draft)
+    except CalendarAuthError as exc:
+        raise CalendarAuthFailed(f"The calendar provider refused these credentials: {exc}") from exc
+    except CalendarError as exc:
+        raise CalendarProviderError(f"The calendar provider did not answer: {exc}") from exc
+
+
+async def save_calendar(
+    session: AsyncSession, organization_id: str, member_id: str, account: CalendarAccount
 ) -> CalendarConnection:
-    """Connect (or reconnect) the member's calendar; idempotent for the same provider."""
+    """Store the member's connection to the verified ``account`` (``docs/calendars.md``).
+
+    Reconnecting the same provider replaces the credentials and calendar, makes the connection
+    ``valid`` again and starts its mirror afresh (idempotent for ``builtin``); another provider
+    replaces the connection. Raises ``MemberNotFound`` (404).
+    """
     member = await get_member(session, organization_id, member_id)
-    connection = await calls_repository.get_connection(session, organization_id, member.id)
-    if connection is not None and connection.provider == provider:
-        connection.status = "valid"
-        await session.flush()
-        return connection
-    if connection is not None:
+    connection = await calendars_repository.get_connection(session, organization_id, member.id)
+    if connection is not None and connection.provider != account.provider:
         await session.delete(connection)
         await session.flush()
-    connection_id = new_id("cal")
-    connection = CalendarConnection(
-        id=connection_id,
-        organization_id=organization_id,
-        member_id=member.id,
-        provider=provider,
-        provider_grant_id=connection_id,
-        calendar_id=f"{provider}:{member.id}",
-        status="valid",
-        credentials={},
-    )
-    session.add(connection)
+        connection = None
+    external = account.provider != "builtin"
+    if connection is None:
+        connection_id = new_id("cal")
+        connection = CalendarConnection(
+            id=connection_id,
+            organization_id=organization_id,
+            member_id=member.id,
+            provider=account.provider,
+            provider_grant_id=connection_id,
+        )
+        session.add(connection)
+    elif external:
+        # Maybe another calendar now: its mirror starts again from nothing.
+        await session.execute(
+            delete(CalendarBusy).where(CalendarBusy.connection_id == connection.id)
+        )
+    connection.calendar_id = account.calendar_id
+    connection.credentials = dict(account.credentials)
+    connection.status, connection.invalid_reason = "valid", None
+    connection.sync_status = "pending" if external else "ok"
+    connection.sync_state = connection.sync_error = None
+    connection.last_synced_at = connection.mirror_until = connection.sync_lease_until = None
     await session.flush()
+    return connection
+
+
+def _credentials(body: CalendarConnect) -> dict[str, str]:
+    """The provider's credentials from the request (plain values, encrypted when stored)."""
+    if isinstance(body, CalDavCalendarConnect):
+        values = {
+            "url": str(body.url),
+            "username": body.username,
+            "password": body.password.get_secret_value() if body.password else None,
+            "calendar_url": str(body.calendar_url) if body.calendar_url else None,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+    return {}
+
+
+async def get_calendar(
+    session: AsyncSession, organization_id: str, member_id: str
+) -> CalendarConnection:
+    """Raises ``MemberNotFound`` or ``CalendarConnectionNotFound`` (404)."""
+    member = await get_member(session, organization_id, member_id)
+    connection = await calendars_repository.get_connection(session, organization_id, member.id)
+    if connection is None:
+        raise CalendarConnectionNotFound()
     return connection
 
 
@@ -183,7 +257,7 @@ async def disconnect_calendar(session: AsyncSession, organization_id: str, membe
     member = await calls_repository.get_member(session, organization_id, member_id, lock=True)
     if member is None:
         raise MemberNotFound()
-    connection = await calls_repository.get_connection(session, organization_id, member.id)
+    connection = await calendars_repository.get_connection(session, organization_id, member.id)
     if connection is None:
         raise CalendarConnectionNotFound()
     if await _has_upcoming_calls(session, organization_id, member.id):
@@ -235,16 +309,16 @@ async def delete_busy_block(
 
 async def busy_intervals(
     session: AsyncSession,
-    providers: Providers,
     organization_id: str,
     member_id: str,
     start: datetime,
     end: datetime,
 ) -> list[Interval]:
-    """Merged busy time in ``[start, end)``: the member's active calls and calendar busy.
+    """Merged busy time in ``[start, end)``: the member's active calls and calendar busy as
+    closerdesk keeps it (the built-in calendar, the mirror of an external one).
 
     Raises ``ValidationFailed`` (400) for an empty range or one over 92 days,
-    ``MemberNotFound`` (404), ``CalendarProviderError`` (502).
+    ``MemberNotFound`` (404).
     """
     if end <= start:
         raise ValidationFailed.field("end", "must be after start")
@@ -258,13 +332,10 @@ async def busy_intervals(
         )
         if c.scheduled_at is not None and c.ends_at is not None
     ]
-    connection = await calls_repository.get_connection(session, organization_id, member.id)
+    connection = await calendars_repository.get_connection(session, organization_id, member.id)
     if connection is not None:
-        try:
-            calendar = providers.calendars(session, connection.provider)
-            spans += await calendar.busy(connection, start, end)
-        except CalendarError as exc:
-            raise CalendarProviderError(f"The calendar did not answer: {exc}") from exc
+        account = account_of(connection)
+        spans += (await stored_busy(session, [account], start, end))[connection.id]
     else:
         # No calendar: the member's own busy blocks still count.
         blocks = await session.execute(

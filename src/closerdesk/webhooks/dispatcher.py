@@ -37,13 +37,11 @@ import structlog
 from sqlalchemy import case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from closerdesk.calendars.cleanup import retry_due_cleanups
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import utcnow
 from closerdesk.models import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
-from closerdesk.providers import Providers, default_providers
 from closerdesk.webhooks.service import fail_pending_deliveries, not_sent_reason, signing_secrets
 from closerdesk.webhooks.signing import signed_headers
 from closerdesk.webhooks.targets import TargetNotAllowed, resolve_target
@@ -67,7 +65,6 @@ STREAK_GAP = sum(RETRY_SCHEDULE, timedelta(hours=1))
 TIMEOUT_SECONDS = 15.0
 EXCERPT_BYTES = 2048
 MAX_RETRY_AFTER = timedelta(hours=24)
-CLEANUP_EVERY_SECONDS = 30.0
 RECORD_TRIES = 4
 ENVELOPE_ORDER = ("id", "event", "created_at", "organization_id", "data")
 
@@ -159,7 +156,6 @@ class Dispatcher:
         database: Database,
         settings: Settings,
         *,
-        providers: Providers | None = None,
         http: httpx.AsyncClient | None = None,
         clock: Clock = utcnow,
         batch_size: int = 100,
@@ -170,7 +166,6 @@ class Dispatcher:
     ) -> None:
         self.database = database
         self.settings = settings
-        self.providers = providers or default_providers(settings)
         self.http = http or new_http_client(max(concurrency, 10))
         self._owns_http = http is None
         self.clock = clock
@@ -179,7 +174,6 @@ class Dispatcher:
         self.poll_interval = poll_interval
         self.lease = lease or timedelta(seconds=settings.webhook_lease_seconds)
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
-        self._last_cleanup = 0.0
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -226,7 +220,6 @@ class Dispatcher:
                         if len(in_flight) < self.concurrency:
                             continue
                         busy = True
-                await self._maybe_clean_calendars()
                 if busy:  # every slot taken: wait for one to free
                     await _wait(slot_freed, self.poll_interval)
                 else:  # nothing more due: poll
@@ -269,15 +262,6 @@ class Dispatcher:
                     return
                 log.warning("webhooks.record_retry", attempt=attempt, exc_info=True)
                 await asyncio.sleep(0.2 * 2**attempt)
-
-    async def _maybe_clean_calendars(self) -> None:
-        if time.monotonic() - self._last_cleanup < CLEANUP_EVERY_SECONDS:
-            return
-        self._last_cleanup = time.monotonic()
-        try:
-            await retry_due_cleanups(self.database, self.providers)
-        except Exception:
-            log.exception("calendar.cleanup_round_failed")
 
     # --- one step at a time ----------------------------------------------------------------------
     async def run_once(self) -> int:

@@ -16,6 +16,7 @@ class EventType(StrEnum):
     lead_created = "lead.created"
     lead_updated = "lead.updated"
     payment_recorded = "payment.recorded"
+    calendar_connection_invalid = "calendar.connection_invalid"
     ping = "ping"
 
 

@@ -1,0 +1,209 @@
+"""Benchmark: database round trips of each calendar-changing call operation, through the API.
+
+Not a test: it prints its figures. Book, reassign, reschedule (same closer and new closer),
+auto-reassign and cancel run in process over ASGI against built-in calendars; engine and pool
+events count what reaches the database:
+
+* statements (every cursor execute, ``BEGIN IMMEDIATE`` on SQLite included),
+* transaction begins (PostgreSQL: asyncpg sends ``BEGIN``), commits and rollbacks,
+* pool checkouts, and the pre-ping each one costs on PostgreSQL.
+
+    .venv/bin/python bench/round_trips.py [--database-url URL] [--verbose]
+
+The default database is a temporary SQLite file; a PostgreSQL URL is emptied (public schema
+dropped and recreated) first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from closerdesk.app import create_app
+from closerdesk.auth.service import create_organization
+from closerdesk.config import Settings
+from closerdesk.db import Database
+from closerdesk.kit.time import isoformat_z, utcnow
+from closerdesk.logs import configure_logging
+from closerdesk.migrate import upgrade
+from closerdesk.models import CalendarConnection, TeamMember
+
+CLOSERS = ("user_rta", "user_rtb", "user_rtc")
+
+
+async def _reset_postgres(url: str) -> None:
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+
+
+class RoundTrips:
+    """Counts what the engine sends while ``active``."""
+
+    def __init__(self, database: Database) -> None:
+        self.counts: Counter[str] = Counter()
+        self.active = False
+        self.verbose = False
+        self.postgres = database.dialect == "postgresql"
+        sync = database.engine.sync_engine
+        event.listen(sync, "before_cursor_execute", self._on("statements"))
+        event.listen(sync, "commit", self._on("commits"))
+        event.listen(sync, "rollback", self._on("rollbacks"))
+        if self.postgres:  # SQLite's BEGIN IMMEDIATE is a statement, counted above
+            event.listen(sync, "begin", self._on("begins"))
+        event.listen(sync.pool, "checkout", self._on("checkouts"))
+
+    def _on(self, name: str) -> Callable[..., None]:
+        def count(*args: Any, **_kwargs: Any) -> None:
+            if self.active:
+                self.counts[name] += 1
+                if self.verbose:
+                    what = args[2] if name == "statements" else name
+                    print(f"    {' '.join(str(what).split())[:110]}")
+
+        return count
+
+    async def measure(self, action: Callable[[], Awaitable[None]]) -> Counter[str]:
+        self.counts = Counter()
+        self.active = True
+        try:
+            await action()
+        finally:
+            self.active = False
+        return self.counts
+
+    def total(self, counts: Counter[str]) -> int:
+        pings = counts["checkouts"] if self.postgres else 0  # pool_pre_ping on PostgreSQL
+        return (
+            counts["statements"]
+            + counts["begins"]
+            + counts["commits"]
+            + counts["rollbacks"]
+            + pings
+        )
+
+
+async def main(url: str, verbose: bool) -> None:
+    settings = Settings(database_url=url, env="test", log_json=True)
+    database = Database(url)
+    async with database.writer() as session:
+        org, key = await create_organization(session, secret_key=settings.secret_key, name="rt")
+        for member_id in CLOSERS:
+            session.add(
+                TeamMember(
+                    organization_id=org.id,
+                    id=member_id,
+                    name=member_id,
+                    email=f"{member_id}@example.com",
+                    role="closer",
+                    time_zone="UTC",
+                    is_active=True,
+                )
+            )
+            await session.flush()  # the connection's foreign key needs the member first
+            session.add(
+                CalendarConnection(
+                    id=f"cal_{member_id}",
+                    organization_id=org.id,
+                    member_id=member_id,
+                    provider="builtin",
+                    provider_grant_id=f"cal_{member_id}",
+                    calendar_id=f"builtin:{member_id}",
+                    status="valid",
+                )
+            )
+        await session.commit()
+    app = create_app(settings, database=database)
+    headers = {"Authorization": f"Bearer {key.api_key}"}
+    counter = RoundTrips(database)
+    counter.verbose = verbose
+    start = utcnow().replace(microsecond=0) + timedelta(days=3)
+    rows: list[tuple[str, Counter[str]]] = []
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://rt") as client,
+    ):
+
+        async def post(path: str, body: dict[str, Any], expect: int = 200) -> dict[str, Any]:
+            response = await client.post(path, json=body, headers=headers)
+            assert response.status_code == expect, response.text
+            data: dict[str, Any] = response.json()["data"]
+            return data
+
+        call: dict[str, Any] = {}
+
+        async def book() -> None:
+            body = {
+                "closer_id": CLOSERS[0],
+                "scheduled_at": isoformat_z(start),
+                "duration_minutes": 45,
+                "lead": {"email": "lead@example.com", "full_name": "Lee Lead"},
+            }
+            call.update(await post("/v1/calls", body, 201))
+
+        async def reassign() -> None:
+            body = {"new_closer_id": CLOSERS[1]}
+            await post(f"/v1/calls/{call['id']}/reassign-closer", body)
+
+        async def reschedule() -> None:
+            later = isoformat_z(start + timedelta(hours=2))
+            await post(f"/v1/calls/{call['id']}/reschedule", {"scheduled_at": later})
+
+        async def reschedule_new_closer() -> None:
+            later = isoformat_z(start + timedelta(hours=4))
+            body = {"scheduled_at": later, "new_closer_id": CLOSERS[2]}
+            await post(f"/v1/calls/{call['id']}/reschedule", body)
+
+        async def auto_reassign() -> None:
+            await post(f"/v1/calls/{call['id']}/auto-reassign", {})
+
+        async def cancel() -> None:
+            await post(f"/v1/calls/{call['id']}/cancel", {})
+
+        for name, action in (
+            ("book", book),
+            ("reassign", reassign),
+            ("reschedule", reschedule),
+            ("reschedule + new closer", reschedule_new_closer),
+            ("auto-reassign", auto_reassign),
+            ("cancel", cancel),
+        ):
+            if verbose:
+                print(name)
+            rows.append((name, await counter.measure(action)))
+    await database.dispose()
+
+    print(f"database: {database.dialect}")
+    print(f"{'operation':<26}{'round trips':>12}{'statements':>12}{'commits':>9}{'checkouts':>11}")
+    for name, counts in rows:
+        print(
+            f"{name:<26}{counter.total(counts):>12}{counts['statements']:>12}"
+            f"{counts['commits']:>9}{counts['checkouts']:>11}"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--verbose", action="store_true", help="print every statement")
+    args = parser.parse_args()
+    configure_logging("WARNING", json=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'rt.db'}"
+        if url.startswith("postgresql"):
+            asyncio.run(_reset_postgres(url))
+        upgrade(url)
+        asyncio.run(main(url, args.verbose))

@@ -1,0 +1,44 @@
+"""Busy time as closerdesk keeps it, without asking any provider (``docs/calendars.md``, the
+busy mirror): the built-in calendar's own tables, and the mirror of each external calendar.
+
+Slot queries, round-robin candidates and ``GET /v1/team/{id}/busy`` read this; a booking,
+reassign or reschedule also asks the chosen closer's provider live before it commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from closerdesk.calendars.builtin import BuiltinCalendar
+from closerdesk.calendars.provider import CalendarAccount
+from closerdesk.models import CalendarBusy
+from closerdesk.scheduling.intervals import Interval
+
+
+async def stored_busy(
+    session: AsyncSession, accounts: Sequence[CalendarAccount], start: datetime, end: datetime
+) -> dict[str, list[Interval]]:
+    """Busy intervals meeting ``[start, end)`` (UTC) of each account's calendar, keyed by
+    connection id: built-in calendars from their busy blocks and events, external ones from
+    the mirror (one query for all of them)."""
+    busy: dict[str, list[Interval]] = {a.connection_id: [] for a in accounts}
+    builtin = BuiltinCalendar(session)
+    external = [a.connection_id for a in accounts if a.provider != builtin.name]
+    for account in accounts:
+        if account.provider == builtin.name:
+            busy[account.connection_id] = await builtin.busy(account, start, end)
+    if external:
+        rows = await session.execute(
+            select(CalendarBusy.connection_id, CalendarBusy.starts_at, CalendarBusy.ends_at).where(
+                CalendarBusy.connection_id.in_(external),
+                CalendarBusy.starts_at < end,
+                CalendarBusy.ends_at > start,
+            )
+        )
+        for connection_id, starts_at, ends_at in rows.all():
+            busy[connection_id].append(Interval(starts_at, ends_at))
+    return busy

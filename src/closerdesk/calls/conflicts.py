@@ -1,0 +1,95 @@
+"""Conflict detection: what a closer already has during a call's time (``docs/calendars.md``).
+
+Two sources: the closer's other live calls (``source: "call"``), and foreign busy time on the
+closer's calendar asked live of the provider (``source: "calendar"``; times only, never the
+other event's title). The caller holds the closer's row lock, so no concurrent booking can
+slip in between the check and the commit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from closerdesk.calendars.provider import CalendarAccount
+from closerdesk.calendars.unit_of_work import CalendarChange
+from closerdesk.calls import repository
+from closerdesk.calls.schemas import ConflictItem
+from closerdesk.errors import CalendarProviderError, CloserConflict
+from closerdesk.scheduling.intervals import Interval
+
+log = structlog.get_logger(__name__)
+
+
+async def find_conflicts(
+    session: AsyncSession,
+    change: CalendarChange,
+    account: CalendarAccount,
+    start: datetime,
+    end: datetime,
+    *,
+    exclude_call_id: str | None,
+    tolerate_calendar_error: bool = False,
+) -> list[ConflictItem]:
+    """What the closer already has in ``[start, end)``: other live calls, then calendar busy.
+
+    Raises ``CalendarProviderError`` (502) if the calendar cannot answer, unless
+    ``tolerate_calendar_error`` (an override does not need the answer to proceed), and
+    ``CalendarNotConnected`` (409) if it refuses the credentials.
+    """
+    wanted = Interval(start, end)
+    conflicts = [
+        ConflictItem(start=c.scheduled_at, end=c.ends_at, source="call", call_id=c.id)
+        for c in await repository.overlapping_calls(
+            session,
+            account.organization_id,
+            account.member_id,
+            start,
+            end,
+            exclude_call_id=exclude_call_id,
+        )
+        if c.scheduled_at is not None and c.ends_at is not None
+    ]
+    try:
+        busy = await change.busy(account, start, end)
+    except CalendarProviderError as exc:
+        if not tolerate_calendar_error:
+            raise
+        log.warning("calendar.busy_failed", connection_id=account.connection_id, error=exc.text)
+        return conflicts
+    conflicts += [
+        ConflictItem(start=b.start, end=b.end, source="calendar")
+        for b in sorted(busy)
+        if b.overlaps(wanted)
+    ]
+    return conflicts
+
+
+async def require_free(
+    session: AsyncSession,
+    change: CalendarChange,
+    account: CalendarAccount,
+    start: datetime,
+    end: datetime,
+    *,
+    exclude_call_id: str | None,
+    override_conflict: bool,
+) -> list[ConflictItem]:
+    """The conflicts of ``[start, end)`` for the (locked) closer; raises ``CloserConflict``
+    (409, with ``details.conflicts``) unless ``override_conflict``, which returns them."""
+    conflicts = await find_conflicts(
+        session,
+        change,
+        account,
+        start,
+        end,
+        exclude_call_id=exclude_call_id,
+        tolerate_calendar_error=override_conflict,
+    )
+    if conflicts and not override_conflict:
+        raise CloserConflict(
+            details={"conflicts": [c.model_dump(mode="json", exclude_none=True) for c in conflicts]}
+        )
+    return conflicts
