@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closerdesk.booking_links import schemas
 from closerdesk.booking_links.schemas import BookingLinkCreate, BookingLinkUpdate
 from closerdesk.calendars.provider import CalendarError
+from closerdesk.calls import repository as calls_repository
 from closerdesk.errors import (
     BookingLinkNotFound,
     BookingLinkSlugTaken,
@@ -303,8 +304,7 @@ async def busy_by_host(
             Call.closer_id.in_(list(busy)),
             Call.call_kind == "booking",
             Call.status != "cancelled",
-            Call.scheduled_at < end,
-            Call.ends_at > start,
+            calls_repository.overlaps(start, end),
         )
     )
     for closer_id, call_start, call_end, before, after in calls.all():
