@@ -177,6 +177,10 @@ async def create_link(
     return link
 
 
+_NULLABLE = frozenset({"slot_interval_minutes", "description"})
+"""Fields a PATCH may set to null ("the duration", no description)."""
+
+
 async def update_link(
     session: AsyncSession, organization_id: str, link_id: str, body: BookingLinkUpdate
 ) -> BookingLink:
@@ -185,7 +189,7 @@ async def update_link(
     link = await get_link(session, organization_id, link_id)
     changes = body.model_dump(exclude_unset=True, exclude={"hosts"})
     for name, value in changes.items():
-        if value is None and name != "slot_interval_minutes":
+        if value is None and name not in _NULLABLE:
             raise ValidationFailed.field(name, "cannot be null")
     if "hosts" in body.model_fields_set and body.hosts is None:
         raise ValidationFailed.field("hosts", "cannot be null")

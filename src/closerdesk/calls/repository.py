@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from closerdesk.models import CalendarConnection, Call, CallEvent, TeamMember
+from closerdesk.models import BookingLink, CalendarConnection, Call, CallEvent, TeamMember
 from closerdesk.models.call import MAX_CALL_MINUTES
 
 CALL_LOOKBACK = timedelta(minutes=MAX_CALL_MINUTES + 1)
@@ -73,6 +73,18 @@ async def get_connection_by_id(
         select(CalendarConnection).where(
             CalendarConnection.organization_id == organization_id,
             CalendarConnection.id == connection_id,
+        )
+    )
+
+
+async def booking_link_description(session: AsyncSession, call: Call) -> str | None:
+    """The public description of the call's booking link (None without a link or text)."""
+    if call.booking_link_id is None:
+        return None
+    return await session.scalar(
+        select(BookingLink.description).where(
+            BookingLink.organization_id == call.organization_id,
+            BookingLink.id == call.booking_link_id,
         )
     )
 
