@@ -1,4 +1,4 @@
-"""The migrations are the only way the schema is made: the models must match them exactly."""
+"""The models and the migrations describe the same schema (``alembic check``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,6 @@ from alembic import command
 from closerdesk.migrate import alembic_config
 
 
-def test_models_match_the_migrated_schema(database_url: str) -> None:
-    """``alembic check``: autogenerate finds nothing to add on the migrated test database."""
+def test_models_match_the_migrations(database_url: str) -> None:
+    """Autogenerate finds nothing to do on the migrated test database (raises otherwise)."""
     command.check(alembic_config(database_url))

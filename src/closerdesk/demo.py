@@ -284,7 +284,7 @@ async def _past_call(
                 organization_id=org_id,
                 connection_id=connection.id,
                 call_id=call_id,
-                title=f"Call with {lead.full_name}",
+                title=f"{lead.full_name} and Alice Moreno",
                 starts_at=start,
                 ends_at=end,
             )

@@ -47,6 +47,7 @@ LINK_FIELDS = {
     "id",
     "slug",
     "title",
+    "description",
     "duration_minutes",
     "assignment",
     "minimum_notice_minutes",
@@ -249,6 +250,32 @@ async def test_patch_changes_only_the_fields_given(
     # slot_interval_minutes may go back to null ("the duration").
     updated = ok(await patch_link(client, org, link["id"], {"slot_interval_minutes": None}))
     assert updated["slot_interval_minutes"] is None
+
+
+async def test_description_is_public_text_set_changed_and_cleared(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession
+) -> None:
+    [a] = await _closers(session, org, 1)
+    assert (await create_link(client, org, [host(a)]))["description"] is None
+    link = await create_link(client, org, [host(a)], description="Bring your numbers.")
+    assert link["description"] == "Bring your numbers."
+    fetched = ok(await client.get(f"/v1/booking-links/{link['id']}", headers=org.headers))
+    assert fetched["description"] == "Bring your numbers."
+    updated = ok(await patch_link(client, org, link["id"], {"description": "Agenda: pricing."}))
+    assert updated["description"] == "Agenda: pricing."
+    assert updated["title"] == link["title"]
+    cleared = ok(await patch_link(client, org, link["id"], {"description": None}))
+    assert cleared["description"] is None
+    body = error(
+        await patch_link(client, org, link["id"], {"description": "x" * 2001}),
+        400,
+        "VALIDATION_ERROR",
+    )
+    assert body["details"][0]["field"] == "description"
+    r = await client.post(
+        "/v1/booking-links", headers=org.headers, json=link_body([host(a)], description="x" * 2001)
+    )
+    error(r, 400, "VALIDATION_ERROR")
 
 
 async def test_patch_deactivates_and_reactivates(

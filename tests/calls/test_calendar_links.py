@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -10,7 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from icalendar import Calendar, Event
 
-from tests.booking_links.helpers import day, error, iso, ok
+from tests.booking_links import helpers
+from tests.booking_links.helpers import create_link, day, error, iso, ok
 from tests.conftest import PUBLIC_BASE_URL
 from tests.factories import Org, create_call, create_lead, create_member
 
@@ -175,7 +177,7 @@ async def test_ics_describes_the_call(client: httpx.AsyncClient, org: Org, sessi
     assert event.decoded("DTSTART") == start
     assert event.decoded("DTEND") == start + timedelta(minutes=45)
     assert str(event["STATUS"]) == "CONFIRMED"
-    assert int(event["SEQUENCE"]) == 0
+    assert str(event["SEQUENCE"]) == "0"
     assert call["id"] in str(event["UID"])
     assert "Lee Lead" in str(event["SUMMARY"])
     assert str(event["LOCATION"]) == call["conferencing_link"]
@@ -268,3 +270,119 @@ async def test_ics_of_a_call_without_a_lead_name(
     assert str(event["ATTENDEE"]).lower() == "mailto:anon@example.com"
     q = _query((await _links(client, org, call.id))["google"])
     assert "anon@example.com" in q["text"]
+
+
+# --- what reaches the lead (docs/architecture.md, "What is written to a calendar") --------------
+NOTES = "INTERNAL-NOTES-budget-is-tight"
+SUMMARY = "INTERNAL-SUMMARY-lead-will-churn"
+ACTION = "INTERNAL-ACTION-chase-the-cfo"
+TRANSCRIPT = "INTERNAL-TRANSCRIPT-we-overcharge"
+FORM_LABEL = "INTERNAL-FORM-LABEL-annual-revenue"
+FORM_ANSWER = "INTERNAL-FORM-ANSWER-12-million"
+DEAL_VALUE = 987_654
+PUBLIC = "Bring your numbers. We will walk through the plan together."
+INTERNAL = (
+    NOTES,
+    SUMMARY,
+    ACTION,
+    TRANSCRIPT,
+    FORM_LABEL,
+    FORM_ANSWER,
+    str(DEAL_VALUE),
+    "9876.54",
+    "9,876.54",
+)
+
+
+async def _book_with_internal_fields(
+    client: httpx.AsyncClient, org: Org, session: Any, *, full_name: str | None = "Lee Lead"
+) -> tuple[dict[str, Any], Any]:
+    closer = await create_member(session, org, name="Casey Closer")
+    lead = await create_lead(session, org, full_name=full_name, email="lee.lead@example.com")
+    link = await create_link(client, org, [helpers.host(closer.id)], description=PUBLIC)
+    body = {
+        "lead_id": lead.id,
+        "closer_id": closer.id,
+        "booking_link_id": link["id"],
+        "scheduled_at": iso(day(4, 15)),
+        "duration_minutes": 30,
+        "notes": NOTES,
+        "expected_deal_value": DEAL_VALUE,
+        "form_data": [{"field_id": "revenue", "label": FORM_LABEL, "value": FORM_ANSWER}],
+    }
+    call = ok(await client.post("/v1/calls", headers=org.headers, json=body), 201)
+    patch = {
+        "ai_summary": SUMMARY,
+        "action_items": [{"title": ACTION}],
+        "transcript_data": {
+            "duration_seconds": 60,
+            "segments": [{"start_seconds": 0, "end_seconds": 5, "text": TRANSCRIPT}],
+        },
+    }
+    call = ok(await client.patch(f"/v1/calls/{call['id']}", headers=org.headers, json=patch))
+    for value in (NOTES, SUMMARY, TRANSCRIPT, FORM_ANSWER):
+        assert value in json.dumps(call)  # the call has them; the lead must not
+    return call, lead
+
+
+def _assert_nothing_internal(text: str) -> None:
+    for value in INTERNAL:
+        assert value not in text, value
+
+
+async def test_internal_fields_never_reach_the_ics(
+    client: httpx.AsyncClient, org: Org, session: Any
+) -> None:
+    call, _ = await _book_with_internal_fields(client, org, session)
+    r = await client.get(f"/v1/calls/{call['id']}/ics", headers=org.headers)
+    assert r.status_code == 200, r.text
+    unfolded = r.content.decode().replace("\r\n ", "").replace("\r\n\t", "")
+    _assert_nothing_internal(unfolded)
+    event = await _ics(client, org, call["id"])
+    for value in event.values():
+        _assert_nothing_internal(str(value))
+    assert str(event["SUMMARY"]) == "Lee Lead and Casey Closer"
+    description = str(event["DESCRIPTION"])
+    assert call["conferencing_link"] in description
+    assert PUBLIC in description
+    assert str(event["LOCATION"]) == call["conferencing_link"]
+    assert str(event["UID"]) == f"{call['id']}@closerdesk"
+    assert str(event["SEQUENCE"]) == "0"
+
+
+async def test_internal_fields_never_reach_the_links(
+    client: httpx.AsyncClient, org: Org, session: Any
+) -> None:
+    call, _ = await _book_with_internal_fields(client, org, session)
+    links = await _links(client, org, call["id"])
+    bodies = {"google": "details", "outlook": "body", "office365": "body", "yahoo": "desc"}
+    titles = {"google": "text", "outlook": "subject", "office365": "subject", "yahoo": "title"}
+    for name, url in links.items():
+        _assert_nothing_internal(url)
+        if name == "ics":
+            continue
+        q = _query(url)
+        for value in q.values():
+            _assert_nothing_internal(value)
+        assert q[titles[name]] == "Lee Lead and Casey Closer", name
+        assert call["conferencing_link"] in q[bodies[name]], name
+        assert PUBLIC in q[bodies[name]], name
+
+
+async def test_a_lead_without_a_name_is_named_by_email(
+    client: httpx.AsyncClient, org: Org, session: Any
+) -> None:
+    call, _ = await _book_with_internal_fields(client, org, session, full_name=None)
+    event = await _ics(client, org, call["id"])
+    assert str(event["SUMMARY"]) == "lee.lead@example.com and Casey Closer"
+    q = _query((await _links(client, org, call["id"]))["google"])
+    assert q["text"] == "lee.lead@example.com and Casey Closer"
+
+
+async def test_without_a_booking_link_the_description_is_the_join_link(
+    client: httpx.AsyncClient, org: Org, session: Any
+) -> None:
+    call, _, _ = await _book(client, org, session, day(4, 15))
+    event = await _ics(client, org, call["id"])
+    assert str(event["DESCRIPTION"]) == f"Join: {call['conferencing_link']}"
+    assert str(event["SUMMARY"]) == "Lee Lead and Casey Closer"

@@ -15,6 +15,7 @@ from closerdesk.kit.schemas import (
     TimeZoneName,
     UTCDateTime,
 )
+from closerdesk.models.call import MAX_CALL_MINUTES
 
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 Priority = Literal["high", "medium", "low"]
@@ -24,6 +25,14 @@ LocalTime = Annotated[
     Field(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$", examples=["09:00"]),
 ]
 Minutes = Annotated[int, Field(ge=0, le=24 * 60)]
+PublicDescription = Annotated[
+    str,
+    Field(
+        max_length=2000,
+        description="Public text for the lead: written into calendar events, the .ics file and "
+        "add-to-calendar links",
+    ),
+]
 
 
 class LocalInterval(StrictSchema):
@@ -78,6 +87,7 @@ class BookingLink(Schema):
     id: str
     slug: str
     title: str
+    description: str | None
     duration_minutes: int
     assignment: Assignment
     minimum_notice_minutes: int
@@ -99,7 +109,8 @@ def _check_hosts(hosts: list[BookingLinkHost]) -> list[BookingLinkHost]:
 class BookingLinkCreate(RequestSchema):
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$", examples=["strategy-call"])
     title: str = Field(min_length=1, max_length=200)
-    duration_minutes: int = Field(ge=5, le=24 * 60)
+    description: PublicDescription | None = None
+    duration_minutes: int = Field(ge=5, le=MAX_CALL_MINUTES)
     assignment: Assignment = "round_robin"
     minimum_notice_minutes: int = Field(default=0, ge=0, le=365 * 24 * 60)
     slot_interval_minutes: int | None = Field(default=None, ge=5, le=24 * 60)
@@ -121,7 +132,8 @@ class BookingLinkUpdate(RequestSchema):
 
     slug: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")
     title: str | None = Field(default=None, min_length=1, max_length=200)
-    duration_minutes: int | None = Field(default=None, ge=5, le=24 * 60)
+    description: PublicDescription | None = None
+    duration_minutes: int | None = Field(default=None, ge=5, le=MAX_CALL_MINUTES)
     assignment: Assignment | None = None
     minimum_notice_minutes: int | None = Field(default=None, ge=0, le=365 * 24 * 60)
     slot_interval_minutes: int | None = Field(default=None, ge=5, le=24 * 60)

@@ -20,6 +20,7 @@ from closerdesk.booking_links import schemas
 from closerdesk.booking_links.schemas import BookingLinkCreate, BookingLinkUpdate
 from closerdesk.calendars.accounts import account_of
 from closerdesk.calendars.busy import stored_busy
+from closerdesk.calls import repository as calls_repository
 from closerdesk.errors import (
     BookingLinkNotFound,
     BookingLinkSlugTaken,
@@ -175,6 +176,10 @@ async def create_link(
     return link
 
 
+_NULLABLE = frozenset({"slot_interval_minutes", "description"})
+"""Fields a PATCH may set to null ("the duration", no description)."""
+
+
 async def update_link(
     session: AsyncSession, organization_id: str, link_id: str, body: BookingLinkUpdate
 ) -> BookingLink:
@@ -183,7 +188,7 @@ async def update_link(
     link = await get_link(session, organization_id, link_id)
     changes = body.model_dump(exclude_unset=True, exclude={"hosts"})
     for name, value in changes.items():
-        if value is None and name != "slot_interval_minutes":
+        if value is None and name not in _NULLABLE:
             raise ValidationFailed.field(name, "cannot be null")
     if "hosts" in body.model_fields_set and body.hosts is None:
         raise ValidationFailed.field("hosts", "cannot be null")
@@ -300,8 +305,7 @@ async def busy_by_host(
             Call.closer_id.in_(list(busy)),
             Call.call_kind == "booking",
             Call.status != "cancelled",
-            Call.scheduled_at < end,
-            Call.ends_at > start,
+            calls_repository.overlaps(start, end),
         )
     )
     for closer_id, call_start, call_end, before, after in calls.all():

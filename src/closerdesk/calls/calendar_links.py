@@ -1,15 +1,20 @@
-"""Add-to-calendar links and the ``.ics`` of a call (SPEC §5, after seed 001's "Get 'Add to
-Calendar' links"). Pure: call values in, URLs and bytes out."""
+"""Add-to-calendar links and the ``.ics`` of a call (``docs/architecture.md``, "What is written
+to a calendar"). Pure: call values in, URLs and bytes out.
+
+Both render the call's ``EventDraft`` from ``closerdesk.calendars.drafts``, the same title,
+time, join link and description a calendar event gets; nothing else of the call is read.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from urllib.parse import urlencode
 
 from icalendar import Calendar, Event, vCalAddress, vText
 
 from closerdesk import models
-from closerdesk.kit import required
+from closerdesk.calendars.drafts import event_draft
+from closerdesk.calendars.provider import EventDraft
 from closerdesk.kit.time import as_utc, utcnow
 
 PRODID = "-//closerdesk//Partner API//EN"
@@ -28,25 +33,29 @@ def event_uid(call: models.Call) -> str:
     return f"{call.id}@closerdesk"
 
 
-def _title(call: models.Call, lead: models.Lead) -> str:
-    who = lead.full_name or lead.email
-    return f"Call with {who}" + (f" ({call.closer_name})" if call.closer_name else "")
+def _draft(
+    call: models.Call, lead: models.Lead, booking_link_description: str | None
+) -> EventDraft:
+    return event_draft(
+        call,
+        lead,
+        closer_name=call.closer_name,
+        booking_link_description=booking_link_description,
+    )
 
 
-def _details(call: models.Call) -> str:
-    lines = []
-    if call.conferencing_link:
-        lines.append(f"Join: {call.conferencing_link}")
-    if call.notes:
-        lines.append(call.notes)
-    return "\n\n".join(lines)
-
-
-def calendar_links(call: models.Call, lead: models.Lead, ics_url: str) -> dict[str, str]:
-    """``{"google", "outlook", "office365", "yahoo", "ics"}`` for a scheduled call."""
-    start = required(call.scheduled_at, "scheduled_at")
-    end = required(call.ends_at, "ends_at")
-    title, details, location = _title(call, lead), _details(call), call.conferencing_link or ""
+def calendar_links(
+    call: models.Call,
+    lead: models.Lead,
+    ics_url: str,
+    *,
+    booking_link_description: str | None,
+) -> dict[str, str]:
+    """``{"google", "outlook", "office365", "yahoo", "ics"}`` for a scheduled call;
+    ``booking_link_description`` is the public text of the call's booking link, if any."""
+    draft = _draft(call, lead, booking_link_description)
+    start, end = draft.starts_at, draft.ends_at
+    title, details, location = draft.title, draft.description, draft.location
     outlook = {
         "path": "/calendar/action/compose",
         "rru": "addevent",
@@ -84,12 +93,11 @@ def calendar_links(call: models.Call, lead: models.Lead, ics_url: str) -> dict[s
     }
 
 
-def ics(call: models.Call, lead: models.Lead) -> bytes:
+def ics(call: models.Call, lead: models.Lead, *, booking_link_description: str | None) -> bytes:
     """The call as an iCalendar ``VEVENT`` (RFC 5545): UID stable, ``SEQUENCE`` = the call's
     change counter (bumped by reschedule, reassign, cancel), ``STATUS:CANCELLED`` once
-    cancelled."""
-    start = required(call.scheduled_at, "scheduled_at")
-    end = call.ends_at or start + timedelta(minutes=call.duration_minutes or 0)
+    cancelled. ``booking_link_description`` as in ``calendar_links``."""
+    draft = _draft(call, lead, booking_link_description)
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
@@ -97,19 +105,18 @@ def ics(call: models.Call, lead: models.Lead) -> bytes:
     event = Event()
     event.add("uid", event_uid(call))
     event.add("dtstamp", utcnow())
-    event.add("dtstart", as_utc(start))
-    event.add("dtend", as_utc(end))
-    event.add("summary", _title(call, lead))
-    event.add("sequence", call.sequence)
+    event.add("dtstart", as_utc(draft.starts_at))
+    event.add("dtend", as_utc(draft.ends_at))
+    event.add("summary", draft.title)
+    event.add("sequence", draft.sequence)
     event.add("status", "CANCELLED" if call.status == "cancelled" else "CONFIRMED")
     if call.updated_at is not None:
         event.add("last-modified", as_utc(call.updated_at))
-    details = _details(call)
-    if details:
-        event.add("description", details)
-    if call.conferencing_link:
-        event.add("location", vText(call.conferencing_link))
-        event.add("url", call.conferencing_link)
+    if draft.description:
+        event.add("description", draft.description)
+    if draft.location:
+        event.add("location", vText(draft.location))
+        event.add("url", draft.location)
     if call.closer_email:
         organizer = vCalAddress(f"mailto:{call.closer_email}")
         if call.closer_name:

@@ -297,7 +297,9 @@ async def get_calendar_links(
         raise CallCancelled()
     settings: Settings = request.app.state.settings
     ics_url = f"{settings.public_base_url.rstrip('/')}/v1/calls/{call.id}/ics"
-    return Envelope(data=CalendarLinks(**calendar_links.calendar_links(call, lead, ics_url)))
+    description = await repository.booking_link_description(session, call)
+    links = calendar_links.calendar_links(call, lead, ics_url, booking_link_description=description)
+    return Envelope(data=CalendarLinks(**links))
 
 
 @router.get(
@@ -314,8 +316,9 @@ async def get_ics(call_id: str, session: Session, auth: ReadKey) -> Response:
     call, lead = await service.call_with_lead(session, auth, call_id)
     if call.call_kind == "intent" or call.scheduled_at is None:
         raise CallNotScheduled()
+    description = await repository.booking_link_description(session, call)
     return Response(
-        content=calendar_links.ics(call, lead),
+        content=calendar_links.ics(call, lead, booking_link_description=description),
         media_type="text/calendar; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{call.id}.ics"'},
     )

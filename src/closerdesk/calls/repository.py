@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from closerdesk.models import Call, CallEvent, TeamMember
+from closerdesk.models import BookingLink, Call, CallEvent, TeamMember
+from closerdesk.models.call import MAX_CALL_MINUTES
+
+CALL_LOOKBACK = timedelta(minutes=MAX_CALL_MINUTES + 1)
+"""How far before ``start`` a call sharing time with it may have started: the longest call
+(``MAX_CALL_MINUTES``, a database check) plus a minute for the millisecond tolerance of that
+check on SQLite."""
 
 
 async def get_call(
@@ -49,6 +55,36 @@ async def lock_members(
     )
 
 
+async def booking_link_description(session: AsyncSession, call: Call) -> str | None:
+    """The public description of the call's booking link (None without a link or text)."""
+    if call.booking_link_id is None:
+        return None
+    return await session.scalar(
+        select(BookingLink.description).where(
+            BookingLink.organization_id == call.organization_id,
+            BookingLink.id == call.booking_link_id,
+        )
+    )
+
+
+def overlaps(start: datetime, end: datetime) -> ColumnElement[bool]:
+    """Calls sharing time with ``[start, end)``; touching ends (``ends_at == start``) do not.
+
+    ``scheduled_at < end AND ends_at > start`` alone is answered from
+    ``ix_calls_closer_span`` (organization, closer, ``scheduled_at``) by reading every call of
+    the closer that started before ``end``: all of its past. No call lasts longer than
+    ``MAX_CALL_MINUTES`` (refused by the API and by the ``span_within_limit`` check), so one
+    sharing time with ``[start, end)`` started after ``start - CALL_LOOKBACK``; with that lower
+    bound the index range holds only the calls of that window, whatever the closer's history.
+    Figures before and after: ``bench/explain_scans.py``.
+    """
+    return and_(
+        Call.scheduled_at > start - CALL_LOOKBACK,
+        Call.scheduled_at < end,
+        Call.ends_at > start,
+    )
+
+
 async def overlapping_calls(
     session: AsyncSession,
     organization_id: str,
@@ -58,14 +94,14 @@ async def overlapping_calls(
     *,
     exclude_call_id: str | None = None,
 ) -> Sequence[Call]:
-    """Booking calls of the closer, not cancelled, that share time with ``[start, end)``."""
+    """Booking calls of the closer, not cancelled, that share time with ``[start, end)``
+    (``overlaps``: reads only the calls of that window, not the closer's past)."""
     stmt = select(Call).where(
         Call.organization_id == organization_id,
         Call.closer_id == closer_id,
         Call.call_kind == "booking",
         Call.status != "cancelled",
-        Call.scheduled_at < end,
-        Call.ends_at > start,
+        overlaps(start, end),
     )
     if exclude_call_id is not None:
         stmt = stmt.where(Call.id != exclude_call_id)

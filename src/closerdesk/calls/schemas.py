@@ -19,12 +19,13 @@ from closerdesk.kit.schemas import (
     UTCDateTime,
 )
 from closerdesk.leads.schemas import LeadText
+from closerdesk.models.call import MAX_CALL_MINUTES
 
 CallKind = Literal["booking", "intent"]
 CallStatus = Literal["scheduled", "cancelled", "shown", "no_show", "closed", "lost", "follow_up"]
 OutcomeStatus = Literal["shown", "no_show", "closed", "lost", "follow_up"]
 RsvpStatus = Literal["yes", "no", "maybe", "pending"]
-Duration = Annotated[int, Field(ge=5, le=24 * 60, description="Minutes, 5–1440")]
+Duration = Annotated[int, Field(ge=5, le=MAX_CALL_MINUTES, description="Minutes, 5–1440")]
 Reason = Annotated[str, Field(max_length=1000)]
 
 

@@ -25,7 +25,8 @@ from closerdesk.booking_links import service as booking_links
 from closerdesk.booking_links.service import CLOSER_ROLES
 from closerdesk.calendars import repository as calendars_repository
 from closerdesk.calendars.accounts import account_of
-from closerdesk.calendars.provider import CalendarAccount, EventDraft
+from closerdesk.calendars.drafts import event_draft
+from closerdesk.calendars.provider import CalendarAccount
 from closerdesk.calendars.unit_of_work import CalendarChange, in_transaction
 from closerdesk.calls import repository
 from closerdesk.calls.conflicts import require_free
@@ -200,30 +201,6 @@ async def _old_event(
     return account_of(connection), call.calendar_event_id
 
 
-def _draft(
-    call: models.Call,
-    lead: models.Lead,
-    start: datetime,
-    minutes: int,
-    *,
-    link: str | None = None,
-    sequence: int | None = None,
-) -> EventDraft:
-    """The calendar event of the call; ``link`` (default: the call's) is where it meets,
-    ``sequence`` (default: the call's) its revision (ICS ``SEQUENCE``)."""
-    who = lead.full_name or lead.email
-    return EventDraft(
-        call_id=call.id,
-        title=f"Call with {who}",
-        starts_at=start,
-        ends_at=start + timedelta(minutes=minutes),
-        description=f"closerdesk call {call.id}",
-        location=(link or call.conferencing_link) or "",
-        attendees=(lead.email,),
-        sequence=call.sequence if sequence is None else sequence,
-    )
-
-
 def _set_closer(call: models.Call, closer: TeamMember) -> None:
     call.closer_id, call.closer_name, call.closer_email = closer.id, closer.name, closer.email
 
@@ -309,7 +286,15 @@ async def book(
         _set_closer(call, chosen.member)
         conferencing = change.providers.conferencing(session)
         call.conferencing_link = await conferencing.issue_link(org, call.id)
-        event_id = await change.create(chosen.account, _draft(call, lead, start, minutes))
+        draft = event_draft(
+            call,
+            lead,
+            closer_name=chosen.member.name,
+            booking_link_description=link.description if link else None,
+            starts_at=start,
+            minutes=minutes,
+        )
+        event_id = await change.create(chosen.account, draft)
         call.calendar_event_id, call.calendar_grant_id = event_id, chosen.account.connection_id
         chosen.member.last_booked_at = now
     elif body.closer_id is not None:
@@ -569,7 +554,16 @@ async def _reassign_to(
     previous_id, previous_name = call.closer_id, call.closer_name
     # The new link first, so the new closer's event carries it (the old one is revoked below).
     new_link = await change.providers.conferencing(session).issue_link(org, call.id)
-    draft = _draft(call, lead, start, minutes, link=new_link, sequence=call.sequence + 1)
+    draft = event_draft(
+        call,
+        lead,
+        closer_name=chosen.member.name,
+        booking_link_description=await repository.booking_link_description(session, call),
+        starts_at=start,
+        minutes=minutes,
+        link=new_link,
+        sequence=call.sequence + 1,
+    )
     event_id = await change.create(chosen.account, draft)
     before = _snapshot(call, _REASSIGN_FIELDS)
     await _change_closer(session, change, call, chosen, event_id, new_link)
@@ -801,13 +795,30 @@ async def reschedule(
     )
     conferencing = change.providers.conferencing(session)
     new_link = await conferencing.issue_link(org, call.id) if changing_closer else None
-    new_draft = _draft(call, lead, start, minutes, link=new_link, sequence=call.sequence + 1)
+    description = await repository.booking_link_description(session, call)
+    new_draft = event_draft(
+        call,
+        lead,
+        closer_name=chosen.member.name,
+        booking_link_description=description,
+        starts_at=start,
+        minutes=minutes,
+        link=new_link,
+        sequence=call.sequence + 1,
+    )
     old = await _old_event(session, call, old_connection) if needs_new_event else None
     if needs_new_event:
         event_id = await change.create(chosen.account, new_draft)
     else:
         event_id = required(call.calendar_event_id, "calendar_event_id")
-        previous = _draft(call, lead, previous_at, previous_minutes)
+        previous = event_draft(
+            call,
+            lead,
+            closer_name=call.closer_name,
+            booking_link_description=description,
+            starts_at=previous_at,
+            minutes=previous_minutes,
+        )
         await change.move(chosen.account, event_id, new_draft, previous)
 
     if changing_closer:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from closerdesk.models.base import Base, TimestampMixin, org_fk
@@ -11,6 +11,8 @@ class BookingLink(TimestampMixin, Base):
 
     Minutes everywhere. ``slot_interval_minutes`` null means "the duration".
     ``assignment``: ``round_robin`` (the host is chosen per booking) or ``fixed``.
+    ``description`` is public text: it is written into the lead's calendar events and
+    add-to-calendar links (``docs/architecture.md``, "What is written to a calendar").
     """
 
     __tablename__ = "booking_links"
@@ -20,6 +22,7 @@ class BookingLink(TimestampMixin, Base):
     organization_id: Mapped[str] = org_fk()
     slug: Mapped[str] = mapped_column(String(100))
     title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
     duration_minutes: Mapped[int]
     assignment: Mapped[str] = mapped_column(String(12), default="round_robin")
     minimum_notice_minutes: Mapped[int] = mapped_column(default=0)

@@ -10,7 +10,12 @@ from closerdesk.models.base import Base, UTCDateTime, org_fk
 
 
 class BusyBlock(Base):
-    """Time off on a member's built-in calendar: busy for conflict checks and slots."""
+    """Time off on a member's built-in calendar: busy for conflict checks and slots.
+
+    Indexed by member and ``ends_at``: an overlap query (``ends_at > start``) then reads only the
+    blocks that have not ended by ``start``, never the member's past. A block may span a year,
+    so a lower bound on ``starts_at`` would still read a year of them.
+    """
 
     __tablename__ = "busy_blocks"
     __table_args__ = (
@@ -19,7 +24,7 @@ class BusyBlock(Base):
             ["team_members.organization_id", "team_members.id"],
             ondelete="CASCADE",
         ),
-        Index("ix_busy_blocks_member_span", "organization_id", "member_id", "starts_at"),
+        Index("ix_busy_blocks_member_end", "organization_id", "member_id", "ends_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -2,17 +2,33 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from closerdesk.models.base import Base, TimestampMixin, UTCDateTime, org_fk
 
 
 class CalendarEvent(TimestampMixin, Base):
-    """An event on a built-in calendar (the built-in provider's storage). id ``evt_…``."""
+    """An event on a built-in calendar (the built-in provider's storage). id ``evt_…``.
+
+    ``ix_calendar_events_connection_open`` holds only events that are not calls'
+    (``call_id IS NULL``, the only ones counted as busy time), by ``ends_at``: a busy query reads
+    the connection's foreign events that have not ended by its start, never the calls' events
+    nor the past. Its predicate has no bound parameter, so PostgreSQL's generic plans and SQLite
+    can both prove a query implies it.
+    """
 
     __tablename__ = "calendar_events"
-    __table_args__ = (Index("ix_calendar_events_connection_span", "connection_id", "starts_at"),)
+    __table_args__ = (
+        Index("ix_calendar_events_connection_span", "connection_id", "starts_at"),
+        Index(
+            "ix_calendar_events_connection_open",
+            "connection_id",
+            "ends_at",
+            sqlite_where=text("call_id IS NULL"),
+            postgresql_where=text("call_id IS NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     organization_id: Mapped[str] = org_fk()

@@ -3,10 +3,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, ForeignKeyConstraint, Index, String, Text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from closerdesk.models.base import Base, JSONType, TimestampMixin, UTCDateTime, org_fk
+
+MAX_CALL_MINUTES = 24 * 60
+"""The longest a call may last. The API refuses longer durations (calls and booking links), and
+the ``span_within_limit`` check refuses a longer ``scheduled_at``..``ends_at`` in the database, so
+overlap queries may rely on it as a lower bound (``closerdesk.calls.repository.overlaps``)."""
 
 
 class Call(TimestampMixin, Base):
@@ -30,6 +43,16 @@ class Call(TimestampMixin, Base):
         ),
         Index("ix_calls_closer_span", "organization_id", "closer_id", "scheduled_at"),
         Index("ix_calls_org_scheduled", "organization_id", "scheduled_at", "id"),
+        # One rule, written per dialect (migration 0006). SQLite's julianday() keeps whole
+        # milliseconds, hence its small tolerance; overlap queries look back a minute further.
+        CheckConstraint(
+            f"ends_at <= scheduled_at + interval '{MAX_CALL_MINUTES} minutes'",
+            name="span_within_limit",
+        ).ddl_if(dialect="postgresql"),
+        CheckConstraint(
+            f"(julianday(ends_at) - julianday(scheduled_at)) * 1440 <= {MAX_CALL_MINUTES}.0001",
+            name="span_within_limit",
+        ).ddl_if(dialect="sqlite"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
