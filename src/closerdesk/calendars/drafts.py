@@ -1,7 +1,7 @@
 """The one place that writes the text a lead sees about a call.
 
 Calendar events (every provider), the ``.ics`` file and the add-to-calendar links all take
-their title and description from here (``docs/architecture.md``, "What is written to a
+their title and description from here (``docs/calendars.md``, "What is written to a
 calendar"): the title ``"{lead} and {closer}"``, the time, the join link and the booking link's
 public description. Nothing else of the call is read: never ``notes``, ``ai_summary``, the deal
 value, the transcript, action items or form answers, which are the team's internal record.
