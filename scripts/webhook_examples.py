@@ -22,12 +22,13 @@ import httpx
 from sqlalchemy import select
 
 from closerdesk.app import create_app
+from closerdesk.calendars.connections import mark_invalid
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.demo import load_demo
 from closerdesk.kit.time import isoformat_z, utcnow
 from closerdesk.migrate import upgrade
-from closerdesk.models import WebhookEvent
+from closerdesk.models import CalendarConnection, WebhookEvent
 from closerdesk.webhooks.dispatcher import body_of
 from closerdesk.webhooks.events import EventType
 
@@ -55,6 +56,10 @@ WHEN = {
     "lead.updated": "fields of a lead change (`PATCH /v1/leads/{id}`, or its status moving to "
     "`booked` when its first call is booked).",
     "payment.recorded": "a payment is recorded (`POST /v1/payments`).",
+    "calendar.connection_invalid": "a closer's calendar refuses closerdesk's credentials "
+    "(HTTP 401/403 while placing a call, removing an event or syncing; see docs/calendars.md). "
+    "Sent once per refusal: the connection is `invalid` until it is connected again, and new "
+    "calls for the closer answer `409 CALENDAR_NOT_CONNECTED`. Never carries a credential.",
     "ping": "`POST /v1/webhooks/{id}/test` is called; sent to that subscription only.",
 }
 
@@ -177,6 +182,29 @@ async def collect(url: str) -> dict[str, dict[str, Any]]:
             )
         )
         ok(await client.post(f"/v1/webhooks/{sub['id']}/test", headers=h))
+    # Chloe's calendar, as if it were a CalDAV calendar whose password was changed.
+    async with database.writer() as session:
+        connection = await session.scalar(
+            select(CalendarConnection).where(
+                CalendarConnection.organization_id == demo.organization_id,
+                CalendarConnection.member_id == "user_chloe",
+            )
+        )
+        if connection is None:
+            raise RuntimeError("the demo has no calendar for user_chloe")
+        connection.provider = "caldav"
+        connection.calendar_id = (
+            "https://caldav.fastmail.com/dav/calendars/user/chloe@demo.closerdesk.dev/Default/"
+        )
+        connection.sync_status, connection.last_synced_at = "ok", utcnow()
+        await session.flush()
+        await mark_invalid(
+            session,
+            demo.organization_id,
+            connection.id,
+            "CalDAV server refused the credentials: 401 Unauthorized",
+        )
+        await session.commit()
     async with database.reader() as session:
         events = list(
             await session.scalars(

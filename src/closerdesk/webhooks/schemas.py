@@ -20,6 +20,7 @@ EventTypeName = Literal[
     "lead.created",
     "lead.updated",
     "payment.recorded",
+    "calendar.connection_invalid",
 ]
 
 
