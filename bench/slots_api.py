@@ -6,6 +6,11 @@ and their calendar busy time from the database, the core, and the JSON answer), 
 ASGI, so that what a partner waits for is measured too. Busy intervals are busy blocks on the
 hosts' built-in calendars (500, 1,000, 2,000 per host, fixed seed).
 
+Each size is measured twice, in interleaved rounds: with the hosts on the built-in calendar
+(busy blocks) and with the hosts on CalDAV calendars whose busy mirror (``calendar_busy``) holds
+the same intervals. Slots never ask a provider, so the two should cost the same; the bench
+checks that both answer the same slots and prints the ratio.
+
     .venv/bin/python bench/slots_api.py [--runs 20] [--database-url URL]
 
 The default database is a temporary SQLite file; a PostgreSQL URL is emptied (public schema
@@ -25,9 +30,10 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
-from sqlalchemy import delete, insert, text
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from closerdesk.app import create_app
@@ -40,7 +46,7 @@ from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import isoformat_z, utcnow
 from closerdesk.logs import configure_logging
 from closerdesk.migrate import upgrade
-from closerdesk.models import BusyBlock, CalendarConnection, TeamMember
+from closerdesk.models import BusyBlock, CalendarBusy, CalendarConnection, TeamMember
 
 HOSTS = 20
 DAYS = 30
@@ -132,22 +138,46 @@ async def set_busy(database: Database, org_id: str, ids: list[str], per_host: in
     span = DAYS * 24 * 60
     async with database.writer() as session:
         await session.execute(delete(BusyBlock))
-        rows = []
+        await session.execute(delete(CalendarBusy))
+        connections = dict(
+            (
+                await session.execute(select(CalendarConnection.member_id, CalendarConnection.id))
+            ).all()
+        )
+        rows, mirrored = [], []
         for member_id in ids:
-            for _ in range(per_host):
+            for n in range(per_host):
                 begin = start + timedelta(minutes=rnd.randrange(0, span, 5))
+                end = begin + timedelta(minutes=rnd.randrange(15, 121, 5))
                 rows.append(
                     {
                         "id": new_id("busy"),
                         "organization_id": org_id,
                         "member_id": member_id,
                         "starts_at": begin,
-                        "ends_at": begin + timedelta(minutes=rnd.randrange(15, 121, 5)),
+                        "ends_at": end,
                         "title": "Busy",
                         "created_at": start,
                     }
                 )
+                mirrored.append(
+                    {
+                        "organization_id": org_id,
+                        "connection_id": connections[member_id],
+                        "event_key": f"/calendars/{member_id}/event-{n}.ics",
+                        "starts_at": begin,
+                        "ends_at": end,
+                    }
+                )
         await session.execute(insert(BusyBlock), rows)
+        await session.execute(insert(CalendarBusy), mirrored)
+        await session.commit()
+
+
+async def use_provider(database: Database, provider: str) -> None:
+    """Every host on ``provider``: ``builtin`` reads busy blocks, ``caldav`` the mirror."""
+    async with database.writer() as session:
+        await session.execute(update(CalendarConnection).values(provider=provider))
         await session.commit()
 
 
@@ -183,7 +213,10 @@ async def main() -> None:
             f"GET /v1/booking-links/{{id}}/slots: {HOSTS} hosts, {DAYS} days, 45 min every 30; "
             f"{args.runs} timed runs per case"
         )
-        print(f"{'busy/host':>9} {'slots':>6} {'p50 ms':>8} {'p95 ms':>8}")
+        print(
+            f"{'busy/host':>9} {'calendar':>9} {'slots':>6} {'p50 ms':>8} {'p95 ms':>8} "
+            f"{'p50 ratio caldav/builtin':>25}"
+        )
         start, end = utcnow() + timedelta(days=1), utcnow() + timedelta(days=1 + DAYS)
         params = {"start": isoformat_z(start), "end": isoformat_z(end)}
         headers = {"Authorization": f"Bearer {api_key}"}
@@ -193,23 +226,33 @@ async def main() -> None:
             for per_host in BUSY_COUNTS:
                 await set_busy(database, org_id, ids, per_host)
                 url_path = f"/v1/booking-links/{link_id}/slots"
-                first = await client.get(url_path, params=params, headers=headers)
-                first.raise_for_status()
-                timings = []
-                for _ in range(args.runs):
-                    began = time.perf_counter()
-                    response = await client.get(url_path, params=params, headers=headers)
-                    timings.append((time.perf_counter() - began) * 1000)
-                    response.raise_for_status()
-                p50s[per_host] = statistics.median(timings)
-                print(
-                    f"{per_host:>9} {len(first.json()['data']):>6} {p50s[per_host]:>8.1f} "
-                    f"{percentile(timings, 0.95):>8.1f}"
-                )
+                answers: dict[str, Any] = {}
+                timings: dict[str, list[float]] = {"builtin": [], "caldav": []}
+                for provider in timings:  # warm-up, and the answers to compare
+                    await use_provider(database, provider)
+                    first = await client.get(url_path, params=params, headers=headers)
+                    first.raise_for_status()
+                    answers[provider] = first.json()["data"]
+                assert answers["builtin"] == answers["caldav"], "the mirror changed the slots"
+                for _ in range(args.runs):  # interleaved rounds
+                    for provider, measured in timings.items():
+                        await use_provider(database, provider)
+                        began = time.perf_counter()
+                        response = await client.get(url_path, params=params, headers=headers)
+                        measured.append((time.perf_counter() - began) * 1000)
+                        response.raise_for_status()
+                p50s[per_host] = statistics.median(timings["builtin"])
+                for provider, measured in timings.items():
+                    ratio = statistics.median(measured) / p50s[per_host]
+                    print(
+                        f"{per_host:>9} {provider:>9} {len(answers[provider]):>6} "
+                        f"{statistics.median(measured):>8.1f} {percentile(measured, 0.95):>8.1f} "
+                        f"{ratio:>25.2f}"
+                    )
         base = p50s[BUSY_COUNTS[0]]
         for per_host in BUSY_COUNTS[1:]:
             print(
-                f"p50 ratio {per_host}/{BUSY_COUNTS[0]}: {p50s[per_host] / base:.2f} "
+                f"builtin p50 ratio {per_host}/{BUSY_COUNTS[0]}: {p50s[per_host] / base:.2f} "
                 f"(busy ratio {per_host // BUSY_COUNTS[0]})"
             )
         await database.dispose()
