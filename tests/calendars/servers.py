@@ -173,9 +173,7 @@ class DavServer:
     def new_user(self, password: str | None = None) -> DavUser:
         """A fresh user with an empty calendar home (Xandikos has one user, ``/user/``)."""
         if self.kind == "xandikos":
-            return DavUser(
-                None, None, self.root_url + "user/", self.root_url + "user/calendars/"
-            )
+            return DavUser(None, None, self.root_url + "user/", self.root_url + "user/calendars/")
         username = "u" + secrets.token_hex(4)
         if self.kind == "radicale_auth":
             password = password or secrets.token_urlsafe(12)

@@ -358,9 +358,10 @@ class CalDavCalendar:
         except CalendarError as exc:
             raise type(exc)(_redact(str(exc), secret)) from None
         except dav_error.AuthorizationError as exc:
-            reason = getattr(exc, "reason", None) or "refused"
+            status = getattr(exc, "status", None)
+            reason = " ".join(str(part) for part in (status, getattr(exc, "reason", None)) if part)
             raise CalendarAuthError(
-                _redact(f"CalDAV server refused the credentials: {reason}", secret)
+                _redact(f"CalDAV server refused the credentials: {reason or 'refused'}", secret)
             ) from None
         except Exception as exc:
             # Network errors (refused, timeout), 5xx, unparsable answers: all one failure kind.
