@@ -38,8 +38,6 @@ from closerdesk.calendars.provider import CalendarAccount
 SERVER_KINDS = ("radicale", "radicale_auth", "xandikos")
 """The ``dav_server`` parameters, also the names of the session fixtures."""
 
-_BIN = Path(sys.executable).parent
-
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -87,7 +85,9 @@ class DavServer:
             # --defaults creates the principal /user/ with the calendar home /user/calendars/
             # (and /user/calendars/calendar, /user/contacts/addressbook); no authentication.
             return [
-                str(_BIN / "xandikos"),
+                sys.executable,
+                "-m",
+                "xandikos",
                 "serve",
                 "-d",
                 str(self.storage),

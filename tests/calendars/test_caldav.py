@@ -306,6 +306,22 @@ async def test_sync_full_then_incremental(dav_calendar: DavCalendar, sync_collec
     assert final.changes == ()
 
 
+async def test_sync_without_sync_token_property_compares_etags(
+    provider: CalDavCalendar, dav_calendar: DavCalendar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server without ``DAV:sync-token`` (RFC 6578 not supported) is synced by ctag/ETags."""
+    monkeypatch.setattr(CalDavCalendar, "_sync_token", lambda *_: None)
+    account = dav_calendar.account()
+    first = await provider.sync(account, None, WINDOW)
+    assert first.state is not None
+    assert json.loads(first.state)["mode"] == "etag"
+
+    added = dav_calendar.put_event(at(2, 9), at(2, 10))
+    batch = await provider.sync(account, first.state, WINDOW)
+
+    assert changes_of(batch) == {added: (iv(at(2, 9), at(2, 10)),)}
+
+
 async def test_sync_window_moves_forward(
     provider: CalDavCalendar, dav_calendar: DavCalendar
 ) -> None:
