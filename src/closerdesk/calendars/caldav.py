@@ -347,7 +347,7 @@ class CalDavCalendar:
     async def _run(self, account: CalendarAccount, work: Callable[[DAVClient], T]) -> T:
         """Run ``work(client)`` in a worker thread; every failure becomes a ``CalendarError``."""
         credentials = account.credentials
-        secret = credentials.get("password") or ""
+        secret = credentials.get("password") or urlsplit(credentials.get("url", "")).password or ""
 
         def call() -> T:
             with self._client(credentials) as client:
@@ -355,6 +355,8 @@ class CalDavCalendar:
 
         try:
             return await asyncio.to_thread(call)
+        # ``from None``: a chained library exception could carry the request (and its
+        # Authorization header) into a logged traceback.
         except CalendarError as exc:
             raise type(exc)(_redact(str(exc), secret)) from None
         except dav_error.AuthorizationError as exc:
