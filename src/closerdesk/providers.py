@@ -11,8 +11,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from closerdesk.calendars.builtin import default_calendar_factory
-from closerdesk.calendars.provider import CalendarFactory
+from closerdesk.calendars.builtin import BuiltinCalendar
+from closerdesk.calendars.caldav import CalDavCalendar
+from closerdesk.calendars.provider import CalendarError, CalendarFactory, CalendarProvider
 from closerdesk.conferencing.builtin import BuiltinConferencing
 from closerdesk.conferencing.provider import ConferencingFactory, ConferencingProvider
 from closerdesk.config import Settings
@@ -32,7 +33,23 @@ def default_providers(settings: Settings) -> Providers:
             room_base_url=settings.jitsi_base_url,
         )
 
-    return Providers(calendars=default_calendar_factory, conferencing=conferencing)
+    return Providers(calendars=calendar_factory(settings), conferencing=conferencing)
+
+
+def calendar_factory(settings: Settings) -> CalendarFactory:
+    """The calendar providers of this build, by name (``docs/calendars.md``): ``builtin``
+    (bound to the session) and ``caldav`` (one shared instance; each call opens its own
+    connection in a worker thread). An unknown name raises ``CalendarError``."""
+    caldav = CalDavCalendar(timeout=settings.calendar_timeout_seconds)
+
+    def calendars(session: AsyncSession, provider: str) -> CalendarProvider:
+        if provider == "builtin":
+            return BuiltinCalendar(session)
+        if provider == "caldav":
+            return caldav
+        raise CalendarError(f"calendar provider '{provider}' is not available")
+
+    return calendars
 
 
 def get_providers(request: Request) -> Providers:

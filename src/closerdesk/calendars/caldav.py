@@ -384,7 +384,7 @@ class CalDavCalendar:
             url=url,
             username=username,
             password=password,
-            timeout=self.timeout,  # type: ignore[arg-type]  # niquests takes a float
+            timeout=self.timeout,  # type: ignore[arg-type]  # requests takes a float
             enable_rfc6764=False,
         )
 
@@ -422,7 +422,8 @@ class CalDavCalendar:
             found = self._calendar_at(client, str(client.url))
             if found is not None:
                 return found
-            calendars = cast("list[DavCollection]", client.get_principal().get_calendars())
+            principal = client.principal()  # type: ignore[no-untyped-call]
+            calendars = cast("list[DavCollection]", principal.calendars())
             for calendar in calendars:
                 url = str(calendar.url)
                 if self._calendar_at(client, url) is not None:
@@ -626,20 +627,26 @@ class CalDavCalendar:
     ) -> SyncBatch:
         calendar = DavCollection(client=client, url=calendar_url)
         try:
-            result = cast(
-                "SynchronizableCalendarObjectCollection",
-                calendar.get_objects_by_sync_token(
-                    previous.token, load_objects=False, disable_fallback=True
-                ),
+            result: SynchronizableCalendarObjectCollection = calendar.objects_by_sync_token(
+                previous.token, load_objects=False, disable_fallback=True
             )
+        except dav_error.AuthorizationError:
+            # RFC 6578, section 3.2: an expired token fails the DAV:valid-sync-token
+            # precondition, which Radicale answers with 403. If the credentials still open
+            # the calendar (a refusal raises here), that is what happened: start again from a
+            # full batch.
+            self._ctag(client, calendar_url)
+            return self._full(client, calendar_url, window)
         except dav_error.DAVError as exc:
             preconditions = getattr(exc, "preconditions", None) or []
-            if _tag(_DAV, "valid-sync-token") in preconditions:
+            if _tag(_DAV, "valid-sync-token") in preconditions or "412" in str(exc):
                 # RFC 6578, section 3.2: the token expired; start again from a full batch.
                 return self._full(client, calendar_url, window)
             raise
         calendar_path = _path(calendar_url)
-        deleted = {_path(str(url)) for url in result.deleted_urls or ()}
+        # Removed members come back as hrefs with a 404 status (RFC 6578, section 3.5.2); the
+        # library lists them among the objects, and ``_changes`` finds them gone when it asks.
+        deleted = {_path(str(url)) for url in getattr(result, "deleted_urls", None) or ()}
         changed = {_path(str(obj.url)) for obj in result} - deleted
         changed.discard(calendar_path)
         changed = {path for path in changed if not path.endswith("/")}

@@ -199,7 +199,7 @@ class CalendarChange:
         except CalendarAuthError as exc:
             self._refused[account.connection_id] = (account, str(exc))
             raise CalendarNotConnected(
-                f"The calendar refused closerdesk's credentials: {exc}"
+                f"The closer's calendar refused closerdesk's credentials ({exc}); connect it again."
             ) from exc
         except CalendarError as exc:
             raise CalendarProviderError(f"{what} failed: {exc}") from exc

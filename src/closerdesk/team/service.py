@@ -180,7 +180,7 @@ async def verify_calendar(
     try:
         return await providers.calendars(session, body.provider).connect(draft)
     except CalendarAuthError as exc:
-        raise CalendarAuthFailed(f"The calendar provider refused these credentials: {exc}") from exc
+        raise CalendarAuthFailed(str(exc)) from exc
     except CalendarError as exc:
         raise CalendarProviderError(f"The calendar provider did not answer: {exc}") from exc
 

@@ -1,0 +1,415 @@
+"""End to end: closers connected to real CalDAV servers (Radicale without and with auth,
+Xandikos), driven through the Partner API on the suite's database.
+
+What a sales team sees (docs/calendars.md): a foreign event on the closer's own calendar blocks
+a reassign (live check) and, after a sync, the slots; a reassign moves the event from the old
+closer's calendar to the new one's with the new join link; reschedule moves it; cancel removes
+it; a server that is down or refuses the password takes the documented failure path.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import icalendar
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from closerdesk.calendars.cleanup import retry_due_cleanups
+from closerdesk.db import Database
+from closerdesk.kit.time import isoformat_z, utcnow
+from closerdesk.models import CalendarBusy, CalendarCleanup, Call, TeamMember, WebhookEvent
+from closerdesk.providers import Providers
+from tests.booking_links.helpers import host, link_body, schedule
+from tests.calendars.servers import DavCalendar, DavServer, weekly_event
+from tests.factories import Org, create_lead, create_member
+
+
+def at(days: int, hour: int) -> datetime:
+    """``hour``:00 UTC, ``days`` from today."""
+    day = (utcnow() + timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
+    return day.replace(hour=hour)
+
+
+def ok(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()["data"]
+
+
+def fail(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code, body
+    return body
+
+
+async def connect(
+    client: httpx.AsyncClient, org: Org, member: TeamMember, calendar: DavCalendar, **extra: str
+) -> dict[str, Any]:
+    body = {"provider": "caldav", **calendar.credentials(), **extra}
+    data: dict[str, Any] = ok(
+        await client.put(f"/v1/team/{member.id}/calendar", headers=org.headers, json=body)
+    )
+    return data
+
+
+async def closer_on(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    org: Org,
+    server: DavServer,
+    **member: Any,
+) -> tuple[TeamMember, DavCalendar]:
+    """A closer whose calendar is a fresh collection on ``server``."""
+    closer = await create_member(session, org, calendar=False, **member)
+    calendar = server.new_calendar(server.new_user())
+    await connect(client, org, closer, calendar)
+    return closer, calendar
+
+
+async def book(
+    client: httpx.AsyncClient, org: Org, closer: TeamMember, lead_id: str, start: datetime
+) -> dict[str, Any]:
+    body = {
+        "lead_id": lead_id,
+        "closer_id": closer.id,
+        "scheduled_at": isoformat_z(start),
+        "duration_minutes": 45,
+        "notes": "internal: budget 40k, decision maker is the CFO",
+    }
+    data: dict[str, Any] = ok(await client.post("/v1/calls", headers=org.headers, json=body), 201)
+    return data
+
+
+def event_of(calendar: DavCalendar, uid: str) -> icalendar.Event | None:
+    """The VEVENT with ``uid`` on the server, read directly (None when gone)."""
+    for href in calendar.hrefs():
+        text = calendar.get(href)
+        if text is None:
+            continue
+        for component in icalendar.Calendar.from_ical(text).walk("VEVENT"):
+            if str(component.get("UID")) == uid:
+                return component
+    return None
+
+
+async def sync(client: httpx.AsyncClient, org: Org, member: TeamMember) -> dict[str, Any]:
+    data: dict[str, Any] = ok(
+        await client.post(f"/v1/team/{member.id}/calendar/sync", headers=org.headers)
+    )
+    return data
+
+
+# --- connecting ----------------------------------------------------------------------------------
+async def test_connect_answers_no_credential_and_a_pending_mirror(
+    client: httpx.AsyncClient, session: AsyncSession, org: Org, dav_server: DavServer
+) -> None:
+    closer = await create_member(session, org, calendar=False)
+    user = dav_server.new_user()
+    calendar = dav_server.new_calendar(user)
+    # The server's root: discovery finds the user's calendar.
+    data = await connect(client, org, closer, calendar, url=dav_server.root_url)
+    assert data["provider"] == "caldav"
+    assert data["status"] == "valid"
+    assert data["sync_status"] == "pending"
+    assert data["calendar_id"].rstrip("/").endswith(calendar.path.rstrip("/"))
+    shown = ok(await client.get(f"/v1/team/{closer.id}/calendar", headers=org.headers))
+    assert shown == data
+    if user.password:
+        assert user.password not in str(shown)
+    synced = await sync(client, org, closer)
+    assert synced["sync_status"] == "ok"
+    assert synced["last_synced_at"] is not None
+
+
+async def test_connect_with_a_wrong_password_is_400_and_saves_nothing(
+    client: httpx.AsyncClient, session: AsyncSession, org: Org, radicale_auth: DavServer
+) -> None:
+    closer = await create_member(session, org, calendar=False)
+    calendar = radicale_auth.new_calendar(radicale_auth.new_user())
+    body = {"provider": "caldav", **calendar.credentials(), "password": "not-the-password"}
+    r = await client.put(f"/v1/team/{closer.id}/calendar", headers=org.headers, json=body)
+    error = fail(r, 400, "CALENDAR_AUTH_FAILED")
+    assert "not-the-password" not in r.text
+    assert error["error"] == "CalDAV server refused the credentials: Unauthorized"
+    fail(
+        await client.get(f"/v1/team/{closer.id}/calendar", headers=org.headers),
+        404,
+        "CALENDAR_NOT_FOUND",
+    )
+
+
+# --- a foreign event blocks the closer -----------------------------------------------------------
+async def test_foreign_events_block_reassign_live_and_slots_after_a_sync(
+    client: httpx.AsyncClient, session: AsyncSession, org: Org, dav_server: DavServer
+) -> None:
+    alice, _ = await closer_on(client, session, org, dav_server, time_zone="UTC")
+    bruno, bruno_calendar = await closer_on(client, session, org, dav_server, time_zone="UTC")
+    lead = await create_lead(session, org)
+    start = at(3, 14)
+    call = await book(client, org, alice, lead.id, start)
+    weekly_call = await book(client, org, alice, lead.id, start + timedelta(days=7, hours=2))
+
+    # A plain event on Bruno's own calendar, put straight into the server.
+    bruno_calendar.put_event(start - timedelta(minutes=30), start + timedelta(minutes=30))
+    # A weekly event whose second occurrence meets the later call.
+    weekly_start = start - timedelta(days=7) + timedelta(hours=2)
+    bruno_calendar.put_ics(
+        weekly_event(weekly_start, weekly_start + timedelta(hours=1), count=4, uid="weekly-1")
+    )
+
+    r = await client.post(
+        f"/v1/calls/{call['id']}/reassign-closer",
+        headers=org.headers,
+        json={"new_closer_id": bruno.id},
+    )
+    conflicts = fail(r, 409, "CLOSER_CONFLICT")["details"]["conflicts"]
+    # The busy part inside the call (14:00-14:45): times only.
+    assert conflicts == [
+        {
+            "start": isoformat_z(start),
+            "end": isoformat_z(start + timedelta(minutes=30)),
+            "source": "calendar",
+        }
+    ]
+    assert "Dentist" not in r.text  # times only, never the other event's title
+    r = await client.post(
+        f"/v1/calls/{weekly_call['id']}/reassign-closer",
+        headers=org.headers,
+        json={"new_closer_id": bruno.id},
+    )
+    [conflict] = fail(r, 409, "CLOSER_CONFLICT")["details"]["conflicts"]
+    assert conflict["source"] == "calendar"
+    assert conflict["start"] == isoformat_z(start + timedelta(days=7, hours=2))
+
+    # Slots: a link hosted by Bruno alone offers the foreign time until the mirror knows it.
+    link = ok(
+        await client.post(
+            "/v1/booking-links",
+            headers=org.headers,
+            json=link_body([host(bruno.id, sched=schedule("UTC", "00:00", "23:59"))]),
+        ),
+        201,
+    )
+    window = {"start": isoformat_z(at(3, 0)), "end": isoformat_z(at(4, 0))}
+
+    async def offered() -> set[str]:
+        r = await client.get(
+            f"/v1/booking-links/{link['id']}/slots", headers=org.headers, params=window
+        )
+        return {s["start"] for s in ok(r)}
+
+    foreign_slots = {isoformat_z(start - timedelta(minutes=30)), isoformat_z(start)}
+    assert foreign_slots <= await offered()
+    await sync(client, org, bruno)
+    assert not foreign_slots & await offered()
+    busy = ok(
+        await client.get(
+            f"/v1/team/{bruno.id}/busy",
+            headers=org.headers,
+            params={"start": isoformat_z(at(9, 0)), "end": isoformat_z(at(11, 0))},
+        )
+    )
+    second = weekly_start + timedelta(days=14)
+    assert {"start": isoformat_z(second), "end": isoformat_z(second + timedelta(hours=1))} in busy
+
+
+# --- the call's event follows the call -----------------------------------------------------------
+async def test_reassign_reschedule_cancel_move_the_event_between_calendars(
+    client: httpx.AsyncClient, session: AsyncSession, org: Org, dav_server: DavServer
+) -> None:
+    alice, alice_calendar = await closer_on(client, session, org, dav_server)
+    bruno, bruno_calendar = await closer_on(client, session, org, dav_server)
+    lead = await create_lead(session, org, full_name="Lena Lead")
+    start = at(4, 15)
+    call = await book(client, org, alice, lead.id, start)
+    uid = call["calendar_event_id"]
+    booked = event_of(alice_calendar, uid)
+    assert booked is not None
+    assert str(booked["LOCATION"]) == call["conferencing_link"]
+    assert "budget" not in booked.to_ical().decode()  # the call's notes never reach an event
+
+    moved = ok(
+        await client.post(
+            f"/v1/calls/{call['id']}/reassign-closer",
+            headers=org.headers,
+            json={"new_closer_id": bruno.id},
+        )
+    )
+    assert moved["old_event_orphaned"] is False
+    assert event_of(alice_calendar, uid) is None
+    new_event = event_of(bruno_calendar, moved["new_event_id"])
+    assert new_event is not None
+    assert str(new_event["LOCATION"]) == moved["conferencing_link"] != call["conferencing_link"]
+    assert new_event.decoded("DTSTART") == start
+
+    later = start + timedelta(days=1, hours=1)
+    ok(
+        await client.post(
+            f"/v1/calls/{call['id']}/reschedule",
+            headers=org.headers,
+            json={"scheduled_at": isoformat_z(later)},
+        )
+    )
+    rescheduled = event_of(bruno_calendar, moved["new_event_id"])
+    assert rescheduled is not None
+    assert rescheduled.decoded("DTSTART") == later
+    assert int(rescheduled["SEQUENCE"]) > int(new_event["SEQUENCE"])
+
+    ok(await client.post(f"/v1/calls/{call['id']}/cancel", headers=org.headers, json={}))
+    assert event_of(bruno_calendar, moved["new_event_id"]) is None
+    assert bruno_calendar.hrefs() == []
+
+
+# --- failures ------------------------------------------------------------------------------------
+async def test_new_calendar_down_mid_reassign_is_502_and_changes_nothing(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    org: Org,
+    radicale: DavServer,
+    xandikos: DavServer,
+) -> None:
+    alice, alice_calendar = await closer_on(client, session, org, radicale)
+    bruno, _ = await closer_on(client, session, org, xandikos)
+    lead = await create_lead(session, org)
+    call = await book(client, org, alice, lead.id, at(5, 13))
+    with xandikos.stopped():
+        r = await client.post(
+            f"/v1/calls/{call['id']}/reassign-closer",
+            headers=org.headers,
+            json={"new_closer_id": bruno.id},
+        )
+        fail(r, 502, "CALENDAR_PROVIDER_ERROR")
+    after = ok(await client.get(f"/v1/calls/{call['id']}", headers=org.headers))
+    assert after == call
+    assert event_of(alice_calendar, call["calendar_event_id"]) is not None
+
+
+async def test_old_calendar_down_mid_reassign_orphans_the_event_until_the_retry(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    org: Org,
+    radicale: DavServer,
+    xandikos: DavServer,
+    database: Database,
+    providers: Providers,
+) -> None:
+    alice, alice_calendar = await closer_on(client, session, org, radicale)
+    bruno, bruno_calendar = await closer_on(client, session, org, xandikos)
+    lead = await create_lead(session, org)
+    call = await book(client, org, alice, lead.id, at(5, 16))
+    old_uid = call["calendar_event_id"]
+    with radicale.stopped():
+        moved = ok(
+            await client.post(
+                f"/v1/calls/{call['id']}/reassign-closer",
+                headers=org.headers,
+                json={"new_closer_id": bruno.id},
+            )
+        )
+        assert moved["old_event_orphaned"] is True
+        assert event_of(bruno_calendar, moved["new_event_id"]) is not None
+        async with database.reader() as s:
+            [cleanup] = (await s.scalars(select(CalendarCleanup))).all()
+        assert cleanup.event_id == old_uid
+        assert cleanup.resolved_at is None
+        assert cleanup.attempts == 1
+    assert event_of(alice_calendar, old_uid) is not None  # still there: it was down
+    async with database.writer() as s:
+        row = await s.get(CalendarCleanup, cleanup.id)
+        assert row is not None
+        row.next_attempt_at = utcnow()
+        await s.commit()
+    assert await retry_due_cleanups(database, providers) == 1
+    assert event_of(alice_calendar, old_uid) is None
+
+
+async def test_a_changed_password_turns_the_connection_invalid(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    org: Org,
+    radicale_auth: DavServer,
+    database: Database,
+) -> None:
+    alice, alice_calendar = await closer_on(client, session, org, radicale_auth)
+    bruno, _ = await closer_on(client, session, org, radicale_auth)
+    lead = await create_lead(session, org)
+    call = await book(client, org, bruno, lead.id, at(6, 14))
+    assert alice_calendar.user.username is not None
+    radicale_auth.set_password(alice_calendar.user.username, "changed-on-the-server")
+
+    # The live check before the reassign meets the refusal: the connection turns invalid.
+    r = await client.post(
+        f"/v1/calls/{call['id']}/reassign-closer",
+        headers=org.headers,
+        json={"new_closer_id": alice.id},
+    )
+    fail(r, 409, "CALENDAR_NOT_CONNECTED")
+    shown = ok(await client.get(f"/v1/team/{alice.id}/calendar", headers=org.headers))
+    assert shown["status"] == "invalid"
+    assert shown["invalid_reason"] == "CalDAV server refused the credentials: Unauthorized"
+    async with database.reader() as s:
+        events = (
+            await s.scalars(
+                select(WebhookEvent).where(WebhookEvent.type == "calendar.connection_invalid")
+            )
+        ).all()
+    assert len(events) == 1
+    assert events[0].payload["data"]["connection"]["member_id"] == alice.id
+    assert "password" not in str(events[0].payload)
+    # New bookings of Alice answer 409 now, without asking the server.
+    r = await client.post(
+        "/v1/calls",
+        headers=org.headers,
+        json={
+            "lead_id": lead.id,
+            "closer_id": alice.id,
+            "scheduled_at": isoformat_z(at(7, 14)),
+            "duration_minutes": 30,
+        },
+    )
+    fail(r, 409, "CALENDAR_NOT_CONNECTED")
+    async with database.reader() as s:
+        assert (await s.scalar(select(Call).where(Call.id == call["id"]))).closer_id == bruno.id
+
+
+async def test_a_refused_sync_turns_the_connection_invalid(
+    client: httpx.AsyncClient, session: AsyncSession, org: Org, radicale_auth: DavServer
+) -> None:
+    alice, calendar = await closer_on(client, session, org, radicale_auth)
+    assert calendar.user.username is not None
+    radicale_auth.set_password(calendar.user.username, "rotated")
+    shown = await sync(client, org, alice)
+    assert shown["status"] == "invalid"
+    assert shown["sync_status"] == "failed"
+
+
+async def test_a_sync_while_the_server_is_down_keeps_the_mirror(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    org: Org,
+    radicale: DavServer,
+    database: Database,
+) -> None:
+    alice, calendar = await closer_on(client, session, org, radicale)
+    calendar.put_event(at(3, 10), at(3, 11))
+    await sync(client, org, alice)
+    with radicale.stopped():
+        shown = await sync(client, org, alice)
+    assert shown["status"] == "valid"
+    assert shown["sync_status"] == "failed"
+    assert shown["sync_error"]
+    async with database.reader() as s:
+        rows = (await s.scalars(select(CalendarBusy))).all()
+    assert [(r.starts_at, r.ends_at) for r in rows] == [(at(3, 10), at(3, 11))]
+
+
+@pytest.fixture(autouse=True)
+def _servers_up(radicale: DavServer, xandikos: DavServer) -> None:
+    """A test that stopped a server and failed leaves it down: start it for the next one."""
+    for server in (radicale, xandikos):
+        if server.process is None:
+            server.start()
