@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -33,10 +33,12 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.app import create_app
+from closerdesk.calendars.provider import CalendarAccount, CalendarAuthError, CalendarProvider
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.kit.ids import ulid
 from closerdesk.kit.time import isoformat_z, utcnow
+from closerdesk.providers import Providers, default_providers
 from tests.factories import Org, create_call, create_lead, create_member
 
 MAX_EXAMPLES = 15  # fuzzed cases per operation, on top of the deterministic coverage cases
@@ -75,11 +77,38 @@ def local_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"webhook_allow_private_targets": True})
 
 
+class _RefusingCalDav:
+    """Stands in for the CalDAV servers of the URLs schemathesis makes up (``0.com`` …), which
+    this machine cannot reach: every one refuses the credentials, so connecting answers the
+    declared 400 ``CALENDAR_AUTH_FAILED`` instead of waiting on DNS. The real provider is
+    tested against real servers in tests/calendars/."""
+
+    name = "caldav"
+
+    async def connect(self, account: CalendarAccount) -> CalendarAccount:
+        raise CalendarAuthError("CalDAV server refused the credentials: Unauthorized")
+
+
+def _offline_providers(settings: Settings) -> Providers:
+    real = default_providers(settings)
+
+    def calendars(session: AsyncSession, name: str) -> CalendarProvider:
+        if name == "caldav":
+            return cast(CalendarProvider, _RefusingCalDav())
+        return real.calendars(session, name)
+
+    return Providers(calendars=calendars, conferencing=real.conferencing)
+
+
 @pytest.fixture
 def st_app(local_settings: Settings) -> FastAPI:
     """A fresh app per operation: schemathesis ends the app's lifespan after every test, and
     the lifespan closes what the app opened (database pool, webhook HTTP client)."""
-    return create_app(local_settings, database=Database(local_settings.database_url))
+    return create_app(
+        local_settings,
+        database=Database(local_settings.database_url),
+        providers=_offline_providers(local_settings),
+    )
 
 
 @pytest.fixture(scope="module")

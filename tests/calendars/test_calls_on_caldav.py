@@ -26,6 +26,7 @@ from closerdesk.providers import Providers
 from tests.booking_links.helpers import host, link_body, schedule
 from tests.calendars.servers import DavCalendar, DavServer, weekly_event
 from tests.factories import Org, create_lead, create_member
+from tests.webhooks.test_events import documented_examples, shape
 
 
 def at(days: int, hour: int) -> datetime:
@@ -115,7 +116,9 @@ async def test_connect_answers_no_credential_and_a_pending_mirror(
     assert data["provider"] == "caldav"
     assert data["status"] == "valid"
     assert data["sync_status"] == "pending"
-    assert data["calendar_id"].rstrip("/").endswith(calendar.path.rstrip("/"))
+    # A calendar of this user (Xandikos's default user also has its own default calendar).
+    assert data["calendar_id"].startswith(user.home_url)
+    assert data["calendar_id"] != user.home_url
     shown = ok(await client.get(f"/v1/team/{closer.id}/calendar", headers=org.headers))
     assert shown == data
     if user.password:
@@ -167,7 +170,7 @@ async def test_foreign_events_block_reassign_live_and_slots_after_a_sync(
         json={"new_closer_id": bruno.id},
     )
     conflicts = fail(r, 409, "CLOSER_CONFLICT")["details"]["conflicts"]
-    # The busy part inside the call (14:00-14:45): times only.
+    # The busy time within the call (14:00-14:45), as the server reports it: times only.
     assert conflicts == [
         {
             "start": isoformat_z(start),
@@ -360,6 +363,8 @@ async def test_a_changed_password_turns_the_connection_invalid(
     assert len(events) == 1
     assert events[0].payload["data"]["connection"]["member_id"] == alice.id
     assert "password" not in str(events[0].payload)
+    documented = documented_examples()["calendar.connection_invalid"]
+    assert shape(documented["data"]) == shape(events[0].payload["data"])
     # New bookings of Alice answer 409 now, without asking the server.
     r = await client.post(
         "/v1/calls",

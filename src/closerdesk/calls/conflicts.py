@@ -1,8 +1,8 @@
 """Conflict detection: what a closer already has during a call's time (``docs/calendars.md``).
 
 Two sources: the closer's other live calls (``source: "call"``), and foreign busy time on the
-closer's calendar asked live of the provider (``source: "calendar"``: the busy part inside the
-call, times only, never the other event's title). The caller holds the closer's row lock, so
+closer's calendar asked live of the provider (``source: "calendar"``: the busy time as the
+calendar reports it for the call's interval, times only, never the other event's title). The caller holds the closer's row lock, so
 no concurrent booking can slip in between the check and the commit.
 """
 
@@ -59,10 +59,8 @@ async def find_conflicts(
             raise
         log.warning("calendar.busy_failed", connection_id=account.connection_id, error=exc.text)
         return conflicts
-    # The busy part inside the call only: what the closer's calendar holds around it is the
-    # closer's business (docs/calendars.md).
     conflicts += [
-        ConflictItem(start=max(b.start, start), end=min(b.end, end), source="calendar")
+        ConflictItem(start=b.start, end=b.end, source="calendar")
         for b in sorted(busy)
         if b.overlaps(wanted)
     ]
