@@ -418,3 +418,49 @@ def _servers_up(radicale: DavServer, xandikos: DavServer) -> None:
     for server in (radicale, xandikos):
         if server.process is None:
             server.start()
+
+
+async def test_round_robin_passes_over_a_host_whose_calendar_refuses(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    org: Org,
+    radicale_auth: DavServer,
+    database: Database,
+) -> None:
+    """Round robin's first choice (high priority) has a changed password: the call goes to the
+    next host, and the refusing connection turns invalid with the booking."""
+    alice, alice_calendar = await closer_on(client, session, org, radicale_auth)
+    bruno, bruno_calendar = await closer_on(client, session, org, radicale_auth)
+    always = schedule("UTC", "00:00", "23:59")
+    link = ok(
+        await client.post(
+            "/v1/booking-links",
+            headers=org.headers,
+            json=link_body(
+                [host(alice.id, priority="high", sched=always), host(bruno.id, sched=always)]
+            ),
+        ),
+        201,
+    )
+    assert alice_calendar.user.username is not None
+    radicale_auth.set_password(alice_calendar.user.username, "changed-on-the-server")
+    lead = await create_lead(session, org)
+    booked = ok(
+        await client.post(
+            "/v1/calls",
+            headers=org.headers,
+            json={
+                "lead_id": lead.id,
+                "booking_link_id": link["id"],
+                "scheduled_at": isoformat_z(at(3, 11)),
+            },
+        ),
+        201,
+    )
+    assert booked["closer_id"] == bruno.id
+    assert event_of(bruno_calendar, booked["calendar_event_id"]) is not None
+    shown = ok(await client.get(f"/v1/team/{alice.id}/calendar", headers=org.headers))
+    assert shown["status"] == "invalid"
+    async with database.reader() as s:
+        types = (await s.scalars(select(WebhookEvent.type))).all()
+    assert types.count("calendar.connection_invalid") == 1

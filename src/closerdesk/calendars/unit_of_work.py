@@ -232,14 +232,25 @@ class CalendarChange:
             log.exception("calendar.compensation_failed", event_id=event_id)
 
     async def _commit(self) -> None:
+        # A calendar that refused its credentials while the change went on without it (round
+        # robin moved on to another host) turns invalid with the change.
+        for account, reason in self._refused.values():
+            await mark_invalid(self.session, account.organization_id, account.connection_id, reason)
         await self.session.flush()
         await self.session.commit()
 
     async def _after_commit(self) -> None:
+        """Remove the old events now. The change has committed, so nothing here may fail the
+        request: whatever goes wrong leaves the clean-up row due for the retry loop."""
         for removal in self._removals:
-            removed = await attempt_removal(
-                self.session, self.providers, removal.cleanup, removal.account
-            )
+            try:
+                removed = await attempt_removal(
+                    self.session, self.providers, removal.cleanup, removal.account
+                )
+            except Exception:
+                log.exception("calendar.removal_crashed", cleanup_id=removal.cleanup.id)
+                await self.session.rollback()
+                removed = False
             self.orphaned = self.orphaned or not removed
 
     async def _after_failure(self) -> None:

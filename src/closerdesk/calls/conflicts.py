@@ -2,8 +2,9 @@
 
 Two sources: the closer's other live calls (``source: "call"``), and foreign busy time on the
 closer's calendar asked live of the provider (``source: "calendar"``: the busy time as the
-calendar reports it for the call's interval, times only, never the other event's title). The caller holds the closer's row lock, so
-no concurrent booking can slip in between the check and the commit.
+calendar reports it for the call's interval, times only, never the other event's title). The
+caller holds the closer's row lock, so no concurrent booking can slip in between the check and
+the commit.
 """
 
 from __future__ import annotations
