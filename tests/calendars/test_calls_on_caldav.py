@@ -15,14 +15,23 @@ from typing import Any
 import httpx
 import icalendar
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars.cleanup import retry_due_cleanups
+from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.kit.time import isoformat_z, utcnow
-from closerdesk.models import CalendarBusy, CalendarCleanup, Call, TeamMember, WebhookEvent
+from closerdesk.models import (
+    CalendarBusy,
+    CalendarCleanup,
+    CalendarConnection,
+    Call,
+    TeamMember,
+    WebhookEvent,
+)
 from closerdesk.providers import Providers
+from closerdesk.worker import CalendarWorker
 from tests.booking_links.helpers import host, link_body, schedule
 from tests.calendars.servers import DavCalendar, DavServer, weekly_event
 from tests.factories import Org, create_lead, create_member
@@ -464,3 +473,48 @@ async def test_round_robin_passes_over_a_host_whose_calendar_refuses(
     async with database.reader() as s:
         types = (await s.scalars(select(WebhookEvent.type))).all()
     assert types.count("calendar.connection_invalid") == 1
+
+
+async def test_the_worker_keeps_the_mirror_fresh(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    org: Org,
+    dav_server: DavServer,
+    database: Database,
+    settings: Settings,
+    providers: Providers,
+) -> None:
+    """The worker syncs a connection never synced, then leaves it alone until it is due again
+    (``CLOSERDESK_CALENDAR_SYNC_SECONDS``), and then picks up what changed."""
+    alice, calendar = await closer_on(client, session, org, dav_server)
+    dentist = calendar.put_event(at(3, 10), at(3, 11))
+    worker = CalendarWorker(database, settings, providers)
+
+    async def mirrored() -> list[tuple[datetime, datetime]]:
+        async with database.reader() as s:
+            rows = (await s.scalars(select(CalendarBusy).order_by(CalendarBusy.starts_at))).all()
+        return [(r.starts_at, r.ends_at) for r in rows]
+
+    _, [first] = await worker.run_once()
+    assert first.status == "ok"
+    assert first.full is True
+    assert await mirrored() == [(at(3, 10), at(3, 11))]
+
+    calendar.put_event(at(4, 9), at(4, 10))
+    calendar.delete(dentist)
+    assert (await worker.run_once())[1] == []  # not due yet: nothing asked of the server
+    assert await mirrored() == [(at(3, 10), at(3, 11))]
+
+    async with database.writer() as s:  # the sync interval has passed
+        await s.execute(
+            update(CalendarConnection).values(
+                last_synced_at=utcnow() - timedelta(seconds=settings.calendar_sync_seconds + 1)
+            )
+        )
+        await s.commit()
+    _, [second] = await worker.run_once()
+    assert second.status == "ok"
+    assert second.full is False
+    assert await mirrored() == [(at(4, 9), at(4, 10))]
+    shown = ok(await client.get(f"/v1/team/{alice.id}/calendar", headers=org.headers))
+    assert shown["sync_status"] == "ok"
