@@ -35,6 +35,7 @@ from closerdesk.calendars.provider import (
 )
 from closerdesk.config import Settings
 from closerdesk.db import Database
+from closerdesk.kit import required
 from closerdesk.kit.time import isoformat_z, utcnow
 from closerdesk.models import (
     CalendarCleanup,
@@ -281,6 +282,7 @@ async def test_reassign_create_event_fails_changes_nothing(
     body = r.json()
     assert body["success"] is False
     assert body["code"] == "CALENDAR_PROVIDER_ERROR"
+    assert body["error"].startswith("Creating the calendar event failed: ")
     assert body["requestId"] == r.headers["X-Request-Id"]
     assert await call_row(database, scene.call.id) == before_row
     assert await row_counts(database) == before_counts
@@ -412,7 +414,12 @@ async def test_reassign_commit_and_compensation_fail_queue_cleanup(
         "builtin",
         scene.call.id,
     )
+    assert cleanup.id.startswith("clean_")
+    assert cleanup.organization_id == org.id
+    assert cleanup.attempts == 1  # the compensation was the first attempt
     assert cleanup.resolved_at is None
+    # Due again a minute after the failed compensation, not at once.
+    assert utcnow() < cleanup.next_attempt_at <= utcnow() + timedelta(minutes=1)
     assert cleanup.last_error is not None
     assert "calendar.cancel_event" in cleanup.last_error
 
@@ -671,3 +678,90 @@ async def test_book_commit_fails_with_inline_lead_creates_no_lead(
     created = faults.events("create_event")
     assert faults.events("cancel_event") == created
     assert len(created) == 1
+
+
+# --- reschedule on the same calendar: the event moves, and moves back ---------------------------
+async def _reschedule_same_closer(
+    client: httpx.AsyncClient, org: Org, scene: Scene, hours: int = 2
+) -> httpx.Response:
+    start = required(scene.call.scheduled_at, "scheduled_at")
+    return await client.post(
+        f"/v1/calls/{scene.call.id}/reschedule",
+        headers=org.headers,
+        json={"scheduled_at": isoformat_z(start + timedelta(hours=hours))},
+    )
+
+
+async def test_reschedule_move_fails_changes_nothing(
+    client: httpx.AsyncClient, org: Org, scene: Scene, faults: Faults, database: Database
+) -> None:
+    before_row = await call_row(database, scene.call.id)
+    before_counts = await row_counts(database)
+    faults.failing.add("calendar.move_event")
+
+    r = await _reschedule_same_closer(client, org, scene)
+
+    assert r.status_code == 502, r.text
+    assert r.json()["error"].startswith("Moving the calendar event failed: ")
+    assert await call_row(database, scene.call.id) == before_row
+    assert await row_counts(database) == before_counts
+    [event] = await calendar_events(database, before_row["calendar_grant_id"])
+    assert event.starts_at == scene.call.scheduled_at
+
+
+async def test_reschedule_commit_fails_moves_the_event_back(
+    client: httpx.AsyncClient,
+    org: Org,
+    scene: Scene,
+    faults: Faults,
+    database: Database,
+    fail_next_commit: CommitFault,
+) -> None:
+    """The event was moved on the (external) calendar, then the commit failed: it is moved
+    back to the call's time, so calendar and call agree again."""
+    before_row = await call_row(database, scene.call.id)
+    before_counts = await row_counts(database)
+    fail_next_commit.arm()
+
+    r = await _reschedule_same_closer(client, org, scene)
+
+    assert fail_next_commit.fired == 1
+    assert_internal_error(r)
+    assert await call_row(database, scene.call.id) == before_row
+    assert await row_counts(database) == before_counts
+    moves = faults.events("move_event")
+    assert moves == [scene.call.calendar_event_id] * 2  # there, then back
+    [event] = await calendar_events(database, before_row["calendar_grant_id"])
+    assert event.starts_at == scene.call.scheduled_at
+    assert event.ends_at == before_row["ends_at"]
+
+
+async def test_reschedule_commit_and_move_back_fail_is_still_a_clean_500(
+    client: httpx.AsyncClient,
+    org: Org,
+    scene: Scene,
+    faults: Faults,
+    database: Database,
+    fail_next_commit: CommitFault,
+) -> None:
+    """Moving back fails too: logged, and the original failure is the one answered."""
+    before_row = await call_row(database, scene.call.id)
+    fail_next_commit.arm()
+    real_move = FlakyCalendar.move_event
+    moved: list[str] = []
+
+    async def move_once(
+        self: FlakyCalendar, account: CalendarAccount, event_id: str, draft: EventDraft
+    ) -> None:
+        moved.append(event_id)
+        if len(moved) > 1:
+            raise CalendarError(f"{SECRET}: move back")
+        await real_move(self, account, event_id, draft)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FlakyCalendar, "move_event", move_once)
+        r = await _reschedule_same_closer(client, org, scene)
+
+    assert_internal_error(r)
+    assert await call_row(database, scene.call.id) == before_row
+    assert moved == [scene.call.calendar_event_id] * 2

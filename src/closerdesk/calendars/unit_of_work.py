@@ -61,7 +61,8 @@ MAX_BACKOFF = timedelta(hours=6)
 
 def backoff(attempts: int) -> timedelta:
     """Delay before attempt ``attempts + 1`` of a clean-up: 1, 2, 4, … minutes, at most 6 h."""
-    return min(timedelta(minutes=2 ** max(attempts - 1, 0)), MAX_BACKOFF)
+    # The exponent stops growing once past the cap: a row retried for weeks must not overflow.
+    return min(timedelta(minutes=2 ** min(max(attempts - 1, 0), 9)), MAX_BACKOFF)
 
 
 def in_transaction(calendar: CalendarProvider) -> bool:
