@@ -146,7 +146,7 @@ async def test_connect_with_a_wrong_password_is_400_and_saves_nothing(
     r = await client.put(f"/v1/team/{closer.id}/calendar", headers=org.headers, json=body)
     error = fail(r, 400, "CALENDAR_AUTH_FAILED")
     assert "not-the-password" not in r.text
-    assert error["error"] == "CalDAV server refused the credentials: Unauthorized"
+    assert error["error"] == "CalDAV server refused the credentials: 401 Unauthorized"
     fail(
         await client.get(f"/v1/team/{closer.id}/calendar", headers=org.headers),
         404,
@@ -362,7 +362,7 @@ async def test_a_changed_password_turns_the_connection_invalid(
     fail(r, 409, "CALENDAR_NOT_CONNECTED")
     shown = ok(await client.get(f"/v1/team/{alice.id}/calendar", headers=org.headers))
     assert shown["status"] == "invalid"
-    assert shown["invalid_reason"] == "CalDAV server refused the credentials: Unauthorized"
+    assert shown["invalid_reason"] == "CalDAV server refused the credentials: 401 Unauthorized"
     async with database.reader() as s:
         events = (
             await s.scalars(

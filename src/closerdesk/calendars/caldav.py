@@ -33,15 +33,14 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urljoin, urlsplit
 from xml.sax.saxutils import escape
 
 import icalendar
 import recurring_ical_events
-from caldav.collection import Calendar as DavCollection
-from caldav.collection import SynchronizableCalendarObjectCollection
-from caldav.davclient import DAVClient
+from caldav.collection import Principal
+from caldav.davclient import DAVClient, DAVResponse
 from caldav.lib import error as dav_error
 
 from closerdesk.calendars.provider import (
@@ -64,6 +63,8 @@ CALL_ID_PROPERTY = "X-CLOSERDESK-CALL-ID"
 """Every event we write carries the call's id; with the UID suffix it marks the event ours."""
 
 _STATE_VERSION = 1
+_SYNC_MAX_PAGES = 100
+"""How many truncated sync-collection answers (RFC 6578, section 3.6) one sync follows."""
 _FLOATING_SLACK = timedelta(days=1)
 """How far a server-side time-range query is widened: a floating time or an all-day date is
 placed by the server in its own zone (up to ±14 h from UTC), and by us in UTC."""
@@ -85,6 +86,8 @@ _STATUS = _tag(_DAV, "status")
 _RESOURCETYPE = _tag(_DAV, "resourcetype")
 _GETETAG = _tag(_DAV, "getetag")
 _SYNC_TOKEN = _tag(_DAV, "sync-token")
+_VALID_SYNC_TOKEN = _tag(_DAV, "valid-sync-token")
+_ERROR = _tag(_DAV, "error")
 _CALENDAR = _tag(_CALDAV, "calendar")
 _CALENDAR_DATA = _tag(_CALDAV, "calendar-data")
 _SUPPORTED_COMPONENTS = _tag(_CALDAV, "supported-calendar-component-set")
@@ -165,6 +168,64 @@ def _check_status(response: Any, what: str) -> None:
         raise CalendarAuthError(f"CalDAV server refused the credentials: {status} {what}")
     if status >= 400:
         raise CalendarError(f"CalDAV {what} failed: HTTP {status}")
+
+
+def _preconditions(response: Any) -> set[str]:
+    """The precondition tags of a ``DAV:error`` answer (RFC 4918, section 16), e.g.
+    ``{DAV:}valid-sync-token``; empty for any other body."""
+    tree = getattr(response, "tree", None)
+    if tree is None or tree.tag != _ERROR:
+        return set()
+    return {child.tag for child in tree if isinstance(child.tag, str)}
+
+
+class _ExpiredTokenError(Exception):
+    """The server no longer knows the sync token (RFC 6578, section 3.2)."""
+
+
+class _Client(DAVClient):
+    """A ``DAVClient`` that keeps the last 401/403 answer (``refusal``).
+
+    caldav 2.2.4 turns both into an ``AuthorizationError`` carrying only the reason phrase: no
+    status, no body. But an expired sync token is a 403 with a ``DAV:valid-sync-token``
+    precondition in its body (RFC 6578, section 3.2), which asks for a full resync and is no
+    refusal. A ``requests`` response hook records the answer; ``request`` puts the hook on
+    the session each time, as the library replaces its session while retrying a 401.
+    """
+
+    refusal: Any = None
+    """The last ``requests.Response`` with status 401 or 403, ``None`` before one."""
+
+    def _remember(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        if response.status_code in (401, 403):
+            self.refusal = response
+
+    def request(
+        self,
+        url: str,
+        method: str = "GET",
+        body: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> DAVResponse:
+        hooks = self.session.hooks["response"]
+        if self._remember not in hooks:
+            hooks.append(self._remember)
+        return super().request(url, method, body, headers or {})
+
+    def refusal_preconditions(self) -> set[str]:
+        """``_preconditions`` of the last 403 answer; empty for a 401 or an unreadable body."""
+        if self.refusal is None or self.refusal.status_code != 403:
+            return set()
+        try:
+            return _preconditions(DAVResponse(self.refusal, self))
+        except Exception:
+            return set()
+
+    def refused(self, exc: dav_error.AuthorizationError) -> CalendarAuthError:
+        """The ``CalendarAuthError`` for ``exc``, with the status when known."""
+        status = getattr(self.refusal, "status_code", None)
+        reason = " ".join(str(part) for part in (status, exc.reason) if part)
+        return CalendarAuthError(f"CalDAV server refused the credentials: {reason or 'refused'}")
 
 
 # --- the iCalendar side ----------------------------------------------------------------------
@@ -344,14 +405,17 @@ class CalDavCalendar:
 
     # -- plumbing --
 
-    async def _run(self, account: CalendarAccount, work: Callable[[DAVClient], T]) -> T:
+    async def _run(self, account: CalendarAccount, work: Callable[[_Client], T]) -> T:
         """Run ``work(client)`` in a worker thread; every failure becomes a ``CalendarError``."""
         credentials = account.credentials
         secret = credentials.get("password") or urlsplit(credentials.get("url", "")).password or ""
 
         def call() -> T:
             with self._client(credentials) as client:
-                return work(client)
+                try:
+                    return work(client)
+                except dav_error.AuthorizationError as exc:
+                    raise client.refused(exc) from None
 
         try:
             return await asyncio.to_thread(call)
@@ -359,19 +423,13 @@ class CalDavCalendar:
         # Authorization header) into a logged traceback.
         except CalendarError as exc:
             raise type(exc)(_redact(str(exc), secret)) from None
-        except dav_error.AuthorizationError as exc:
-            status = getattr(exc, "status", None)
-            reason = " ".join(str(part) for part in (status, getattr(exc, "reason", None)) if part)
-            raise CalendarAuthError(
-                _redact(f"CalDAV server refused the credentials: {reason or 'refused'}", secret)
-            ) from None
         except Exception as exc:
             # Network errors (refused, timeout), 5xx, unparsable answers: all one failure kind.
             raise CalendarError(
                 _redact(f"CalDAV request failed: {type(exc).__name__}: {exc}", secret)
             ) from None
 
-    def _client(self, credentials: Mapping[str, str]) -> DAVClient:
+    def _client(self, credentials: Mapping[str, str]) -> _Client:
         url = credentials.get("url")
         if not url:
             raise CalendarError("CalDAV credentials need a url")
@@ -380,7 +438,7 @@ class CalDavCalendar:
         if username is not None and password is None:
             # Lets the library answer a Basic challenge (a server that accepts any password).
             password = ""
-        return DAVClient(
+        return _Client(
             url=url,
             username=username,
             password=password,
@@ -412,7 +470,7 @@ class CalDavCalendar:
         """
         credentials = account.credentials
 
-        def work(client: DAVClient) -> str:
+        def work(client: _Client) -> str:
             explicit = credentials.get("calendar_url")
             if explicit:
                 found = self._calendar_at(client, urljoin(str(client.url), explicit))
@@ -422,9 +480,8 @@ class CalDavCalendar:
             found = self._calendar_at(client, str(client.url))
             if found is not None:
                 return found
-            principal = client.principal()  # type: ignore[no-untyped-call]
-            calendars = cast("list[DavCollection]", principal.calendars())
-            for calendar in calendars:
+            # ``Principal(client=...)`` is what ``client.principal()`` builds (that one is untyped).
+            for calendar in Principal(client=client).calendars():
                 url = str(calendar.url)
                 if self._calendar_at(client, url) is not None:
                     return url if url.endswith("/") else url + "/"
@@ -433,7 +490,7 @@ class CalDavCalendar:
         calendar_id = await self._run(account, work)
         return replace(account, calendar_id=calendar_id)
 
-    def _calendar_at(self, client: DAVClient, url: str) -> str | None:
+    def _calendar_at(self, client: _Client, url: str) -> str | None:
         """``url`` (absolute, with ``/``) if it is a calendar collection accepting VEVENT."""
         body = _propfind_body(
             ("DAV:", "resourcetype"), (_CALDAV, "supported-calendar-component-set")
@@ -464,7 +521,7 @@ class CalDavCalendar:
         calendar_url = self._calendar_url(account)
         uid = new_id("evt") + OWN_UID_SUFFIX
 
-        def work(client: DAVClient) -> None:
+        def work(client: _Client) -> None:
             body = event_ics(uid, draft, datetime.now(UTC))
             response = client.put(
                 self._event_url(calendar_url, uid),
@@ -483,7 +540,7 @@ class CalDavCalendar:
         """
         calendar_url = self._calendar_url(account)
 
-        def work(client: DAVClient) -> None:
+        def work(client: _Client) -> None:
             body = event_ics(event_id, draft, datetime.now(UTC))
             response = client.put(
                 self._event_url(calendar_url, event_id),
@@ -498,7 +555,7 @@ class CalDavCalendar:
         """DELETE the event; one already gone (404, 410) is not an error."""
         calendar_url = self._calendar_url(account)
 
-        def work(client: DAVClient) -> None:
+        def work(client: _Client) -> None:
             response = client.delete(self._event_url(calendar_url, event_id))
             if int(response.status) in (404, 410):
                 return
@@ -517,7 +574,7 @@ class CalDavCalendar:
         if not start < end:
             return []
 
-        def work(client: DAVClient) -> list[Interval]:
+        def work(client: _Client) -> list[Interval]:
             objects = self._time_range(client, calendar_url, start, end)
             intervals: list[Interval] = []
             for _etag, ics in objects.values():
@@ -527,7 +584,7 @@ class CalDavCalendar:
         return await self._run(account, work)
 
     def _time_range(
-        self, client: DAVClient, calendar_url: str, start: datetime, end: datetime
+        self, client: _Client, calendar_url: str, start: datetime, end: datetime
     ) -> dict[str, tuple[str | None, str]]:
         """``path -> (etag, calendar data)`` of the VEVENT objects the server places in
         ``[start, end)`` widened by ``_FLOATING_SLACK`` (RFC 4791, section 9.9)."""
@@ -549,7 +606,7 @@ class CalDavCalendar:
         return _objects(_entries(response))
 
     def _multiget(
-        self, client: DAVClient, calendar_url: str, paths: Iterable[str]
+        self, client: _Client, calendar_url: str, paths: Iterable[str]
     ) -> dict[str, tuple[str | None, str]]:
         """``path -> (etag, calendar data)`` for the given object paths (RFC 4791, 7.9); paths
         the server no longer has are missing from the answer."""
@@ -590,7 +647,7 @@ class CalDavCalendar:
         if previous is not None and previous.mode == "sync" and not self.sync_collection:
             previous = None
 
-        def work(client: DAVClient) -> SyncBatch:
+        def work(client: _Client) -> SyncBatch:
             if previous is None:
                 return self._full(client, calendar_url, window)
             if previous.mode == "sync":
@@ -599,7 +656,7 @@ class CalDavCalendar:
 
         return await self._run(account, work)
 
-    def _full(self, client: DAVClient, calendar_url: str, window: Interval) -> SyncBatch:
+    def _full(self, client: _Client, calendar_url: str, window: Interval) -> SyncBatch:
         # The token (or the ETag listing) is read before the data, so a change made in between
         # is reported again next time rather than lost.
         token = self._sync_token(client, calendar_url) if self.sync_collection else None
@@ -623,40 +680,85 @@ class CalDavCalendar:
         return SyncBatch(state=new_state.dump(), full=True, changes=tuple(changes))
 
     def _incremental_sync(
-        self, client: DAVClient, calendar_url: str, window: Interval, previous: _State
+        self, client: _Client, calendar_url: str, window: Interval, previous: _State
     ) -> SyncBatch:
-        calendar = DavCollection(client=client, url=calendar_url)
-        try:
-            result: SynchronizableCalendarObjectCollection = calendar.objects_by_sync_token(
-                previous.token, load_objects=False, disable_fallback=True
-            )
-        except dav_error.AuthorizationError:
-            # RFC 6578, section 3.2: an expired token fails the DAV:valid-sync-token
-            # precondition, which Radicale answers with 403. If the credentials still open
-            # the calendar (a refusal raises here), that is what happened: start again from a
-            # full batch.
-            self._ctag(client, calendar_url)
+        if not previous.token:  # never: _State.load refuses a "sync" state without one
             return self._full(client, calendar_url, window)
-        except dav_error.DAVError as exc:
-            preconditions = getattr(exc, "preconditions", None) or []
-            if _tag(_DAV, "valid-sync-token") in preconditions or "412" in str(exc):
-                # RFC 6578, section 3.2: the token expired; start again from a full batch.
-                return self._full(client, calendar_url, window)
-            raise
-        calendar_path = _path(calendar_url)
-        # Removed members come back as hrefs with a 404 status (RFC 6578, section 3.5.2); the
-        # library lists them among the objects, and ``_changes`` finds them gone when it asks.
-        deleted = {_path(str(url)) for url in getattr(result, "deleted_urls", None) or ()}
-        changed = {_path(str(obj.url)) for obj in result} - deleted
-        changed.discard(calendar_path)
-        changed = {path for path in changed if not path.endswith("/")}
-        new_state = _State(
-            "sync", calendar_url, (window.start, window.end), token=result.sync_token
-        )
+        try:
+            token, changed, deleted = self._sync_collection(client, calendar_url, previous.token)
+        except _ExpiredTokenError:
+            # RFC 6578, section 3.2: the token expired; start again from a full batch.
+            return self._full(client, calendar_url, window)
+        new_state = _State("sync", calendar_url, (window.start, window.end), token=token)
         return self._changes(client, calendar_url, window, previous, changed, deleted, new_state)
 
+    def _sync_collection(
+        self, client: _Client, calendar_url: str, token: str
+    ) -> tuple[str, set[str], set[str]]:
+        """RFC 6578 ``sync-collection`` REPORT from ``token``: the new token, and the paths of
+        the objects changed and of those removed since ``token``.
+
+        A truncated answer (a 507 for the collection, section 3.6) is followed up with the
+        token it gives, up to ``_SYNC_MAX_PAGES`` answers. Raises ``_ExpiredTokenError`` for
+        an answer with the ``DAV:valid-sync-token`` precondition (a 403 on Radicale, a 412 on
+        Xandikos), whatever its status.
+        """
+        calendar_path = _path(calendar_url).rstrip("/")
+        changed: set[str] = set()
+        deleted: set[str] = set()
+        for _page in range(_SYNC_MAX_PAGES):
+            body = (
+                '<?xml version="1.0" encoding="utf-8"?>'
+                f'<d:sync-collection xmlns:d="{_DAV}">'
+                f"<d:sync-token>{escape(token)}</d:sync-token><d:sync-level>1</d:sync-level>"
+                "<d:prop><d:getetag/></d:prop></d:sync-collection>"
+            )
+            client.refusal = None
+            try:
+                # Section 3.3: the report is only defined for Depth 0 (sync-level gives the scope).
+                response = client.report(calendar_url, body, depth=0)
+            except dav_error.AuthorizationError:
+                if _VALID_SYNC_TOKEN in client.refusal_preconditions():
+                    raise _ExpiredTokenError from None
+                raise
+            if int(response.status) >= 400 and _VALID_SYNC_TOKEN in _preconditions(response):
+                raise _ExpiredTokenError
+            _check_status(response, "sync-collection REPORT")
+            truncated = False
+            for entry in _entries(response):
+                path = _path(entry.href)
+                if path.rstrip("/") == calendar_path:
+                    if entry.status == 507:
+                        truncated = True
+                    continue
+                if entry.status == 507:
+                    raise CalendarError(f"CalDAV sync-collection REPORT: 507 for {entry.href}")
+                if path.endswith("/"):
+                    continue  # a sub-collection, not a calendar object
+                # A removed member has a 404 status and no ETag (section 3.2); one with an
+                # ETag is listed as changed too (Cyrus), and the multiget settles it.
+                if entry.status == 404 and _GETETAG not in entry.props:
+                    changed.discard(path)
+                    deleted.add(path)
+                else:
+                    deleted.discard(path)
+                    changed.add(path)
+            tree = response.tree
+            new_token = (tree.findtext(_SYNC_TOKEN) or "").strip() if tree is not None else ""
+            if not new_token:
+                raise CalendarError("CalDAV sync-collection REPORT gave no sync token")
+            again = truncated and new_token != token
+            token = new_token
+            if not again:
+                if truncated:
+                    log.warning("sync-collection truncated without a new token; result incomplete")
+                break
+        else:
+            log.warning("sync-collection still truncated after %d answers", _SYNC_MAX_PAGES)
+        return token, changed, deleted
+
     def _incremental_etag(
-        self, client: DAVClient, calendar_url: str, window: Interval, previous: _State
+        self, client: _Client, calendar_url: str, window: Interval, previous: _State
     ) -> SyncBatch:
         ctag = self._ctag(client, calendar_url)
         if ctag is not None and ctag == previous.ctag:
@@ -672,7 +774,7 @@ class CalDavCalendar:
 
     def _changes(
         self,
-        client: DAVClient,
+        client: _Client,
         calendar_url: str,
         window: Interval,
         previous: _State,
@@ -705,7 +807,7 @@ class CalDavCalendar:
         changes.extend(MirrorChange(path) for path in sorted(deleted))
         return SyncBatch(state=new_state.dump(), full=False, changes=tuple(changes))
 
-    def _sync_token(self, client: DAVClient, calendar_url: str) -> str | None:
+    def _sync_token(self, client: _Client, calendar_url: str) -> str | None:
         """The collection's ``DAV:sync-token`` (RFC 6578, section 4), ``None`` without one."""
         response = client.propfind(calendar_url, _propfind_body(("DAV:", "sync-token")), depth=0)
         _check_status(response, "PROPFIND")
@@ -714,7 +816,7 @@ class CalDavCalendar:
                 return entry.text(_SYNC_TOKEN)
         return None
 
-    def _ctag(self, client: DAVClient, calendar_url: str) -> str | None:
+    def _ctag(self, client: _Client, calendar_url: str) -> str | None:
         response = client.propfind(calendar_url, _propfind_body((_CS, "getctag")), depth=0)
         _check_status(response, "PROPFIND")
         for entry in _entries(response):
@@ -722,7 +824,7 @@ class CalDavCalendar:
                 return entry.text(_GETCTAG)
         return None
 
-    def _etags(self, client: DAVClient, calendar_url: str) -> tuple[str | None, dict[str, str]]:
+    def _etags(self, client: _Client, calendar_url: str) -> tuple[str | None, dict[str, str]]:
         """The collection's ctag and ``path -> ETag`` of its calendar objects (one PROPFIND)."""
         body = _propfind_body(("DAV:", "getetag"), (_CS, "getctag"), ("DAV:", "resourcetype"))
         response = client.propfind(calendar_url, body, depth=1)
