@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import ForeignKeyConstraint, String, UniqueConstraint
+from sqlalchemy import ForeignKeyConstraint, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from closerdesk.models.base import Base, JSONType, TimestampMixin, org_fk
+from closerdesk.models.base import Base, TimestampMixin, org_fk
 
 
 class CalendarConnection(TimestampMixin, Base):
@@ -13,6 +11,11 @@ class CalendarConnection(TimestampMixin, Base):
 
     ``provider`` is ``builtin``, ``caldav`` or ``nylas``; ``status`` is ``valid``/``invalid``.
     A closer without a valid connection cannot receive calls.
+
+    ``credentials`` is the provider's credential map (CalDAV ``url``/``username``/``password``,
+    OAuth refresh tokens…) as one Fernet token of its JSON, or NULL when there is none (the
+    built-in calendar). Read and write it only through ``calendars.credentials``
+    (``seal_credentials``/``open_credentials``).
     """
 
     __tablename__ = "calendar_connections"
@@ -32,4 +35,4 @@ class CalendarConnection(TimestampMixin, Base):
     provider_grant_id: Mapped[str] = mapped_column(String(200))
     calendar_id: Mapped[str] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(10), default="valid")
-    credentials: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    credentials: Mapped[str | None] = mapped_column(Text, default=None)

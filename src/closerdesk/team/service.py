@@ -169,7 +169,7 @@ async def connect_calendar(
         provider_grant_id=connection_id,
         calendar_id=f"{provider}:{member.id}",
         status="valid",
-        credentials={},
+        credentials=None,
     )
     session.add(connection)
     await session.flush()
