@@ -51,7 +51,7 @@ def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]])
 
 def _fail(message: str) -> NoReturn:
     """One red line on stderr and exit status 1 (no traceback)."""
-    console.print(f"[red]{escape(message)}[/red]")
+    console.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
     raise typer.Exit(1)
 
 

@@ -83,6 +83,13 @@ class SecretBox:
         self._primary = fernets[0]
         self._fernet = MultiFernet(fernets)
         self.key_count = len(fernets)
+        # The dispatcher opens the same few signing secrets for every delivery it claims;
+        # a decryption costs ~35 µs, a cache hit well under 1 µs. Tokens are immutable and this
+        # box's keys never change, so an entry can never go stale.
+        self._open = lru_cache(maxsize=4096)(self._open_uncached)
+
+    def _open_uncached(self, token: str) -> str:
+        return self._fernet.decrypt(token.encode()).decode()
 
     def encrypt(self, clear: str) -> str:
         """A Fernet token of ``clear`` under the first key."""
@@ -94,7 +101,7 @@ class SecretBox:
         Raises ``UndecryptableSecret`` (its message starting with ``what``) when no key opens
         it: a key since removed, or not a token at all."""
         try:
-            return self._fernet.decrypt(token.encode()).decode()
+            return self._open(token)
         except InvalidToken:
             raise UndecryptableSecret(what) from None
 
