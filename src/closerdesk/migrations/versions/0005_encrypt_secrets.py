@@ -4,7 +4,7 @@ Webhook signing secrets (current and previous) and calendar credentials become F
 under the first key of ``CLOSERDESK_ENCRYPTION_KEYS`` (``kit/secrets.py``):
 
 * ``webhook_subscriptions.secret`` / ``previous_secret``: ``VARCHAR(100)`` → ``TEXT`` (a token
-  of a ``whsec_…`` secret is about 170 characters), each value encrypted;
+  of a ``whsec_…`` secret is about 165 characters), each value encrypted;
 * ``calendar_connections.credentials``: JSON → nullable ``TEXT``, a token of the JSON object,
   or NULL when the object is empty (the built-in calendar's ``{}``).
 
