@@ -136,3 +136,15 @@ async def test_rotate_errors_are_one_clear_line(
     assert "Traceback" not in result.output
     assert message in result.output
     assert result.output.count("\n") == 1
+
+
+async def test_rotate_reports_a_database_failure_in_one_line(settings: Settings) -> None:
+    nowhere = "postgresql+asyncpg://closerdesk@127.0.0.1:9/closerdesk"  # discard port: refused
+    result = await invoke(
+        settings.model_copy(update={"database_url": nowhere}), NEW, "keys", "rotate"
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.output.startswith("the database failed (")
+    assert result.output.endswith("nothing was re-encrypted\n")
+    assert result.output.count("\n") == 1

@@ -85,6 +85,8 @@ def keys_rotate() -> None:
     To change keys: put the new key first and keep the old one after it (both decrypt), run
     this, then drop the old key. Safe to run while serving and to run again. A secret no key
     opens stops it with nothing changed."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from closerdesk.calendars.credentials import reseal_credentials
     from closerdesk.kit.secrets import (
         InvalidEncryptionKeys,
@@ -111,6 +113,9 @@ def keys_rotate() -> None:
         done = _with_database(settings, work)
     except UndecryptableSecret as exc:
         _fail(f"{exc}; nothing was re-encrypted")
+    except (OSError, SQLAlchemyError) as exc:
+        first_line = (str(exc).splitlines() or [""])[0]
+        _fail(f"the database failed ({type(exc).__name__}: {first_line}); nothing was re-encrypted")
     typer.echo(
         f"re-encrypted {done.resealed} secrets under the first key ({done.current} already were)"
     )
