@@ -36,7 +36,7 @@ import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
@@ -47,11 +47,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from closerdesk.booking_links.service import Host, busy_by_host
-from closerdesk.calendars.builtin import default_calendar_factory
 from closerdesk.calls.repository import overlapping_calls
 from closerdesk.migrate import upgrade
 from closerdesk.models import CalendarConnection, TeamMember
-from closerdesk.providers import Providers
 
 NOW = datetime(2027, 1, 4, tzinfo=UTC)
 ORG = "org_bench"
@@ -266,9 +264,8 @@ async def _run_functions(session: AsyncSession) -> None:
     assert member is not None
     assert connection is not None
     await overlapping_calls(session, ORG, HEAVY, CHECK_START, CHECK_END)
-    providers = Providers(calendars=default_calendar_factory, conferencing=cast(Any, None))
     host = Host(member=member, connection=connection, priority="high", weight=100, schedule=None)
-    await busy_by_host(session, providers, ORG, [host], WINDOW_START, WINDOW_END)
+    await busy_by_host(session, ORG, [host], WINDOW_START, WINDOW_END)
 
 
 async def main(url: str, calls: int) -> None:

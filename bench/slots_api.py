@@ -99,7 +99,7 @@ async def seed(database: Database, settings: Settings) -> tuple[str, str, list[s
                     provider="builtin",
                     provider_grant_id=cid,
                     calendar_id=f"builtin:{member_id}",
-                    credentials={},
+                    credentials=None,
                 )
             )
         await session.flush()

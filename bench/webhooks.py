@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.kit.ids import new_id
+from closerdesk.kit.secrets import secret_box
 from closerdesk.kit.time import utcnow
 from closerdesk.migrate import upgrade
 from closerdesk.models import Organization, WebhookDelivery, WebhookEvent, WebhookSubscription
@@ -141,7 +142,7 @@ async def reset_schema(url: str) -> None:
     await engine.dispose()
 
 
-async def setup(database: Database, target: str) -> tuple[str, str]:
+async def setup(database: Database, settings: Settings, target: str) -> tuple[str, str]:
     async with database.writer() as s:
         org = Organization(id=new_id("org"), name="Bench")
         s.add(org)
@@ -151,7 +152,7 @@ async def setup(database: Database, target: str) -> tuple[str, str]:
             organization_id=org.id,
             target_url=target,
             event_types=[EventType.lead_created.value],
-            secret=new_secret(),
+            secret=secret_box(settings).encrypt(new_secret()),
             is_active=True,
         )
         s.add(sub)
@@ -275,7 +276,7 @@ async def main(args: argparse.Namespace) -> None:
     proc, base = start_receiver()
     try:
         target = f"{base}/hooks/bench"
-        org_id, _ = await setup(database, target)
+        org_id, _ = await setup(database, settings, target)
         print(
             f"webhooks bench: PostgreSQL, {os.cpu_count()} CPUs, Python "
             f"{platform.python_version()}, {args.events} events, concurrency "

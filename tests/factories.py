@@ -88,7 +88,7 @@ async def create_member(
                 provider_grant_id=connection_id,
                 calendar_id=f"builtin:{member.id}",
                 status=calendar_status,
-                credentials={},
+                credentials=None,
             )
         )
     await session.commit()

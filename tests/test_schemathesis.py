@@ -97,7 +97,7 @@ def _offline_providers(settings: Settings) -> Providers:
             return cast(CalendarProvider, _RefusingCalDav())
         return real.calendars(session, name)
 
-    return Providers(calendars=calendars, conferencing=real.conferencing)
+    return Providers(calendars=calendars, conferencing=real.conferencing, secrets=real.secrets)
 
 
 @pytest.fixture

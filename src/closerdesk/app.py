@@ -32,6 +32,7 @@ from closerdesk.errors import (
     responses,
 )
 from closerdesk.kit.schemas import Envelope, ErrorEnvelope
+from closerdesk.kit.secrets import secret_box
 from closerdesk.leads.endpoints import router as leads_router
 from closerdesk.meet.endpoints import router as meet_router
 from closerdesk.middleware import REQUEST_ID_HEADER, RequestContextMiddleware, error_body
@@ -63,13 +64,17 @@ def create_app(
 ) -> FastAPI:
     """The Partner API. ``database``/``providers`` default to those the settings describe;
     ``background`` runs the background work in process while serving (webhook dispatcher,
-    calendar clean-ups and busy-mirror sync: ``closerdesk.worker``)."""
+    calendar clean-ups and busy-mirror sync: ``closerdesk.worker``).
+
+    Raises ``RuntimeError`` (production with a default secret or key) and
+    ``InvalidEncryptionKeys`` (``CLOSERDESK_ENCRYPTION_KEYS`` not a list of Fernet keys)."""
     settings = settings or get_settings()
     settings.check_production_ready()
+    box = secret_box(settings)
     database = database or Database(settings.database_url)
     active_providers = providers or default_providers(settings)
 
-    dispatcher = Dispatcher(database, settings)
+    dispatcher = Dispatcher(database, settings, box=box)
     calendar_worker = CalendarWorker(database, settings, active_providers)
 
     @asynccontextmanager
@@ -102,6 +107,7 @@ def create_app(
     app.state.settings = settings
     app.state.database = database
     app.state.providers = active_providers
+    app.state.secret_box = box
     app.state.dispatcher = dispatcher
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     _install_error_handlers(app)

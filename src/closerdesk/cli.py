@@ -1,4 +1,4 @@
-"""``closerdesk``: serve, db, org, apikey, demo (Typer + Rich)."""
+"""``closerdesk``: serve, worker, db, org, apikey, keys, demo (Typer + Rich)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import gc
 import json
 import os
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from closerdesk.config import Environment, Settings, get_settings
 from closerdesk.db import Database
@@ -25,9 +26,13 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 org_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Encryption keys of secrets at rest (CLOSERDESK_ENCRYPTION_KEYS).", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -44,12 +49,76 @@ def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]])
     return asyncio.run(run())
 
 
+def _fail(message: str) -> NoReturn:
+    """One red line on stderr and exit status 1 (no traceback)."""
+    console.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
+    raise typer.Exit(1)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
-    """Apply the migrations to CLOSERDESK_DATABASE_URL."""
+    """Apply the migrations to CLOSERDESK_DATABASE_URL (existing secrets are encrypted with
+    the first key of CLOSERDESK_ENCRYPTION_KEYS on the way to revision 0005)."""
+    from closerdesk.kit.secrets import InvalidEncryptionKeys
+
     settings = get_settings()
-    upgrade(settings.database_url, revision)
+    try:
+        upgrade(settings.database_url, revision, settings=settings)
+    except (InvalidEncryptionKeys, RuntimeError) as exc:
+        _fail(str(exc))
     console.print(f"[green]database at {revision}[/green]")
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a fresh random Fernet key, a value for CLOSERDESK_ENCRYPTION_KEYS."""
+    from closerdesk.kit.secrets import generate_key
+
+    typer.echo(generate_key())
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored secret (webhook signing secrets, previous secrets, calendar
+    credentials) under the first key of CLOSERDESK_ENCRYPTION_KEYS.
+
+    To change keys: put the new key first and keep the old one after it (both decrypt), run
+    this, then drop the old key. Safe to run while serving and to run again. A secret no key
+    opens stops it with nothing changed."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from closerdesk.calendars.credentials import reseal_credentials
+    from closerdesk.kit.secrets import (
+        InvalidEncryptionKeys,
+        Resealed,
+        UndecryptableSecret,
+        secret_box,
+    )
+    from closerdesk.webhooks.service import reseal_secrets
+
+    settings = get_settings()
+    try:
+        settings.check_encryption_ready()
+        box = secret_box(settings)
+    except (InvalidEncryptionKeys, RuntimeError) as exc:
+        _fail(str(exc))
+
+    async def work(database: Database) -> Resealed:
+        async with database.writer() as session:
+            done = await reseal_secrets(session, box) + await reseal_credentials(session, box)
+            await session.commit()
+            return done
+
+    try:
+        done = _with_database(settings, work)
+    except UndecryptableSecret as exc:
+        _fail(f"{exc}; nothing was re-encrypted")
+    except (OSError, SQLAlchemyError) as exc:
+        first_line = (str(exc).splitlines() or [""])[0]
+        _fail(f"the database failed ({type(exc).__name__}: {first_line}); nothing was re-encrypted")
+    typer.echo(
+        f"re-encrypted {done.resealed} secrets under the first key ({done.current} already were)"
+    )
 
 
 @org_app.command("create")
@@ -165,7 +234,7 @@ def demo(as_json: JsonFlag = False) -> None:
     """Load the demo organization into the configured database (replacing an earlier one)."""
     settings = get_settings()
     if settings.is_sqlite:
-        upgrade(settings.database_url)
+        upgrade(settings.database_url, settings=settings)
     _print_demo(settings, as_json)
 
 
@@ -196,7 +265,7 @@ def serve(
         settings = settings.model_copy(update=updates)
     configure_logging(settings.log_level, json=settings.log_json)
     if settings.is_sqlite:
-        upgrade(settings.database_url)
+        upgrade(settings.database_url, settings=settings)
     if with_demo:
         _print_demo(settings, as_json=False)
     app_instance = create_app(settings, background=True)

@@ -5,10 +5,14 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "closerdesk-development-secret-change-me"  # noqa: S105 - the known default
+DEFAULT_ENCRYPTION_KEY = "Y2xvc2VyZGVzayBkZXZlbG9wbWVudCBrZXk6IG9wZW4="
+"""The development Fernet key: the url-safe base64 of ``closerdesk development key: open``.
+
+Public on purpose (anyone can decrypt what it encrypted), so production refuses it."""
 
 
 class Environment(StrEnum):
@@ -35,6 +39,14 @@ class Settings(BaseSettings):
     log_json: bool = True
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     webhook_allow_private_targets: bool = False
+    encryption_keys: SecretStr = Field(
+        default=SecretStr(DEFAULT_ENCRYPTION_KEY),
+        description=(
+            "Comma-separated Fernet keys for secrets at rest (webhook signing secrets, calendar "
+            "credentials): the first encrypts, every one decrypts, so a new key goes first and "
+            "the old one stays second until `closerdesk keys rotate` has run."
+        ),
+    )
     webhook_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
     """How long a dispatcher owns a claimed delivery; a crashed one's deliveries are taken
     again after it. Keep it above the 15 s attempt timeout."""
@@ -49,8 +61,14 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def encryption_key_list(self) -> list[str]:
+        """``CLOSERDESK_ENCRYPTION_KEYS`` split on commas, blanks dropped (first = encrypting)."""
+        text = self.encryption_keys.get_secret_value()
+        return [key.strip() for key in text.split(",") if key.strip()]
+
     def check_production_ready(self) -> None:
-        """Refuse to run in production with the default secret (SPEC §7).
+        """Refuse to run in production with a default secret (README, "Configuration").
 
         Raises ``RuntimeError`` with a sentence that names the variable to set.
         """
@@ -58,6 +76,20 @@ class Settings(BaseSettings):
             raise RuntimeError(
                 "CLOSERDESK_SECRET_KEY still has its default value; "
                 "set a random secret before running with CLOSERDESK_ENV=production"
+            )
+        self.check_encryption_ready()
+
+    def check_encryption_ready(self) -> None:
+        """Refuse production without an encryption key of its own: none set, or the public
+        development key among them. Raises ``RuntimeError`` naming the variable."""
+        if self.env is not Environment.production:
+            return
+        keys = self.encryption_key_list
+        if not keys or DEFAULT_ENCRYPTION_KEY in keys:
+            raise RuntimeError(
+                "CLOSERDESK_ENCRYPTION_KEYS must hold your own Fernet key (not the development "
+                "default) to run with CLOSERDESK_ENV=production; "
+                "`closerdesk keys generate` prints one"
             )
 
 

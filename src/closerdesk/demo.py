@@ -159,7 +159,7 @@ async def load_demo(
         await session.flush()
         for member_id, *_ in _CLOSERS:
             builtin = CalendarAccount("", org.id, member_id, "builtin", f"builtin:{member_id}")
-            await save_calendar(session, org.id, member_id, builtin)
+            await save_calendar(session, providers.secrets, org.id, member_id, builtin)
         product = Product(
             id=new_id("prod"),
             organization_id=org.id,

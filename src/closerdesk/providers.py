@@ -17,12 +17,17 @@ from closerdesk.calendars.provider import CalendarError, CalendarFactory, Calend
 from closerdesk.conferencing.builtin import BuiltinConferencing
 from closerdesk.conferencing.provider import ConferencingFactory, ConferencingProvider
 from closerdesk.config import Settings
+from closerdesk.kit.secrets import SecretBox, secret_box
 
 
 @dataclass(frozen=True)
 class Providers:
+    """The ports of a process: calendars and conferencing, and the ``secrets`` box that opens
+    the calendars' stored credentials."""
+
     calendars: CalendarFactory
     conferencing: ConferencingFactory
+    secrets: SecretBox
 
 
 def default_providers(settings: Settings) -> Providers:
@@ -33,7 +38,11 @@ def default_providers(settings: Settings) -> Providers:
             room_base_url=settings.jitsi_base_url,
         )
 
-    return Providers(calendars=calendar_factory(settings), conferencing=conferencing)
+    return Providers(
+        calendars=calendar_factory(settings),
+        conferencing=conferencing,
+        secrets=secret_box(settings),
+    )
 
 
 def calendar_factory(settings: Settings) -> CalendarFactory:

@@ -62,7 +62,7 @@ def providers(settings: Settings, switch: _Switch) -> Providers:
         provider: CalendarProvider = wrapped
         return provider
 
-    return Providers(calendars=calendars, conferencing=real.conferencing)
+    return Providers(calendars=calendars, conferencing=real.conferencing, secrets=real.secrets)
 
 
 async def _count(database: Database, model: Any) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import icalendar
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars.cleanup import retry_due_cleanups
@@ -115,7 +115,11 @@ async def sync(client: httpx.AsyncClient, org: Org, member: TeamMember) -> dict[
 
 # --- connecting ----------------------------------------------------------------------------------
 async def test_connect_answers_no_credential_and_a_pending_mirror(
-    client: httpx.AsyncClient, session: AsyncSession, org: Org, dav_server: DavServer
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    org: Org,
+    dav_server: DavServer,
+    database: Database,
 ) -> None:
     closer = await create_member(session, org, calendar=False)
     user = dav_server.new_user()
@@ -130,8 +134,14 @@ async def test_connect_answers_no_credential_and_a_pending_mirror(
     assert data["calendar_id"] != user.home_url
     shown = ok(await client.get(f"/v1/team/{closer.id}/calendar", headers=org.headers))
     assert shown == data
+    async with database.reader() as s:
+        stored = await s.scalar(
+            text("SELECT credentials FROM calendar_connections WHERE id = :id"), {"id": data["id"]}
+        )
+    assert stored.startswith("gAAAAA")  # a Fernet token: encrypted at rest
     if user.password:
         assert user.password not in str(shown)
+        assert user.password not in stored
     synced = await sync(client, org, closer)
     assert synced["sync_status"] == "ok"
     assert synced["last_synced_at"] is not None

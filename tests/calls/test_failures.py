@@ -144,7 +144,7 @@ def providers(settings: Settings, faults: Faults) -> Providers:
     def conferencing(session: AsyncSession) -> Any:
         return FlakyConferencing(real.conferencing(session), faults)
 
-    return Providers(calendars=calendars, conferencing=conferencing)
+    return Providers(calendars=calendars, conferencing=conferencing, secrets=real.secrets)
 
 
 @dataclass(eq=False)  # hashable: SQLAlchemy keeps listeners in weak dicts

@@ -16,6 +16,7 @@ from closerdesk.app import create_app
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.kit.ids import new_id
+from closerdesk.kit.secrets import secret_box
 from closerdesk.kit.time import utcnow
 from closerdesk.models import (
     WebhookAttempt,
@@ -456,7 +457,7 @@ async def test_a_private_target_is_refused_at_delivery_time(
                 organization_id=hooks.org.id,
                 target_url=hooks.receiver.url(name),
                 event_types=["lead.created"],
-                secret=secret,
+                secret=secret_box(settings).encrypt(secret),
                 is_active=True,
             )
         )

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.booking_links import schemas
 from closerdesk.booking_links.schemas import BookingLinkCreate, BookingLinkUpdate
-from closerdesk.calendars.accounts import account_of
 from closerdesk.calendars.busy import stored_busy
 from closerdesk.calls import repository as calls_repository
 from closerdesk.errors import (
@@ -316,7 +315,7 @@ async def busy_by_host(
                     call_end + timedelta(minutes=after or 0),
                 )
             )
-    calendars = await stored_busy(session, [account_of(h.connection) for h in hosts], start, end)
+    calendars = await stored_busy(session, [h.connection for h in hosts], start, end)
     for host in hosts:
         busy[host.member.id] += calendars[host.connection.id]
     return busy

@@ -15,22 +15,32 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars.builtin import BuiltinCalendar
 from closerdesk.calendars.provider import CalendarAccount
-from closerdesk.models import CalendarBusy
+from closerdesk.models import CalendarBusy, CalendarConnection
 from closerdesk.scheduling.intervals import Interval
 
 
 async def stored_busy(
-    session: AsyncSession, accounts: Sequence[CalendarAccount], start: datetime, end: datetime
+    session: AsyncSession,
+    connections: Sequence[CalendarConnection],
+    start: datetime,
+    end: datetime,
 ) -> dict[str, list[Interval]]:
-    """Busy intervals meeting ``[start, end)`` (UTC) of each account's calendar, keyed by
+    """Busy intervals meeting ``[start, end)`` (UTC) of each connection's calendar, keyed by
     connection id: built-in calendars from their busy blocks and events, external ones from
-    the mirror (one query for all of them)."""
-    busy: dict[str, list[Interval]] = {a.connection_id: [] for a in accounts}
+    the mirror (one query for all of them). Needs no credential."""
+    busy: dict[str, list[Interval]] = {c.id: [] for c in connections}
     builtin = BuiltinCalendar(session)
-    external = [a.connection_id for a in accounts if a.provider != builtin.name]
-    for account in accounts:
-        if account.provider == builtin.name:
-            busy[account.connection_id] = await builtin.busy(account, start, end)
+    external = [c.id for c in connections if c.provider != builtin.name]
+    for connection in connections:
+        if connection.provider == builtin.name:
+            account = CalendarAccount(
+                connection_id=connection.id,
+                organization_id=connection.organization_id,
+                member_id=connection.member_id,
+                provider=connection.provider,
+                calendar_id=connection.calendar_id,
+            )
+            busy[connection.id] = await builtin.busy(account, start, end)
     if external:
         rows = await session.execute(
             select(CalendarBusy.connection_id, CalendarBusy.starts_at, CalendarBusy.ends_at).where(

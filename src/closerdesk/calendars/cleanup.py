@@ -40,7 +40,9 @@ async def retry_due_cleanups(database: Database, providers: Providers, *, limit:
             connection = await repository.get_connection_by_id(
                 session, row.organization_id, row.connection_id
             )
-            accounts[row.id] = account_of(connection) if connection is not None else None
+            accounts[row.id] = (
+                account_of(connection, providers.secrets) if connection is not None else None
+            )
         await session.commit()
         resolved = 0
         for row in due:

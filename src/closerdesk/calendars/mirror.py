@@ -110,7 +110,7 @@ async def sync_connection(
         connection = await session.get(CalendarConnection, connection_id)
         if connection is None or connection.status != "valid":
             return SyncResult(connection_id, "invalid")
-        account = account_of(connection)
+        account = account_of(connection, providers.secrets)
         window = mirror_window(now, settings)
         stale = connection.mirror_until is None or (
             connection.mirror_until < window.end - WINDOW_SLACK

@@ -61,6 +61,7 @@ from closerdesk.errors import (
 )
 from closerdesk.kit import required
 from closerdesk.kit.ids import new_id
+from closerdesk.kit.secrets import SecretBox
 from closerdesk.kit.time import utcnow
 from closerdesk.leads.service import find_or_create, get_lead, lead_contact, lead_json
 from closerdesk.models import BookingLink, CalendarConnection, CallEvent, TeamMember
@@ -178,14 +179,19 @@ async def _closer_with_calendar(
     return closer, mine, old
 
 
-def _require_valid(closer: TeamMember, connection: CalendarConnection | None) -> _Closer:
+def _require_valid(
+    closer: TeamMember, connection: CalendarConnection | None, box: SecretBox
+) -> _Closer:
     if connection is None or connection.status != "valid":
         raise CalendarNotConnected()
-    return _Closer(closer, account_of(connection))
+    return _Closer(closer, account_of(connection, box))
 
 
 async def _old_event(
-    session: AsyncSession, call: models.Call, known: CalendarConnection | None = None
+    session: AsyncSession,
+    box: SecretBox,
+    call: models.Call,
+    known: CalendarConnection | None = None,
 ) -> tuple[CalendarAccount, str] | None:
     """The call's current calendar event and the calendar holding it (None: no event, or its
     calendar was disconnected, and the built-in events went with it)."""
@@ -198,7 +204,7 @@ async def _old_event(
         )
     if connection is None:
         return None
-    return account_of(connection), call.calendar_event_id
+    return account_of(connection, box), call.calendar_event_id
 
 
 def _set_closer(call: models.Call, closer: TeamMember) -> None:
@@ -272,7 +278,7 @@ async def book(
             assignment = "round_robin"
         else:
             closer, connection, _ = await _closer_with_calendar(session, org, body.closer_id)
-            chosen = _require_valid(closer, connection)
+            chosen = _require_valid(closer, connection, change.providers.secrets)
             await require_free(
                 session,
                 change,
@@ -440,7 +446,7 @@ async def _pick_by_round_robin(
         if chosen_id is None:
             return None
         host = hosts[chosen_id]
-        account = account_of(host.connection)
+        account = account_of(host.connection, change.providers.secrets)
         if in_transaction(change.calendar(account)):  # its busy time was read under the lock
             return _Closer(host.member, account)
         try:
@@ -517,7 +523,7 @@ async def reassign_closer(
     )
     if call.closer_id == closer.id:
         raise SameCloser()
-    chosen = _require_valid(closer, connection)
+    chosen = _require_valid(closer, connection, change.providers.secrets)
     start = required(call.scheduled_at, "scheduled_at")  # a booking call has both
     end = required(call.ends_at, "ends_at")
     await require_free(
@@ -550,7 +556,7 @@ async def _reassign_to(
     start = required(call.scheduled_at, "scheduled_at")
     minutes = required(call.duration_minutes, "duration_minutes")
     lead = await get_lead(session, org, call.lead_id)
-    old = await _old_event(session, call, old_connection)
+    old = await _old_event(session, change.providers.secrets, call, old_connection)
     previous_id, previous_name = call.closer_id, call.closer_name
     # The new link first, so the new closer's event carries it (the old one is revoked below).
     new_link = await change.providers.conferencing(session).issue_link(org, call.id)
@@ -771,7 +777,7 @@ async def reschedule(
     closer, connection, old_connection = await _closer_with_calendar(
         session, org, closer_id, old_grant_id=call.calendar_grant_id
     )
-    chosen = _require_valid(closer, connection)
+    chosen = _require_valid(closer, connection, change.providers.secrets)
     conflicts = await require_free(
         session,
         change,
@@ -806,7 +812,8 @@ async def reschedule(
         link=new_link,
         sequence=call.sequence + 1,
     )
-    old = await _old_event(session, call, old_connection) if needs_new_event else None
+    box = change.providers.secrets
+    old = await _old_event(session, box, call, old_connection) if needs_new_event else None
     if needs_new_event:
         event_id = await change.create(chosen.account, new_draft)
     else:
@@ -920,7 +927,7 @@ async def cancel(
         EventType.call_cancelled,
         {"call": after, "lead": lead_contact(lead), "reason": reason, "cancelled_by": _actor(auth)},
     )
-    old = await _old_event(session, call)
+    old = await _old_event(session, change.providers.secrets, call)
     if old is not None:
         await change.remove(*old, call.id)
     return call

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import ForeignKeyConstraint, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from closerdesk.models.base import Base, JSONType, TimestampMixin, UTCDateTime, org_fk
+from closerdesk.models.base import Base, TimestampMixin, UTCDateTime, org_fk
 
 
 class CalendarConnection(TimestampMixin, Base):
@@ -20,6 +19,11 @@ class CalendarConnection(TimestampMixin, Base):
     ``last_synced_at``, ``sync_error``, the provider's opaque ``sync_state`` (sync token, or
     ctag and etags), ``mirror_until`` (the end of the window the mirror was expanded to) and
     ``sync_lease_until`` (a worker owns the sync until then).
+
+    ``credentials`` is the provider's credential map (CalDAV ``url``/``username``/``password``)
+    as one Fernet token of its JSON, or NULL when there is none (the built-in calendar). Read
+    and write it only through ``calendars.credentials`` (``seal_credentials``/
+    ``open_credentials``).
     """
 
     __tablename__ = "calendar_connections"
@@ -40,7 +44,7 @@ class CalendarConnection(TimestampMixin, Base):
     provider_grant_id: Mapped[str] = mapped_column(String(200))
     calendar_id: Mapped[str] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(10), default="valid")
-    credentials: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    credentials: Mapped[str | None] = mapped_column(Text, default=None)
     invalid_reason: Mapped[str | None] = mapped_column(String(500))
     sync_status: Mapped[str] = mapped_column(String(10), default="pending")
     sync_state: Mapped[str | None] = mapped_column(Text)

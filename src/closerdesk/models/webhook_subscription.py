@@ -12,7 +12,9 @@ class WebhookSubscription(TimestampMixin, Base):
     """A partner's endpoint (SPEC §6). id ``wh_…``.
 
     ``secret`` (``whsec_…``) signs every delivery; after a rotation ``previous_secret`` signs
-    too until ``previous_secret_expires_at`` (24 h), so both signatures are sent.
+    too until ``previous_secret_expires_at`` (24 h), so both signatures are sent. Both are
+    stored as Fernet tokens (``kit/secrets.py``), never in clear: ``webhooks.service`` seals
+    and opens them.
     ``failing_since`` marks the start of an unbroken run of failed attempts (5 days → disabled);
     ``last_failed_at`` the latest of them: a gap longer than a delivery's whole retry schedule
     means the target recovered in between, and a new run starts.
@@ -25,8 +27,8 @@ class WebhookSubscription(TimestampMixin, Base):
     target_url: Mapped[str] = mapped_column(String(2000))
     event_types: Mapped[list[str]] = mapped_column(JSONType)
     description: Mapped[str | None] = mapped_column(Text)
-    secret: Mapped[str] = mapped_column(String(100))
-    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    secret: Mapped[str] = mapped_column(Text)
+    previous_secret: Mapped[str | None] = mapped_column(Text)
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     is_active: Mapped[bool] = mapped_column(default=True)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

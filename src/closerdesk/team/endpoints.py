@@ -136,7 +136,9 @@ async def connect_calendar(
     account = await service.verify_calendar(
         session, providers, auth.organization_id, member_id, body
     )
-    connection = await service.save_calendar(session, auth.organization_id, member_id, account)
+    connection = await service.save_calendar(
+        session, providers.secrets, auth.organization_id, member_id, account
+    )
     return Envelope(data=CalendarConnection.model_validate(connection))
 
 

@@ -8,8 +8,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars import repository as calendars_repository
-from closerdesk.calendars.accounts import account_of
 from closerdesk.calendars.busy import stored_busy
+from closerdesk.calendars.credentials import seal_credentials
 from closerdesk.calendars.provider import CalendarAccount, CalendarAuthError, CalendarError
 from closerdesk.calls import repository as calls_repository
 from closerdesk.db import UniqueViolation, unique_write
@@ -25,6 +25,7 @@ from closerdesk.errors import (
     ValidationFailed,
 )
 from closerdesk.kit.ids import new_id
+from closerdesk.kit.secrets import SecretBox
 from closerdesk.kit.time import utcnow
 from closerdesk.models import BusyBlock, CalendarBusy, CalendarConnection, Call, TeamMember
 from closerdesk.providers import Providers
@@ -186,13 +187,18 @@ async def verify_calendar(
 
 
 async def save_calendar(
-    session: AsyncSession, organization_id: str, member_id: str, account: CalendarAccount
+    session: AsyncSession,
+    box: SecretBox,
+    organization_id: str,
+    member_id: str,
+    account: CalendarAccount,
 ) -> CalendarConnection:
     """Store the member's connection to the verified ``account`` (``docs/calendars.md``).
 
     Reconnecting the same provider replaces the credentials and calendar, makes the connection
     ``valid`` again and starts its mirror afresh (idempotent for ``builtin``); another provider
-    replaces the connection. Raises ``MemberNotFound`` (404).
+    replaces the connection. The credentials are stored sealed with ``box``. Raises
+    ``MemberNotFound`` (404).
     """
     member = await get_member(session, organization_id, member_id)
     connection = await calendars_repository.get_connection(session, organization_id, member.id)
@@ -217,7 +223,7 @@ async def save_calendar(
             delete(CalendarBusy).where(CalendarBusy.connection_id == connection.id)
         )
     connection.calendar_id = account.calendar_id
-    connection.credentials = dict(account.credentials)
+    connection.credentials = seal_credentials(box, account.credentials)
     connection.status, connection.invalid_reason = "valid", None
     connection.sync_status = "pending" if external else "ok"
     connection.sync_state = connection.sync_error = None
@@ -334,8 +340,7 @@ async def busy_intervals(
     ]
     connection = await calendars_repository.get_connection(session, organization_id, member.id)
     if connection is not None:
-        account = account_of(connection)
-        spans += (await stored_busy(session, [account], start, end))[connection.id]
+        spans += (await stored_busy(session, [connection], start, end))[connection.id]
     else:
         # No calendar: the member's own busy blocks still count.
         blocks = await session.execute(

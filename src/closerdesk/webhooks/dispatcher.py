@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.kit.ids import new_id
+from closerdesk.kit.secrets import SecretBox, UndecryptableSecret, secret_box
 from closerdesk.kit.time import utcnow
 from closerdesk.models import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
 from closerdesk.webhooks.service import fail_pending_deliveries, not_sent_reason, signing_secrets
@@ -85,6 +86,9 @@ class Job:
     secrets: tuple[str, ...]
     body: str
     active: bool
+    secret_error: str | None = None
+    """Why the signing secrets could not be opened (then nothing is sent; the attempt fails
+    with this error and is retried on the usual schedule, so fixing the keys recovers it)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,7 @@ class Dispatcher:
 
     ``clock`` decides what is due, leases, retries and the rotation overlap (tests move it
     forward); signatures always carry the real time, as receivers check it against theirs.
+    ``box`` opens the stored signing secrets (default: ``secret_box(settings)``).
     ``run`` is the long-running pipeline; ``run_once``/``drain`` handle one batch at a time
     (tests, and anything that wants a deterministic step).
     """
@@ -163,9 +168,11 @@ class Dispatcher:
         poll_interval: float = 0.1,
         lease: timedelta | None = None,
         rng: random.Random | None = None,
+        box: SecretBox | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
+        self.box = box or secret_box(settings)
         self.http = http or new_http_client(max(concurrency, 10))
         self._owns_http = http is None
         self.clock = clock
@@ -355,25 +362,37 @@ class Dispatcher:
                 .where(WebhookDelivery.id.in_(ids))
                 .order_by(WebhookDelivery.id)
             )
-            jobs = [
-                Job(
-                    delivery_id=row.id,
-                    organization_id=row.organization_id,
-                    subscription_id=row.subscription_id,
-                    event_id=row.event_id,
-                    event_type=row.event_type,
-                    attempt_number=row.attempt_count + 1,
-                    target_url=row.target_url,
-                    secrets=tuple(
+            jobs = []
+            for row in rows:
+                secret_error: str | None = None
+                try:
+                    secrets = tuple(
                         signing_secrets(
-                            row.secret, row.previous_secret, row.previous_secret_expires_at, now
+                            self.box,
+                            row.secret,
+                            row.previous_secret,
+                            row.previous_secret_expires_at,
+                            now,
                         )
-                    ),
-                    body=body_of(row.payload),
-                    active=row.is_active,
+                    )
+                except UndecryptableSecret as exc:
+                    log.error("webhooks.secret_undecryptable", subscription_id=row.subscription_id)
+                    secrets, secret_error = (), f"not sent: {exc}"
+                jobs.append(
+                    Job(
+                        delivery_id=row.id,
+                        organization_id=row.organization_id,
+                        subscription_id=row.subscription_id,
+                        event_id=row.event_id,
+                        event_type=row.event_type,
+                        attempt_number=row.attempt_count + 1,
+                        target_url=row.target_url,
+                        secrets=secrets,
+                        body=body_of(row.payload),
+                        active=row.is_active,
+                        secret_error=secret_error,
+                    )
                 )
-                for row in rows
-            ]
             await session.commit()
         return jobs
 
@@ -388,6 +407,8 @@ class Dispatcher:
         retry_after: timedelta | None = None
         if not job.active:
             return AttemptResult(job, attempted_at, None, 0, None, None, None, sent=False)
+        if job.secret_error is not None:
+            return AttemptResult(job, attempted_at, None, 0, None, job.secret_error, None)
         try:
             async with asyncio.timeout(TIMEOUT_SECONDS):
                 status_code, excerpt, retry_header = await self._post(job)

@@ -19,6 +19,7 @@ from closerdesk.errors import (
 )
 from closerdesk.kit.pagination import Cursor, Limit, paginate
 from closerdesk.kit.schemas import Envelope, ListEnvelope, UTCDateTime
+from closerdesk.kit.secrets import Box, SecretBox
 from closerdesk.models import WebhookAttempt as AttemptRow
 from closerdesk.models import WebhookDelivery as DeliveryRow
 from closerdesk.models import WebhookSubscription as SubscriptionRow
@@ -44,6 +45,12 @@ def _allow_private(request: Request) -> bool:
     return settings.webhook_allow_private_targets
 
 
+def _with_secret(box: SecretBox, subscription: SubscriptionRow) -> WebhookSubscriptionWithSecret:
+    """The subscription with its current secret in clear (it is stored sealed)."""
+    shown = WebhookSubscription.model_validate(subscription).model_dump()
+    return WebhookSubscriptionWithSecret(**shown, secret=service.shown_secret(box, subscription))
+
+
 @router.post(
     "",
     response_model=Envelope[WebhookSubscriptionWithSecret],
@@ -51,14 +58,14 @@ def _allow_private(request: Request) -> bool:
     responses=responses(WebhookTargetNotAllowed),
 )
 async def create_webhook(
-    body: WebhookSubscriptionCreate, request: Request, session: Session, auth: AdminKey
+    body: WebhookSubscriptionCreate, request: Request, session: Session, auth: AdminKey, box: Box
 ) -> Envelope[WebhookSubscriptionWithSecret]:
     """Subscribe an https endpoint to event types. The answer carries the ``whsec_…`` signing
-    secret: it is shown this once."""
+    secret: it is shown this once (it is stored encrypted)."""
     subscription = await service.create_subscription(
-        session, auth.organization_id, body, allow_private=_allow_private(request)
+        session, auth.organization_id, body, allow_private=_allow_private(request), box=box
     )
-    return Envelope(data=WebhookSubscriptionWithSecret.model_validate(subscription))
+    return Envelope(data=_with_secret(box, subscription))
 
 
 @router.get("", response_model=ListEnvelope[WebhookSubscription])
@@ -123,12 +130,12 @@ async def delete_webhook(
     responses=responses(WebhookNotFound),
 )
 async def rotate_webhook_secret(
-    webhook_id: str, session: Session, auth: AdminKey
+    webhook_id: str, session: Session, auth: AdminKey, box: Box
 ) -> Envelope[WebhookSubscriptionWithSecret]:
     """A new secret, shown once. For 24 hours every delivery carries two signatures, one per
     secret, so receivers can switch without losing a message."""
-    subscription = await service.rotate_secret(session, auth.organization_id, webhook_id)
-    return Envelope(data=WebhookSubscriptionWithSecret.model_validate(subscription))
+    subscription = await service.rotate_secret(session, auth.organization_id, webhook_id, box=box)
+    return Envelope(data=_with_secret(box, subscription))
 
 
 @router.post(

@@ -3,6 +3,9 @@
 ``record_event`` runs in the transaction of the change that caused the event and writes, in
 that same transaction, one delivery per matching active subscription: an event is delivered
 if and only if its change committed. The dispatcher (``dispatcher.py``) sends the deliveries.
+
+Signing secrets are stored as Fernet tokens (``kit/secrets.py``): ``create_subscription`` and
+``rotate_secret`` seal them, ``shown_secret`` and ``signing_secrets`` open them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from closerdesk.errors import (
     WebhookTargetNotAllowed,
 )
 from closerdesk.kit.ids import new_id
+from closerdesk.kit.secrets import Resealed, SecretBox, reseal_column
 from closerdesk.kit.time import isoformat_z, utcnow
 from closerdesk.models import WebhookDelivery, WebhookEvent, WebhookSubscription
 from closerdesk.webhooks.events import SUBSCRIBABLE, EventType
@@ -152,8 +156,11 @@ async def create_subscription(
     body: WebhookSubscriptionCreate,
     *,
     allow_private: bool,
+    box: SecretBox,
 ) -> WebhookSubscription:
-    """Raises ``WebhookTargetNotAllowed`` (400) for a non-https or private target."""
+    """A new subscription with a fresh secret, stored sealed in ``box`` (``shown_secret``
+    answers it in clear, once). Raises ``WebhookTargetNotAllowed`` (400) for a non-https or
+    private target."""
     await _check_target(body.target_url, allow_private)
     subscription = WebhookSubscription(
         id=new_id("wh"),
@@ -161,7 +168,7 @@ async def create_subscription(
         target_url=body.target_url,
         event_types=list(body.event_types),
         description=body.description,
-        secret=new_secret(),
+        secret=box.encrypt(new_secret()),
         is_active=True,
     )
     session.add(subscription)
@@ -211,26 +218,50 @@ async def delete_subscription(
 
 
 async def rotate_secret(
-    session: AsyncSession, organization_id: str, subscription_id: str
+    session: AsyncSession, organization_id: str, subscription_id: str, *, box: SecretBox
 ) -> WebhookSubscription:
-    """A new secret; the old one keeps signing (both signatures sent) for 24 hours."""
+    """A new secret (sealed in ``box``); the old one keeps signing (both signatures sent) for
+    24 hours. Raises ``WebhookNotFound`` (404)."""
     subscription = await get_subscription(session, organization_id, subscription_id, lock=True)
-    subscription.previous_secret = subscription.secret
+    subscription.previous_secret = subscription.secret  # still sealed: it moves as it is
     subscription.previous_secret_expires_at = utcnow() + ROTATION_OVERLAP
-    subscription.secret = new_secret()
+    subscription.secret = box.encrypt(new_secret())
     await session.flush()
     return subscription
 
 
+def shown_secret(box: SecretBox, subscription: WebhookSubscription) -> str:
+    """The subscription's current ``whsec_…`` secret in clear (answered on create and rotate).
+
+    Raises ``UndecryptableSecret`` when no configured key opens it."""
+    return box.decrypt(subscription.secret, what="the webhook signing secret")
+
+
 def signing_secrets(
-    secret: str, previous_secret: str | None, previous_expires_at: datetime | None, now: datetime
+    box: SecretBox,
+    secret: str,
+    previous_secret: str | None,
+    previous_expires_at: datetime | None,
+    now: datetime,
 ) -> list[str]:
-    """The secrets that sign a delivery at ``now``: the current one, plus the previous one
-    during its 24 h overlap after a rotation."""
-    secrets_ = [secret]
+    """The clear secrets that sign a delivery at ``now``, from the stored tokens: the current
+    one, plus the previous one during its 24 h overlap after a rotation.
+
+    Raises ``UndecryptableSecret`` when no configured key opens a token needed."""
+    secrets_ = [box.decrypt(secret, what="the signing secret")]
     if previous_secret and previous_expires_at is not None and now < previous_expires_at:
-        secrets_.append(previous_secret)
+        secrets_.append(box.decrypt(previous_secret, what="the previous signing secret"))
     return secrets_
+
+
+async def reseal_secrets(session: AsyncSession, box: SecretBox) -> Resealed:
+    """Re-encrypt every stored signing secret (current and previous) under the first key
+    (``closerdesk keys rotate``). Raises ``UndecryptableSecret`` naming the subscription."""
+    current = await reseal_column(session, box, WebhookSubscription, "secret", "the signing secret")
+    previous = await reseal_column(
+        session, box, WebhookSubscription, "previous_secret", "the previous signing secret"
+    )
+    return current + previous
 
 
 # --- deliveries ----------------------------------------------------------------------------------
