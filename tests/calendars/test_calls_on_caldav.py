@@ -528,3 +528,38 @@ async def test_the_worker_keeps_the_mirror_fresh(
     assert await mirrored() == [(at(4, 9), at(4, 10))]
     shown = ok(await client.get(f"/v1/team/{alice.id}/calendar", headers=org.headers))
     assert shown["sync_status"] == "ok"
+
+
+async def test_an_old_calendar_that_refuses_the_removal_turns_invalid(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    org: Org,
+    radicale_auth: DavServer,
+    database: Database,
+) -> None:
+    """The reassign commits; removing the old event meets a changed password: the event is
+    orphaned (a clean-up row keeps it), and the old calendar's connection turns invalid."""
+    alice, alice_calendar = await closer_on(client, session, org, radicale_auth)
+    bruno, _ = await closer_on(client, session, org, radicale_auth)
+    lead = await create_lead(session, org)
+    call = await book(client, org, alice, lead.id, at(6, 9))
+    assert alice_calendar.user.username is not None
+    radicale_auth.set_password(alice_calendar.user.username, "changed-on-the-server")
+    moved = ok(
+        await client.post(
+            f"/v1/calls/{call['id']}/reassign-closer",
+            headers=org.headers,
+            json={"new_closer_id": bruno.id},
+        )
+    )
+    assert moved["old_event_orphaned"] is True
+    shown = ok(await client.get(f"/v1/team/{alice.id}/calendar", headers=org.headers))
+    assert shown["status"] == "invalid"
+    async with database.reader() as s:
+        [cleanup] = (await s.scalars(select(CalendarCleanup))).all()
+        types = (await s.scalars(select(WebhookEvent.type))).all()
+    assert cleanup.event_id == call["calendar_event_id"]
+    assert cleanup.resolved_at is None
+    assert cleanup.attempts == 1
+    assert "401" in (cleanup.last_error or "")
+    assert types.count("calendar.connection_invalid") == 1

@@ -571,8 +571,12 @@ async def test_a_crash_between_commit_and_cancel_leaves_a_due_cleanup(
     after = await call_row(database, scene.call.id)
     assert after["closer_id"] == scene.new.id  # the change itself committed
     [cleanup] = await cleanups(database)
+    assert cleanup.id.startswith("clean_")
     assert cleanup.event_id == scene.call.calendar_event_id
     assert cleanup.resolved_at is None
+    assert cleanup.attempts == 0
+    # Due a minute after the change: the retry loop takes it from there.
+    assert utcnow() < cleanup.next_attempt_at <= utcnow() + timedelta(minutes=1)
     old_events = await calendar_events(database, scene.call.calendar_grant_id or "")
     assert [e.status for e in old_events] == ["confirmed"]  # still there, for now
     async with database.writer() as s:
@@ -765,3 +769,31 @@ async def test_reschedule_commit_and_move_back_fail_is_still_a_clean_500(
     assert_internal_error(r)
     assert await call_row(database, scene.call.id) == before_row
     assert moved == [scene.call.calendar_event_id] * 2
+
+
+async def test_a_cleanup_whose_calendar_was_disconnected_is_closed(
+    org: Org, scene: Scene, database: Database, providers: Providers
+) -> None:
+    """The calendar holding an orphaned event is gone (disconnected), and with it the means to
+    remove the event: the row is closed, saying why, instead of being retried forever."""
+    from closerdesk.calendars.cleanup import retry_due_cleanups
+
+    async with database.writer() as s:
+        s.add(
+            CalendarCleanup(
+                id="clean_gone",
+                organization_id=org.id,
+                connection_id="cal_disconnected",
+                provider="caldav",
+                event_id="evt_gone@closerdesk",
+                call_id=scene.call.id,
+                attempts=2,
+                next_attempt_at=utcnow() - timedelta(seconds=1),
+            )
+        )
+        await s.commit()
+    assert await retry_due_cleanups(database, providers) == 1
+    [cleanup] = [c for c in await cleanups(database) if c.id == "clean_gone"]
+    assert cleanup.resolved_at is not None
+    assert cleanup.last_error == "calendar disconnected"
+    assert cleanup.attempts == 3

@@ -772,3 +772,24 @@ async def test_new_closers_event_carries_the_new_link(
     assert events[reassigned["new_event_id"]].location == reassigned["conferencing_link"]
     assert events[moved["calendar_event_id"]].location == moved["conferencing_link"]
     assert moved["conferencing_link"] != reassigned["conferencing_link"]
+
+
+async def test_builtin_calendars_change_in_the_reassign_transaction_with_no_cleanup_row(
+    client: httpx.AsyncClient, org: Org, session, database: Database
+) -> None:  # type: ignore[no-untyped-def]
+    """The built-in calendar writes through the change's own transaction: the old event is
+    cancelled in it, so no clean-up row is written and nothing is left for later."""
+    from closerdesk.models import CalendarCleanup
+
+    old = await create_member(session, org)
+    new = await create_member(session, org)
+    lead = await create_lead(session, org)
+    call = await create_call(session, org, lead=lead, closer=old)
+    r = await reassign(client, org, call.id, {"new_closer_id": new.id})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["old_event_orphaned"] is False
+    async with database.reader() as s:
+        assert (await s.scalars(select(CalendarCleanup))).all() == []
+        old_event = await s.get(CalendarEvent, call.calendar_event_id)
+        assert old_event is not None
+        assert old_event.status == "cancelled"

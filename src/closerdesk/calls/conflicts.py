@@ -32,7 +32,7 @@ async def find_conflicts(
     end: datetime,
     *,
     exclude_call_id: str | None,
-    tolerate_calendar_error: bool = False,
+    tolerate_calendar_error: bool,
 ) -> list[ConflictItem]:
     """What the closer already has in ``[start, end)``: other live calls, then calendar busy.
 
