@@ -105,6 +105,28 @@ async def attempt_removal(
     return True
 
 
+def _cleanup_row(
+    account: CalendarAccount,
+    event_id: str,
+    call_id: str | None,
+    *,
+    attempts: int,
+    last_error: str | None = None,
+) -> CalendarCleanup:
+    """A clean-up row for an event of ``account``'s calendar, first due a minute from now."""
+    return CalendarCleanup(
+        id=new_id("clean"),
+        organization_id=account.organization_id,
+        connection_id=account.connection_id,
+        provider=account.provider,
+        event_id=event_id,
+        call_id=call_id,
+        attempts=attempts,
+        last_error=last_error[:2000] if last_error is not None else None,
+        next_attempt_at=utcnow() + FIRST_RETRY_AFTER,
+    )
+
+
 @dataclass(frozen=True)
 class _Removal:
     cleanup: CalendarCleanup
@@ -175,16 +197,7 @@ class CalendarChange:
         if in_transaction(calendar):
             await calendar.cancel_event(account, event_id)
             return
-        cleanup = CalendarCleanup(
-            id=new_id("clean"),
-            organization_id=account.organization_id,
-            connection_id=account.connection_id,
-            provider=account.provider,
-            event_id=event_id,
-            call_id=call_id,
-            attempts=0,
-            next_attempt_at=utcnow() + FIRST_RETRY_AFTER,
-        )
+        cleanup = _cleanup_row(account, event_id, call_id, attempts=0)
         self.session.add(cleanup)
         self._removals.append(_Removal(cleanup, account))
 
@@ -211,17 +224,7 @@ class CalendarChange:
         except CalendarError as exc:
             log.warning("calendar.compensation_failed", event_id=event_id, error=str(exc))
             self.session.add(
-                CalendarCleanup(
-                    id=new_id("clean"),
-                    organization_id=account.organization_id,
-                    connection_id=account.connection_id,
-                    provider=account.provider,
-                    event_id=event_id,
-                    call_id=call_id,
-                    attempts=1,
-                    last_error=str(exc)[:2000],
-                    next_attempt_at=utcnow() + FIRST_RETRY_AFTER,
-                )
+                _cleanup_row(account, event_id, call_id, attempts=1, last_error=str(exc))
             )
 
     async def _move_back(
