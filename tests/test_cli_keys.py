@@ -148,3 +148,21 @@ async def test_rotate_reports_a_database_failure_in_one_line(settings: Settings)
     assert result.output.startswith("the database failed (")
     assert result.output.endswith("nothing was re-encrypted\n")
     assert result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+async def test_serve_and_worker_refuse_production_without_a_key_in_one_line(
+    settings: Settings, command: str
+) -> None:
+    """Before anything is migrated or served: one line naming the variable, no traceback."""
+    environment = {
+        "CLOSERDESK_DATABASE_URL": settings.database_url,
+        "CLOSERDESK_ENV": "production",
+        "CLOSERDESK_SECRET_KEY": "s" * 48,
+    }
+    get_settings.cache_clear()
+    result = await asyncio.to_thread(CliRunner().invoke, app, [command], env=environment)
+    assert result.exit_code == 1, result.output
+    assert "CLOSERDESK_ENCRYPTION_KEYS" in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) <= 2  # one sentence, maybe wrapped

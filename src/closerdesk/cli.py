@@ -55,6 +55,18 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+def _require_ready(settings: Settings) -> None:
+    """Production without its own secrets, or keys that are not Fernet keys: one line, exit 1
+    (before anything is migrated or served)."""
+    from closerdesk.kit.secrets import InvalidEncryptionKeys, secret_box
+
+    try:
+        settings.check_production_ready()
+        secret_box(settings)
+    except (InvalidEncryptionKeys, RuntimeError) as exc:
+        _fail(str(exc))
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply the migrations to CLOSERDESK_DATABASE_URL (existing secrets are encrypted with
@@ -264,6 +276,7 @@ def serve(
             updates["public_base_url"] = f"http://{_display_host(host)}:{port}"
         settings = settings.model_copy(update=updates)
     configure_logging(settings.log_level, json=settings.log_json)
+    _require_ready(settings)
     if settings.is_sqlite:
         upgrade(settings.database_url, settings=settings)
     if with_demo:
@@ -298,6 +311,7 @@ def worker(
     from closerdesk.worker import CalendarWorker, run_background
 
     settings = get_settings()
+    _require_ready(settings)
     configure_logging(settings.log_level, json=settings.log_json)
 
     async def run() -> None:
