@@ -64,6 +64,7 @@ class Faults:
 
     failing: set[str] = field(default_factory=set)
     calls: list[tuple[str, str, str]] = field(default_factory=list)  # (method, connection, event)
+    moved_to: list[datetime] = field(default_factory=list)  # each move_event's new start
 
     def hit(self, switch: str) -> None:
         if switch not in self.failing:
@@ -100,6 +101,7 @@ class FlakyCalendar:
 
     async def move_event(self, account: CalendarAccount, event_id: str, draft: EventDraft) -> None:
         self.faults.calls.append(("move_event", account.connection_id, event_id))
+        self.faults.moved_to.append(draft.starts_at)
         self.faults.hit("calendar.move_event")
         await self.inner.move_event(account, event_id, draft)
 
@@ -735,6 +737,8 @@ async def test_reschedule_commit_fails_moves_the_event_back(
     assert await row_counts(database) == before_counts
     moves = faults.events("move_event")
     assert moves == [scene.call.calendar_event_id] * 2  # there, then back
+    original = required(scene.call.scheduled_at, "scheduled_at")
+    assert faults.moved_to == [original + timedelta(hours=2), original]
     [event] = await calendar_events(database, before_row["calendar_grant_id"])
     assert event.starts_at == scene.call.scheduled_at
     assert event.ends_at == before_row["ends_at"]
