@@ -41,9 +41,17 @@ class CalendarWorker:
         self.poll_interval = poll_interval
 
     async def run_once(self) -> tuple[int, list[SyncResult]]:
-        """One round: due clean-ups, then due syncs. Returns (clean-ups resolved, syncs)."""
-        resolved = await retry_due_cleanups(self.database, self.providers)
-        synced = await sync_due(self.database, self.providers, self.settings)
+        """One round: due clean-ups, then due syncs, each guarded on its own (a broken
+        clean-up must not stop the mirrors). Returns (clean-ups resolved, syncs)."""
+        resolved, synced = 0, []
+        try:
+            resolved = await retry_due_cleanups(self.database, self.providers)
+        except Exception:
+            log.exception("calendar.cleanup_round_failed")
+        try:
+            synced = await sync_due(self.database, self.providers, self.settings)
+        except Exception:
+            log.exception("calendar.sync_round_failed")
         return resolved, synced
 
     async def run(self, stop: asyncio.Event) -> None:

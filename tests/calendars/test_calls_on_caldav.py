@@ -563,3 +563,75 @@ async def test_an_old_calendar_that_refuses_the_removal_turns_invalid(
     assert cleanup.attempts == 1
     assert "401" in (cleanup.last_error or "")
     assert types.count("calendar.connection_invalid") == 1
+
+
+async def test_round_robin_passes_over_a_host_whose_server_is_down(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    org: Org,
+    radicale: DavServer,
+    xandikos: DavServer,
+) -> None:
+    """The first choice's server does not answer: the next host, confirmed live, gets the call
+    (a host whose server is down cannot block a link's bookings)."""
+    alice, _ = await closer_on(client, session, org, radicale)
+    bruno, _ = await closer_on(client, session, org, xandikos)
+    always = schedule("UTC", "00:00", "23:59")
+    link = ok(
+        await client.post(
+            "/v1/booking-links",
+            headers=org.headers,
+            json=link_body(
+                [host(alice.id, priority="high", sched=always), host(bruno.id, sched=always)]
+            ),
+        ),
+        201,
+    )
+    lead = await create_lead(session, org)
+    body = {
+        "lead_id": lead.id,
+        "booking_link_id": link["id"],
+        "scheduled_at": isoformat_z(at(3, 9)),
+    }
+    with radicale.stopped():
+        booked = ok(await client.post("/v1/calls", headers=org.headers, json=body), 201)
+        assert booked["closer_id"] == bruno.id
+        with xandikos.stopped():  # nobody can be confirmed: 502, nothing booked
+            body["scheduled_at"] = isoformat_z(at(3, 13))
+            r = await client.post("/v1/calls", headers=org.headers, json=body)
+            fail(r, 502, "CALENDAR_PROVIDER_ERROR")
+    shown = ok(await client.get(f"/v1/team/{alice.id}/calendar", headers=org.headers))
+    assert shown["status"] == "valid"  # down is not refused
+
+
+async def test_moving_a_closer_with_upcoming_calls_to_another_calendar_is_refused(
+    client: httpx.AsyncClient, session: AsyncSession, org: Org, radicale_auth: DavServer
+) -> None:
+    alice, calendar = await closer_on(client, session, org, radicale_auth)
+    lead = await create_lead(session, org)
+    await book(client, org, alice, lead.id, at(5, 10))
+    r = await client.put(
+        f"/v1/team/{alice.id}/calendar", headers=org.headers, json={"provider": "builtin"}
+    )
+    fail(r, 409, "MEMBER_HAS_UPCOMING_CALLS")
+    other = radicale_auth.new_calendar(calendar.user)
+    body = {"provider": "caldav", **calendar.credentials(url=other.url)}
+    r = await client.put(f"/v1/team/{alice.id}/calendar", headers=org.headers, json=body)
+    fail(r, 409, "MEMBER_HAS_UPCOMING_CALLS")
+    # New credentials for the same calendar are always accepted (the fix for a changed password).
+    assert calendar.user.username is not None
+    radicale_auth.set_password(calendar.user.username, "new-password")
+    body = {"provider": "caldav", **calendar.credentials(), "password": "new-password"}
+    data = ok(await client.put(f"/v1/team/{alice.id}/calendar", headers=org.headers, json=body))
+    assert data["status"] == "valid"
+
+
+async def test_a_password_inside_the_url_is_refused(
+    client: httpx.AsyncClient, session: AsyncSession, org: Org
+) -> None:
+    closer = await create_member(session, org, calendar=False)
+    body = {"provider": "caldav", "url": "https://alice:hunter2@caldav.example.com/"}
+    r = await client.put(f"/v1/team/{closer.id}/calendar", headers=org.headers, json=body)
+    error = fail(r, 400, "VALIDATION_ERROR")
+    assert "hunter2" not in r.text
+    assert error["details"][0]["field"] == "caldav.url"  # the provider's field

@@ -13,8 +13,9 @@ from datetime import timedelta
 
 from closerdesk.calendars import repository
 from closerdesk.calendars.accounts import account_of
-from closerdesk.calendars.unit_of_work import attempt_removal
+from closerdesk.calendars.unit_of_work import attempt_removal, backoff
 from closerdesk.db import Database
+from closerdesk.kit.secrets import UndecryptableSecret
 from closerdesk.kit.time import utcnow
 from closerdesk.providers import Providers
 
@@ -35,16 +36,24 @@ async def retry_due_cleanups(database: Database, providers: Providers, *, limit:
     async with database.writer() as session:
         due = await repository.due_cleanups(session, now, limit)
         accounts = {}
+        ready = []
         for row in due:
             row.next_attempt_at = now + CLAIM_LEASE
             connection = await repository.get_connection_by_id(
                 session, row.organization_id, row.connection_id
             )
-            accounts[row.id] = (
-                account_of(connection, providers.secrets) if connection is not None else None
-            )
+            try:
+                accounts[row.id] = (
+                    account_of(connection, providers.secrets) if connection is not None else None
+                )
+            except UndecryptableSecret as exc:  # this row waits; the others go on
+                row.attempts += 1
+                row.last_error = str(exc)[:2000]
+                row.next_attempt_at = now + backoff(row.attempts)
+                continue
+            ready.append(row)
         await session.commit()
         resolved = 0
-        for row in due:
+        for row in ready:
             resolved += await attempt_removal(session, providers, row, accounts[row.id])
     return resolved

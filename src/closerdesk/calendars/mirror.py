@@ -213,14 +213,17 @@ async def _record_failure(
 async def sync_due(
     database: Database, providers: Providers, settings: Settings, *, limit: int = 20
 ) -> list[SyncResult]:
-    """One round of the worker: claim the due connections and sync each (one at a time, so
-    a slow server delays only its own round)."""
-    results = []
-    for connection_id in await claim_due(database, settings, limit=limit):
+    """One round of the worker: up to ``limit`` due connections, each claimed right before it
+    is synced (so its lease runs while it is synced, not while others are)."""
+    results: list[SyncResult] = []
+    for _ in range(limit):
+        claimed = await claim_due(database, settings, limit=1)
+        if not claimed:
+            break
         try:
-            results.append(await sync_connection(database, providers, settings, connection_id))
+            results.append(await sync_connection(database, providers, settings, claimed[0]))
         except Exception:  # one broken calendar must not stop the others
-            log.exception("calendar.sync_crashed", connection_id=connection_id)
+            log.exception("calendar.sync_crashed", connection_id=claimed[0])
     return results
 
 

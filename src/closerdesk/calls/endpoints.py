@@ -126,8 +126,9 @@ async def book_call(
     closer with a valid calendar; the closer's calendar gets an event and the call a
     conferencing link. An ``intent`` call has neither. Fires ``call.booked``."""
     async with calendar_change(session, providers) as change:
-        call = await service.book(session, auth, change, body)
-    return Envelope(data=Call.model_validate(call))
+        # The answer is read before the commit: nothing after it may touch the ORM rows.
+        data = Call.model_validate(await service.book(session, auth, change, body))
+    return Envelope(data=data)
 
 
 @router.get("/{call_id}", response_model=Envelope[Call], responses=responses(CallNotFound))
@@ -221,7 +222,7 @@ async def reschedule_call(
     ``previous_scheduled_at``. Fires ``call.rescheduled``."""
     async with calendar_change(session, providers) as change:
         outcome = await service.reschedule(session, auth, change, call_id, body)
-    call = Call.model_validate(outcome.call)
+        call = Call.model_validate(outcome.call)  # before the commit, as in book_call
     return Envelope(
         data=RescheduleResult(
             **call.model_dump(exclude={"has_recording", "has_analysis"}),
@@ -248,8 +249,8 @@ async def cancel_call(
     revoked. Fires ``call.cancelled``."""
     reason = body.reason if body is not None else None
     async with calendar_change(session, providers) as change:
-        call = await service.cancel(session, auth, change, call_id, reason)
-    return Envelope(data=Call.model_validate(call))
+        data = Call.model_validate(await service.cancel(session, auth, change, call_id, reason))
+    return Envelope(data=data)
 
 
 @router.post(

@@ -43,6 +43,7 @@ from closerdesk.calls.schemas import (
 from closerdesk.errors import (
     BookingLinkInactive,
     CalendarNotConnected,
+    CalendarProviderError,
     CallCancelled,
     CallInPast,
     CallLeadMismatch,
@@ -434,17 +435,20 @@ async def _pick_by_round_robin(
     """The first of the ``free`` hosts, in round-robin order, whose calendar is free during
     ``span`` when asked live (the mirror that made them free may be a few minutes old).
 
-    A calendar that refuses the credentials drops its host (the connection turns invalid); a
-    calendar that cannot answer raises ``CalendarProviderError`` (502).
+    A calendar that refuses the credentials drops its host (the connection turns invalid), and
+    so does one that cannot answer: the next host is asked. When no host is confirmed and some
+    calendar could not answer, raises that ``CalendarProviderError`` (502): the time may well
+    be free, closerdesk just cannot tell.
     """
     candidates = list(free)
     weights = {m: (h.priority, h.weight) for m, h in hosts.items()}
+    unanswered: CalendarProviderError | None = None
     while candidates:
         chosen_id = await booking_links.round_robin_choice(
             session, organization_id, link_id, candidates, weights, now
         )
         if chosen_id is None:
-            return None
+            break
         host = hosts[chosen_id]
         account = account_of(host.connection, change.providers.secrets)
         if in_transaction(change.calendar(account)):  # its busy time was read under the lock
@@ -453,9 +457,13 @@ async def _pick_by_round_robin(
             busy = await change.busy(account, span.start, span.end)
         except CalendarNotConnected:
             busy = [span]
+        except CalendarProviderError as exc:
+            unanswered, busy = exc, [span]
         if not any(b.overlaps(span) for b in busy):
             return _Closer(host.member, account)
         candidates.remove(chosen_id)
+    if unanswered is not None:
+        raise unanswered
     return None
 
 

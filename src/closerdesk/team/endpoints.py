@@ -115,7 +115,9 @@ async def update_member(
 @router.put(
     "/{member_id}/calendar",
     response_model=Envelope[CalendarConnection],
-    responses=responses(MemberNotFound, CalendarAuthFailed, CalendarProviderError),
+    responses=responses(
+        MemberNotFound, CalendarAuthFailed, MemberHasUpcomingCalls, CalendarProviderError
+    ),
 )
 async def connect_calendar(
     member_id: str,
@@ -128,7 +130,10 @@ async def connect_calendar(
 
     ``builtin`` keeps events and busy blocks in closerdesk itself; ``caldav`` connects any
     CalDAV server (its credentials are checked first: 400 ``CALENDAR_AUTH_FAILED`` with the
-    server's reason; 502 ``CALENDAR_PROVIDER_ERROR`` when it does not answer). The answer
+    server's reason; 502 ``CALENDAR_PROVIDER_ERROR`` when it does not answer). Moving a member
+    with upcoming calls to another provider or calendar answers 409
+    ``MEMBER_HAS_UPCOMING_CALLS`` (their events live on the current one); new credentials for
+    the same calendar are always accepted. The answer
     never contains a credential; an external calendar's mirror is ``pending`` until the first
     sync (``POST /v1/team/{id}/calendar/sync`` runs one now)."""
     await service.get_member(session, auth.organization_id, member_id)  # 404 first

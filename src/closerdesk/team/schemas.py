@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, EmailStr, Field, SecretStr, model_validator
+from pydantic import AnyHttpUrl, EmailStr, Field, SecretStr, field_validator, model_validator
 
 from closerdesk.kit.schemas import MemberId, RequestSchema, Schema, TimeZoneName, UTCDateTime
 
@@ -82,6 +82,14 @@ class CalDavCalendarConnect(RequestSchema):
     username: str | None = Field(default=None, max_length=320)
     password: SecretStr | None = Field(default=None, max_length=1000)
     calendar_url: AnyHttpUrl | None = None
+
+    @field_validator("url", "calendar_url")
+    @classmethod
+    def _no_userinfo(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        # A password inside a URL would be stored and shown as the calendar's address.
+        if value is not None and (value.username or value.password):
+            raise ValueError("put the user name and password in username/password, not the URL")
+        return value
 
 
 CalendarConnect = Annotated[

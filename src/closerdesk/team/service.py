@@ -198,10 +198,20 @@ async def save_calendar(
     Reconnecting the same provider replaces the credentials and calendar, makes the connection
     ``valid`` again and starts its mirror afresh (idempotent for ``builtin``); another provider
     replaces the connection. The credentials are stored sealed with ``box``. Raises
-    ``MemberNotFound`` (404).
+    ``MemberNotFound`` (404) and ``MemberHasUpcomingCalls`` (409: another provider or calendar
+    while the member has upcoming calls, whose events live on the current one; the member row
+    is locked, as bookings of the member are).
     """
-    member = await get_member(session, organization_id, member_id)
+    member = await calls_repository.get_member(session, organization_id, member_id, lock=True)
+    if member is None:
+        raise MemberNotFound()
     connection = await calendars_repository.get_connection(session, organization_id, member.id)
+    moves_calendar = connection is not None and (
+        connection.provider != account.provider or connection.calendar_id != account.calendar_id
+    )
+    if moves_calendar and await _has_upcoming_calls(session, organization_id, member.id):
+        # Their events live on the current calendar (as for DELETE): reassign or cancel first.
+        raise MemberHasUpcomingCalls()
     if connection is not None and connection.provider != account.provider:
         await session.delete(connection)
         await session.flush()
