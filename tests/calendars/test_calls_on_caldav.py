@@ -555,6 +555,7 @@ async def test_an_old_calendar_that_refuses_the_removal_turns_invalid(
     assert moved["old_event_orphaned"] is True
     shown = ok(await client.get(f"/v1/team/{alice.id}/calendar", headers=org.headers))
     assert shown["status"] == "invalid"
+    assert shown["invalid_reason"] == "CalDAV server refused the credentials: 401 Unauthorized"
     async with database.reader() as s:
         [cleanup] = (await s.scalars(select(CalendarCleanup))).all()
         types = (await s.scalars(select(WebhookEvent.type))).all()
