@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from closerdesk.calendars.builtin import default_calendar_factory
 from closerdesk.calendars.provider import CalendarAccount, CalendarError, CalendarProvider
 from closerdesk.config import Settings
 from closerdesk.db import Database
@@ -58,7 +57,7 @@ def providers(settings: Settings, switch: _Switch) -> Providers:
     real = default_providers(settings)
 
     def calendars(session: AsyncSession, name: str) -> CalendarProvider:
-        wrapped: Any = _BusyFails(default_calendar_factory(session, name), switch)
+        wrapped: Any = _BusyFails(real.calendars(session, name), switch)
         provider: CalendarProvider = wrapped
         return provider
 

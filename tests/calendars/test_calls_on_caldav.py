@@ -32,7 +32,7 @@ from closerdesk.models import (
 )
 from closerdesk.providers import Providers
 from closerdesk.worker import CalendarWorker
-from tests.booking_links.helpers import host, link_body, schedule
+from tests.booking_links.helpers import create_link, host, schedule
 from tests.calendars.servers import DavCalendar, DavServer, weekly_event
 from tests.factories import Org, create_lead, create_member
 from tests.webhooks.test_events import documented_examples, shape
@@ -208,14 +208,7 @@ async def test_foreign_events_block_reassign_live_and_slots_after_a_sync(
     assert conflict["start"] == isoformat_z(start + timedelta(days=7, hours=2))
 
     # Slots: a link hosted by Bruno alone offers the foreign time until the mirror knows it.
-    link = ok(
-        await client.post(
-            "/v1/booking-links",
-            headers=org.headers,
-            json=link_body([host(bruno.id, sched=schedule("UTC", "00:00", "23:59"))]),
-        ),
-        201,
-    )
+    link = await create_link(client, org, [host(bruno.id, sched=schedule("UTC", "00:00", "23:59"))])
     window = {"start": isoformat_z(at(3, 0)), "end": isoformat_z(at(4, 0))}
 
     async def offered() -> set[str]:
@@ -451,15 +444,8 @@ async def test_round_robin_passes_over_a_host_whose_calendar_refuses(
     alice, alice_calendar = await closer_on(client, session, org, radicale_auth)
     bruno, bruno_calendar = await closer_on(client, session, org, radicale_auth)
     always = schedule("UTC", "00:00", "23:59")
-    link = ok(
-        await client.post(
-            "/v1/booking-links",
-            headers=org.headers,
-            json=link_body(
-                [host(alice.id, priority="high", sched=always), host(bruno.id, sched=always)]
-            ),
-        ),
-        201,
+    link = await create_link(
+        client, org, [host(alice.id, priority="high", sched=always), host(bruno.id, sched=always)]
     )
     assert alice_calendar.user.username is not None
     radicale_auth.set_password(alice_calendar.user.username, "changed-on-the-server")
@@ -578,15 +564,8 @@ async def test_round_robin_passes_over_a_host_whose_server_is_down(
     alice, _ = await closer_on(client, session, org, radicale)
     bruno, _ = await closer_on(client, session, org, xandikos)
     always = schedule("UTC", "00:00", "23:59")
-    link = ok(
-        await client.post(
-            "/v1/booking-links",
-            headers=org.headers,
-            json=link_body(
-                [host(alice.id, priority="high", sched=always), host(bruno.id, sched=always)]
-            ),
-        ),
-        201,
+    link = await create_link(
+        client, org, [host(alice.id, priority="high", sched=always), host(bruno.id, sched=always)]
     )
     lead = await create_lead(session, org)
     body = {

@@ -26,7 +26,6 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session as OrmSession
 
-from closerdesk.calendars.builtin import default_calendar_factory
 from closerdesk.calendars.provider import (
     CalendarAccount,
     CalendarError,
@@ -141,7 +140,7 @@ def providers(settings: Settings, faults: Faults) -> Providers:
     real = default_providers(settings)
 
     def calendars(session: AsyncSession, name: str) -> CalendarProvider:
-        return FlakyCalendar(default_calendar_factory(session, name), faults)
+        return FlakyCalendar(real.calendars(session, name), faults)
 
     def conferencing(session: AsyncSession) -> Any:
         return FlakyConferencing(real.conferencing(session), faults)

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closerdesk.calendars.provider import (
     CalendarAccount,
     CalendarError,
-    CalendarProvider,
     EventDraft,
     SyncBatch,
 )
@@ -107,10 +106,3 @@ class BuiltinCalendar:
         if event is None or event.connection_id != account.connection_id:
             return None
         return event
-
-
-def default_calendar_factory(session: AsyncSession, provider: str) -> CalendarProvider:
-    """The providers available in this build; unknown names raise ``CalendarError``."""
-    if provider == "builtin":
-        return BuiltinCalendar(session)
-    raise CalendarError(f"calendar provider '{provider}' is not available")
