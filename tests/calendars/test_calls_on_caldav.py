@@ -615,3 +615,19 @@ async def test_a_password_inside_the_url_is_refused(
     error = fail(r, 400, "VALIDATION_ERROR")
     assert "hunter2" not in r.text
     assert error["details"][0]["field"] == "caldav.url"  # the provider's field
+
+
+async def test_connect_to_a_server_that_does_not_answer_is_502_and_sync_without_a_calendar_404(
+    client: httpx.AsyncClient, session: AsyncSession, org: Org, radicale: DavServer
+) -> None:
+    closer = await create_member(session, org, calendar=False)
+    calendar = radicale.new_calendar(radicale.new_user())
+    with radicale.stopped():
+        r = await client.put(
+            f"/v1/team/{closer.id}/calendar",
+            headers=org.headers,
+            json={"provider": "caldav", **calendar.credentials()},
+        )
+        fail(r, 502, "CALENDAR_PROVIDER_ERROR")
+    r = await client.post(f"/v1/team/{closer.id}/calendar/sync", headers=org.headers)
+    fail(r, 404, "CALENDAR_NOT_FOUND")
