@@ -56,10 +56,42 @@ class Settings(BaseSettings):
     """How far ahead the busy mirror reaches (days); slots beyond it see no calendar busy."""
     calendar_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     """Bound on each request to a calendar provider (seconds); past it the request fails."""
+    calendar_retry_seconds: float = Field(default=20.0, gt=0, le=300)
+    """Total time a request to a cloud calendar may spend retrying 429s and 5xx (seconds); a
+    ``Retry-After`` longer than what is left fails at once instead of waiting."""
+    calendar_push: bool = True
+    """Ask Google and Microsoft for push notifications (``/hooks/google``,
+    ``/hooks/microsoft``); they need ``public_base_url`` to be reachable by the provider."""
+
+    # OAuth clients and base URLs of the cloud calendars (docs/calendars.md). Every URL is a
+    # setting so a deployment (or a test) can point it elsewhere.
+    google_client_id: str | None = None
+    google_client_secret: SecretStr | None = None
+    google_api_uri: str = "https://www.googleapis.com/calendar/v3"
+    google_authorization_uri: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_uri: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
+    microsoft_client_id: str | None = None
+    microsoft_client_secret: SecretStr | None = None
+    microsoft_tenant: str = "common"
+    microsoft_api_uri: str = "https://graph.microsoft.com/v1.0"
+    microsoft_authorization_uri: str = (
+        "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize"
+    )
+    microsoft_token_uri: str = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"  # noqa: S105 - a URL
+    nylas_api_key: SecretStr | None = None
+    nylas_api_uri: str = "https://api.us.nylas.com"
+    nylas_webhook_secret: SecretStr | None = None
+    oauth_state_seconds: int = Field(default=900, ge=60, le=86400)
+    """How long an ``authorization_url`` stays usable (its signed ``state``), in seconds."""
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def oauth_redirect_base(self) -> str:
+        """``{public_base_url}/oauth``; providers send the browser to ``…/{provider}/callback``."""
+        return f"{self.public_base_url.rstrip('/')}/oauth"
 
     @property
     def encryption_key_list(self) -> list[str]:

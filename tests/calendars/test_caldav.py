@@ -157,7 +157,7 @@ async def test_unreachable_server(provider: CalDavCalendar) -> None:
 async def test_create_move_cancel(provider: CalDavCalendar, dav_calendar: DavCalendar) -> None:
     account = dav_calendar.account()
 
-    event_id = await provider.create_event(account, draft(at(2, 10), at(2, 11)))
+    event_id = (await provider.create_event(account, draft(at(2, 10), at(2, 11)))).event_id
 
     assert event_id.endswith(OWN_UID_SUFFIX)
     [path] = dav_calendar.hrefs()
@@ -257,7 +257,7 @@ async def test_sync_full_then_incremental(dav_calendar: DavCalendar, sync_collec
     weekly = dav_calendar.put_ics(weekly_event(at(1, 12), at(1, 13), count=3, exdates=[at(8, 12)]))
     # Outside the window:
     later = dav_calendar.put_event(at(2, 9, month=6), at(2, 10, month=6), uid="later@example.org")
-    own_id = await provider.create_event(account, draft(at(3, 9), at(3, 10)))
+    own_id = (await provider.create_event(account, draft(at(3, 9), at(3, 10)))).event_id
 
     first = await provider.sync(account, None, WINDOW)
 

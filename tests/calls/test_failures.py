@@ -30,6 +30,7 @@ from closerdesk.calendars.provider import (
     CalendarAccount,
     CalendarError,
     CalendarProvider,
+    CreatedEvent,
     EventDraft,
 )
 from closerdesk.config import Settings
@@ -92,11 +93,11 @@ class FlakyCalendar:
     async def sync(self, account: CalendarAccount, state: str | None, window: Interval) -> Any:
         return await self.inner.sync(account, state, window)
 
-    async def create_event(self, account: CalendarAccount, draft: EventDraft) -> str:
+    async def create_event(self, account: CalendarAccount, draft: EventDraft) -> CreatedEvent:
         self.faults.hit("calendar.create_event")
-        event_id = await self.inner.create_event(account, draft)
-        self.faults.calls.append(("create_event", account.connection_id, event_id))
-        return event_id
+        created = await self.inner.create_event(account, draft)
+        self.faults.calls.append(("create_event", account.connection_id, created.event_id))
+        return created
 
     async def move_event(self, account: CalendarAccount, event_id: str, draft: EventDraft) -> None:
         self.faults.calls.append(("move_event", account.connection_id, event_id))

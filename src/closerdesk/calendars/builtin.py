@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closerdesk.calendars.provider import (
     CalendarAccount,
     CalendarError,
+    CreatedEvent,
     EventDraft,
     SyncBatch,
 )
@@ -34,7 +35,7 @@ class BuiltinCalendar:
         """Nothing to check: the calendar is closerdesk's own, ``builtin:<member id>``."""
         return account
 
-    async def create_event(self, account: CalendarAccount, draft: EventDraft) -> str:
+    async def create_event(self, account: CalendarAccount, draft: EventDraft) -> CreatedEvent:
         event = CalendarEvent(
             id=new_id("evt"),
             organization_id=account.organization_id,
@@ -48,7 +49,7 @@ class BuiltinCalendar:
         )
         self.session.add(event)
         await self.session.flush()
-        return event.id
+        return CreatedEvent(event.id)
 
     async def move_event(self, account: CalendarAccount, event_id: str, draft: EventDraft) -> None:
         event = await self._event(account, event_id)

@@ -48,6 +48,7 @@ from closerdesk.calendars.provider import (
     CalendarAccount,
     CalendarAuthError,
     CalendarError,
+    CreatedEvent,
     EventDraft,
     MirrorChange,
     SyncBatch,
@@ -516,8 +517,8 @@ class CalDavCalendar:
 
     # -- events --
 
-    async def create_event(self, account: CalendarAccount, draft: EventDraft) -> str:
-        """PUT a new VEVENT (``If-None-Match: *``); returns its UID, ``evt_<ulid>@closerdesk``."""
+    async def create_event(self, account: CalendarAccount, draft: EventDraft) -> CreatedEvent:
+        """PUT a new VEVENT (``If-None-Match: *``); its id is its UID, ``evt_<ulid>@closerdesk``."""
         calendar_url = self._calendar_url(account)
         uid = new_id("evt") + OWN_UID_SUFFIX
 
@@ -531,7 +532,7 @@ class CalDavCalendar:
             _check_status(response, "PUT")
 
         await self._run(account, work)
-        return uid
+        return CreatedEvent(uid)
 
     async def move_event(self, account: CalendarAccount, event_id: str, draft: EventDraft) -> None:
         """Overwrite the event at its URL: same UID, the draft's times and ``SEQUENCE``.

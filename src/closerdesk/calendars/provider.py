@@ -66,6 +66,27 @@ class EventDraft:
 
 
 @dataclass(frozen=True)
+class CreatedEvent:
+    """What ``create_event`` made: the provider's event id (stable for the event's life) and,
+    when the connection asked for the provider's own conferencing (Google Meet, Teams), the
+    room's URL, which the call's revocable ``/meet/{token}`` link then redirects to."""
+
+    event_id: str
+    room_url: str | None = None
+
+
+@dataclass(frozen=True)
+class PushChannel:
+    """A provider's push subscription for one calendar (a Google channel, a Microsoft Graph
+    subscription): ``channel_id`` names it in notifications, ``resource_id`` is Google's
+    ``resourceId`` (needed to stop it; empty for Graph), ``expires_at`` when it lapses (UTC)."""
+
+    channel_id: str
+    resource_id: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class MirrorChange:
     """One foreign event as the busy mirror keeps it.
 
@@ -106,8 +127,8 @@ class CalendarProvider(Protocol):
         ``calendar_id`` set to the calendar that will receive events."""
         ...
 
-    async def create_event(self, account: CalendarAccount, draft: EventDraft) -> str:
-        """Create the event; return the provider's event id (stable for the event's life)."""
+    async def create_event(self, account: CalendarAccount, draft: EventDraft) -> CreatedEvent:
+        """Create the event; return its id (and the provider's conferencing room, if any)."""
         ...
 
     async def move_event(self, account: CalendarAccount, event_id: str, draft: EventDraft) -> None:
@@ -130,6 +151,20 @@ class CalendarProvider(Protocol):
     ) -> SyncBatch:
         """Foreign events changed since ``state`` (None: everything), with their busy time
         clipped to ``window``."""
+        ...
+
+
+class PushProvider(Protocol):
+    """A provider that can notify closerdesk of changes (Google ``events.watch``, Microsoft
+    Graph subscriptions). ``token`` is the secret the provider echoes in every notification
+    (Google's channel token, Graph's ``clientState``); ``address`` the HTTPS URL it posts to."""
+
+    async def watch(self, account: CalendarAccount, address: str, token: str) -> PushChannel:
+        """Start (or renew by replacing) push notifications for the account's calendar."""
+        ...
+
+    async def unwatch(self, account: CalendarAccount, channel: PushChannel) -> None:
+        """Stop a channel. Stopping one already gone is not an error."""
         ...
 
 

@@ -166,14 +166,21 @@ class CalendarChange:
 
     async def create(self, account: CalendarAccount, draft: EventDraft) -> str:
         """Create the call's event; on an external calendar it is cancelled again if the
-        change does not commit. Returns the provider's event id. Raises
+        change does not commit. When the provider made its own room (Google Meet, Teams), the
+        draft's join link (``location``, our ``/meet/{token}``) is pointed at it. Returns the
+        provider's event id. Raises
         ``CalendarProviderError`` (502), ``CalendarNotConnected`` (409)."""
         calendar = self.calendar(account)
-        event_id = await self._ask(
+        created = await self._ask(
             account, "Creating the calendar event", calendar.create_event, draft
         )
+        event_id = created.event_id
         if not in_transaction(calendar):
             self._undo.append(lambda: self._uncreate(account, event_id, draft.call_id))
+        if created.room_url and draft.location:
+            # The provider made its own room (Meet, Teams): the call's link now leads there.
+            conferencing = self.providers.conferencing(self.session)
+            await conferencing.point_link(account.organization_id, draft.location, created.room_url)
         return event_id
 
     async def move(

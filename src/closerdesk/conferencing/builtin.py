@@ -1,4 +1,5 @@
-"""Built-in conferencing: ``{public_base_url}/meet/{token}`` redirects to a Jitsi room.
+"""Built-in conferencing: ``{public_base_url}/meet/{token}`` redirects to a Jitsi room, or to
+the calendar provider's own room (Google Meet, Teams) once the call's event has one.
 
 The link is ours, so it can be revoked: a revoked token answers 410 Gone (SPEC §3).
 """
@@ -53,6 +54,21 @@ class BuiltinConferencing:
                 ConferencingLink.revoked_at.is_(None),
             )
             .values(revoked_at=utcnow())
+        )
+
+    async def point_link(self, organization_id: str, url: str, room_url: str) -> None:
+        """Send a live link to ``room_url`` (a provider's own room: Google Meet, Teams)."""
+        _, sep, token = url.rpartition(MEET_PATH)
+        if not sep or not token:
+            return
+        await self.session.execute(
+            update(ConferencingLink)
+            .where(
+                ConferencingLink.organization_id == organization_id,
+                ConferencingLink.token == token,
+                ConferencingLink.revoked_at.is_(None),
+            )
+            .values(room_url=room_url)
         )
 
 

@@ -19,5 +19,9 @@ class ConferencingProvider(Protocol):
         """Make ``url`` stop working. Revoking an unknown or revoked link is not an error."""
         ...
 
+    async def point_link(self, organization_id: str, url: str, room_url: str) -> None:
+        """Make the live link ``url`` lead to ``room_url`` (the calendar provider's room)."""
+        ...
+
 
 ConferencingFactory = Callable[[AsyncSession], ConferencingProvider]

@@ -122,6 +122,21 @@ class SecretBox:
             raise UndecryptableSecret("a stored credential map (not an object of strings)")
         return values
 
+    def decrypt_recent_json(self, token: str, *, max_age_seconds: int) -> dict[str, str]:
+        """The map ``encrypt_json`` sealed at most ``max_age_seconds`` ago (Fernet's own
+        timestamp; for short-lived tokens such as an OAuth ``state``). Raises
+        ``UndecryptableSecret`` when no key opens it, it is older, or it is not such a map."""
+        try:
+            clear = self._fernet.decrypt(token.encode(), ttl=max_age_seconds).decode()
+            values = json.loads(clear)
+        except (InvalidToken, json.JSONDecodeError, UnicodeError):
+            raise UndecryptableSecret("a sealed token (forged, damaged or expired)") from None
+        if not isinstance(values, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+        ):
+            raise UndecryptableSecret("a sealed token (not an object of strings)")
+        return values
+
     def is_current(self, token: str) -> bool:
         """Whether ``token`` was made with the first key (``rotate`` would change nothing)."""
         try:
