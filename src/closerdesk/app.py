@@ -36,6 +36,7 @@ from closerdesk.kit.secrets import secret_box
 from closerdesk.leads.endpoints import router as leads_router
 from closerdesk.meet.endpoints import router as meet_router
 from closerdesk.middleware import REQUEST_ID_HEADER, RequestContextMiddleware, error_body
+from closerdesk.oauth.endpoints import router as oauth_router
 from closerdesk.payments.endpoints import router as payments_router
 from closerdesk.products.endpoints import router as products_router
 from closerdesk.providers import Providers, default_providers
@@ -123,6 +124,7 @@ def create_app(
     ):
         app.include_router(router, responses=API_ERRORS)
     app.include_router(meet_router, responses=INTERNAL_ERROR)
+    app.include_router(oauth_router, responses={**responses(ValidationFailed), **INTERNAL_ERROR})
 
     @app.get(
         "/health",

@@ -36,8 +36,9 @@ from closerdesk.models import (
     TeamMember,
 )
 from closerdesk.providers import Providers, default_providers
+from closerdesk.team.calendar import save_calendar
 from closerdesk.team.schemas import BusyBlockCreate
-from closerdesk.team.service import add_busy_block, save_calendar
+from closerdesk.team.service import add_busy_block
 
 DEMO_NAME = "Demo Sales Co"
 

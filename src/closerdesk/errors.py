@@ -60,6 +60,21 @@ class CalendarAuthFailed(ApiError):
     message = "The calendar provider refused these credentials."
 
 
+class CalendarProviderNotConfigured(ApiError):
+    """This closerdesk has no client for the calendar provider (its OAuth client, the Nylas
+    API key): the operator sets the settings the message names."""
+
+    status, code = 400, "CALENDAR_PROVIDER_NOT_CONFIGURED"
+    message = "This calendar provider is not configured on this closerdesk."
+
+
+class OAuthStateInvalid(ApiError):
+    """An OAuth callback whose ``state`` closerdesk did not make, or made too long ago."""
+
+    status, code = 400, "OAUTH_STATE_INVALID"
+    message = "The authorization is not valid or has expired; connect the calendar again."
+
+
 # --- 401/403 -------------------------------------------------------------------------------------
 class Unauthorized(ApiError):
     status, code = 401, "UNAUTHORIZED"

@@ -39,7 +39,12 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_r
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from closerdesk.calendars.http import ProviderHttp, RetryPolicy, TokenGetter
-from closerdesk.calendars.provider import CalendarAccount, CalendarAuthError, CalendarError
+from closerdesk.calendars.provider import (
+    CalendarAccount,
+    CalendarAuthError,
+    CalendarError,
+    ProviderNotConfigured,
+)
 from closerdesk.config import Settings
 from closerdesk.kit.secrets import SecretBox, UndecryptableSecret
 
@@ -58,7 +63,7 @@ REFRESH_MARGIN = timedelta(seconds=60)
 OAUTH_PROVIDERS = ("google", "microsoft")
 
 
-class OAuthNotConfigured(CalendarError):
+class OAuthNotConfigured(ProviderNotConfigured):
     """The provider's OAuth client (``CLOSERDESK_<PROVIDER>_CLIENT_ID``/``_SECRET``) is unset."""
 
 

@@ -24,6 +24,11 @@ class CalendarError(Exception):
     """The provider could not do what was asked (network, timeout, provider outage)."""
 
 
+class ProviderNotConfigured(CalendarError):
+    """closerdesk has no client for this provider (an OAuth client id, the Nylas API key):
+    the operator must set the settings the message names."""
+
+
 class CalendarAuthError(CalendarError):
     """The provider refused the credentials (HTTP 401/403, a revoked grant).
 

@@ -11,14 +11,21 @@ from closerdesk.models.base import Base, TimestampMixin, UTCDateTime, org_fk
 class CalendarConnection(TimestampMixin, Base):
     """A member's connected calendar, a "grant": one per member (``docs/calendars.md``).
 
-    ``provider`` is ``builtin`` or ``caldav``; ``status`` is ``valid``/``invalid`` (a provider
-    refused the credentials: ``invalid_reason`` says why). A closer without a valid connection
-    cannot receive calls.
+    ``provider`` is ``builtin``, ``caldav``, ``google``, ``microsoft`` or ``nylas``; ``status``
+    is ``valid``/``invalid`` (a provider refused the credentials: ``invalid_reason`` says why).
+    A closer without a valid connection cannot receive calls.
 
     The busy mirror of an external calendar: ``sync_status`` (``pending``, ``ok``, ``failed``),
     ``last_synced_at``, ``sync_error``, the provider's opaque ``sync_state`` (sync token, or
     ctag and etags), ``mirror_until`` (the end of the window the mirror was expanded to) and
-    ``sync_lease_until`` (a worker owns the sync until then).
+    ``sync_lease_until`` (a worker owns the sync until then), ``sync_requested_at`` (a push
+    notification asked for a sync that has not run yet).
+
+    Push notifications (Google channels, Microsoft Graph subscriptions): ``push_channel_id``
+    names the channel in notifications, ``push_resource_id`` is Google's ``resourceId``,
+    ``push_expires_at`` when it lapses (the worker renews it a day before).
+    ``provider_grant_id`` is the provider's grant (Nylas ``grant_id``); closerdesk's own
+    connection id for the others.
 
     ``credentials`` is the provider's credential map (CalDAV ``url``/``username``/``password``)
     as one Fernet token of its JSON, or NULL when there is none (the built-in calendar). Read
@@ -35,6 +42,8 @@ class CalendarConnection(TimestampMixin, Base):
             ondelete="CASCADE",
         ),
         Index("ix_calendar_connections_sync_due", "provider", "last_synced_at"),
+        Index("ix_calendar_connections_grant", "provider", "provider_grant_id"),
+        Index("ix_calendar_connections_push_channel", "push_channel_id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -52,3 +61,7 @@ class CalendarConnection(TimestampMixin, Base):
     last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     mirror_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sync_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sync_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    push_channel_id: Mapped[str | None] = mapped_column(String(200))
+    push_resource_id: Mapped[str | None] = mapped_column(String(500))
+    push_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 from sqlalchemy import select
 
 from closerdesk.auth.dependencies import AdminKey, ReadKey, WriteKey
@@ -16,6 +16,7 @@ from closerdesk.errors import (
     CalendarAuthFailed,
     CalendarConnectionNotFound,
     CalendarProviderError,
+    CalendarProviderNotConfigured,
     MemberEmailTaken,
     MemberHasUpcomingCalls,
     MemberIdTaken,
@@ -27,11 +28,12 @@ from closerdesk.kit.schemas import Envelope, ListEnvelope, UTCDateTime
 from closerdesk.models import CalendarConnection as ConnectionRow
 from closerdesk.models import TeamMember as MemberRow
 from closerdesk.providers import ProvidersDep
-from closerdesk.team import service
+from closerdesk.team import calendar, service
 from closerdesk.team.schemas import (
     BusyBlock,
     BusyBlockCreate,
     BusyInterval,
+    CalendarAuthorization,
     CalendarConnect,
     CalendarConnection,
     Disconnected,
@@ -114,10 +116,20 @@ async def update_member(
 
 @router.put(
     "/{member_id}/calendar",
-    response_model=Envelope[CalendarConnection],
-    responses=responses(
-        MemberNotFound, CalendarAuthFailed, MemberHasUpcomingCalls, CalendarProviderError
-    ),
+    response_model=Envelope[CalendarConnection] | Envelope[CalendarAuthorization],
+    responses={
+        202: {
+            "model": Envelope[CalendarAuthorization],
+            "description": "Google or Microsoft without a refresh token: open the URL to consent",
+        },
+        **responses(
+            MemberNotFound,
+            CalendarAuthFailed,
+            CalendarProviderNotConfigured,
+            MemberHasUpcomingCalls,
+            CalendarProviderError,
+        ),
+    },
 )
 async def connect_calendar(
     member_id: str,
@@ -125,23 +137,35 @@ async def connect_calendar(
     session: Session,
     auth: AdminKey,
     providers: ProvidersDep,
-) -> Envelope[CalendarConnection]:
+    request: Request,
+    response: Response,
+) -> Envelope[CalendarConnection] | Envelope[CalendarAuthorization]:
     """Connect the member's calendar (admin scope); reconnecting replaces it.
 
     ``builtin`` keeps events and busy blocks in closerdesk itself; ``caldav`` connects any
-    CalDAV server (its credentials are checked first: 400 ``CALENDAR_AUTH_FAILED`` with the
-    server's reason; 502 ``CALENDAR_PROVIDER_ERROR`` when it does not answer). Moving a member
-    with upcoming calls to another provider or calendar answers 409
-    ``MEMBER_HAS_UPCOMING_CALLS`` (their events live on the current one); new credentials for
-    the same calendar are always accepted. The answer
-    never contains a credential; an external calendar's mirror is ``pending`` until the first
-    sync (``POST /v1/team/{id}/calendar/sync`` runs one now)."""
+    CalDAV server; ``nylas`` a Nylas v3 grant; ``google`` and ``microsoft`` a Google or
+    Microsoft 365 calendar. Credentials are checked first (400 ``CALENDAR_AUTH_FAILED`` with
+    the provider's reason; 502 ``CALENDAR_PROVIDER_ERROR`` when it does not answer). Google or
+    Microsoft without a ``refresh_token`` answer **202** with an ``authorization_url``: the
+    member consents there and the provider returns to ``GET /oauth/{provider}/callback``,
+    which saves the connection. Moving a member with upcoming calls to another provider or
+    calendar answers 409 ``MEMBER_HAS_UPCOMING_CALLS`` (their events live on the current one);
+    new credentials for the same calendar are always accepted. The answer never contains a
+    credential; an external calendar's mirror is ``pending`` until the first sync
+    (``POST /v1/team/{id}/calendar/sync`` runs one now)."""
     await service.get_member(session, auth.organization_id, member_id)  # 404 first
     await session.commit()  # no transaction (on SQLite, no write lock) over the network
-    account = await service.verify_calendar(
+    settings: Settings = request.app.state.settings
+    if calendar.needs_consent(body):
+        consent = calendar.begin_authorization(
+            settings, providers.secrets, auth.organization_id, member_id, body
+        )
+        response.status_code = status.HTTP_202_ACCEPTED
+        return Envelope(data=consent)
+    account = await calendar.verify_calendar(
         session, providers, auth.organization_id, member_id, body
     )
-    connection = await service.save_calendar(
+    connection = await calendar.save_calendar(
         session, providers.secrets, auth.organization_id, member_id, account
     )
     return Envelope(data=CalendarConnection.model_validate(connection))
@@ -157,7 +181,7 @@ async def get_calendar(
 ) -> Envelope[CalendarConnection]:
     """The member's calendar connection: provider, ``status`` (``invalid_reason``), and how
     fresh its busy mirror is (``sync_status``, ``last_synced_at``, ``sync_error``)."""
-    connection = await service.get_calendar(session, auth.organization_id, member_id)
+    connection = await calendar.get_calendar(session, auth.organization_id, member_id)
     return Envelope(data=CalendarConnection.model_validate(connection))
 
 
@@ -177,11 +201,11 @@ async def sync_calendar(
     waiting for the worker; answers the connection afterwards. A failed sync answers 200 with
     ``sync_status: "failed"`` and ``sync_error``; a refusal of the credentials turns the
     connection ``invalid``. A sync already running elsewhere is not started twice."""
-    connection = await service.get_calendar(session, auth.organization_id, member_id)
+    connection = await calendar.get_calendar(session, auth.organization_id, member_id)
     await session.commit()  # the sync runs its own short transactions
     settings: Settings = request.app.state.settings
     await mirror.sync_now(request.app.state.database, providers, settings, connection.id)
-    connection = await service.get_calendar(session, auth.organization_id, member_id)
+    connection = await calendar.get_calendar(session, auth.organization_id, member_id)
     await session.refresh(connection)
     return Envelope(data=CalendarConnection.model_validate(connection))
 
@@ -196,7 +220,7 @@ async def disconnect_calendar(
 ) -> Envelope[Disconnected]:
     """Disconnect the member's calendar (admin scope): the member can no longer receive calls.
     A member with upcoming calls answers 409 ``MEMBER_HAS_UPCOMING_CALLS``."""
-    await service.disconnect_calendar(session, auth.organization_id, member_id)
+    await calendar.disconnect_calendar(session, auth.organization_id, member_id)
     return Envelope(data=Disconnected(member_id=member_id, disconnected=True))
 
 

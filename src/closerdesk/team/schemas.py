@@ -11,6 +11,9 @@ from closerdesk.kit.schemas import MemberId, RequestSchema, Schema, TimeZoneName
 Role = Literal["closer", "setter", "admin"]
 
 
+CalendarProviderName = Literal["builtin", "caldav", "google", "microsoft", "nylas"]
+
+
 class CalendarConnection(Schema):
     """A member's connected calendar ("grant"); never a credential (``docs/calendars.md``).
 
@@ -21,7 +24,7 @@ class CalendarConnection(Schema):
     """
 
     id: str
-    provider: Literal["builtin", "caldav"]
+    provider: CalendarProviderName
     provider_grant_id: str
     calendar_id: str
     status: Literal["valid", "invalid"]
@@ -30,6 +33,17 @@ class CalendarConnection(Schema):
     last_synced_at: UTCDateTime | None = None
     sync_error: str | None = None
     created_at: UTCDateTime
+
+
+class CalendarAuthorization(Schema):
+    """202 to ``PUT /v1/team/{id}/calendar`` for Google or Microsoft without a refresh token:
+    open ``authorization_url`` in the member's browser before ``expires_at``; the provider
+    then returns to ``GET /oauth/{provider}/callback``, which saves the connection."""
+
+    member_id: str
+    provider: Literal["google", "microsoft"]
+    authorization_url: str
+    expires_at: UTCDateTime
 
 
 class TeamMember(Schema):
@@ -92,8 +106,48 @@ class CalDavCalendarConnect(RequestSchema):
         return value
 
 
+class NylasCalendarConnect(RequestSchema):
+    """A Nylas v3 grant (seed 000's provider): the partner ran Nylas's hosted authentication
+    and passes the ``grant_id`` it got. closerdesk calls Nylas with
+    ``CLOSERDESK_NYLAS_API_KEY``; ``conferencing`` asks Nylas to create a room with each event.
+    """
+
+    provider: Literal["nylas"]
+    grant_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_\-]+$")
+    calendar_id: str = Field(default="primary", min_length=1, max_length=500)
+    conferencing: Literal["google_meet", "teams", "zoom"] | None = None
+
+
+class GoogleCalendarConnect(RequestSchema):
+    """Google Calendar. With a ``refresh_token`` (from the partner's own consent screen, for
+    closerdesk's OAuth client) it is checked and saved at once; without one the answer is 202
+    with an ``authorization_url`` for the member to open. ``conferencing: "google_meet"`` adds
+    a Meet room to every event."""
+
+    provider: Literal["google"]
+    refresh_token: SecretStr | None = Field(default=None, min_length=1, max_length=2000)
+    calendar_id: str = Field(default="primary", min_length=1, max_length=500)
+    conferencing: Literal["google_meet"] | None = None
+
+
+class MicrosoftCalendarConnect(RequestSchema):
+    """Microsoft 365 / Outlook through Microsoft Graph; as Google (``refresh_token`` or a 202
+    with an ``authorization_url``). Without ``calendar_id`` the mailbox's default calendar is
+    used. ``conferencing: "teams"`` makes every event a Teams meeting."""
+
+    provider: Literal["microsoft"]
+    refresh_token: SecretStr | None = Field(default=None, min_length=1, max_length=4000)
+    calendar_id: str | None = Field(default=None, min_length=1, max_length=500)
+    conferencing: Literal["teams"] | None = None
+
+
 CalendarConnect = Annotated[
-    BuiltinCalendarConnect | CalDavCalendarConnect, Field(discriminator="provider")
+    BuiltinCalendarConnect
+    | CalDavCalendarConnect
+    | NylasCalendarConnect
+    | GoogleCalendarConnect
+    | MicrosoftCalendarConnect,
+    Field(discriminator="provider"),
 ]
 """``PUT /v1/team/{id}/calendar`` body, by ``provider``."""
 

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars import repository as calendars_repository
 from closerdesk.calendars.busy import stored_busy
-from closerdesk.calendars.credentials import seal_credentials
-from closerdesk.calendars.provider import CalendarAccount, CalendarAuthError, CalendarError
 from closerdesk.calls import repository as calls_repository
 from closerdesk.db import UniqueViolation, unique_write
 from closerdesk.errors import (
     BusyBlockNotFound,
-    CalendarAuthFailed,
-    CalendarConnectionNotFound,
-    CalendarProviderError,
     MemberEmailTaken,
     MemberHasUpcomingCalls,
     MemberIdTaken,
@@ -25,15 +20,11 @@ from closerdesk.errors import (
     ValidationFailed,
 )
 from closerdesk.kit.ids import new_id
-from closerdesk.kit.secrets import SecretBox
 from closerdesk.kit.time import utcnow
-from closerdesk.models import BusyBlock, CalendarBusy, CalendarConnection, Call, TeamMember
-from closerdesk.providers import Providers
+from closerdesk.models import BusyBlock, CalendarConnection, Call, TeamMember
 from closerdesk.scheduling.intervals import Interval, merge
 from closerdesk.team.schemas import (
     BusyBlockCreate,
-    CalDavCalendarConnect,
-    CalendarConnect,
     TeamMemberCreate,
     TeamMemberUpdate,
 )
@@ -122,7 +113,7 @@ async def update_member(
         if await _email_taken(session, organization_id, changes["email"], member.id):
             raise MemberEmailTaken()
     leaves_closing = changes.get("is_active") is False or changes.get("role") == "setter"
-    if leaves_closing and await _has_upcoming_calls(session, organization_id, member.id):
+    if leaves_closing and await has_upcoming_calls(session, organization_id, member.id):
         raise MemberHasUpcomingCalls()
     for name, value in changes.items():
         setattr(member, name, value)
@@ -144,7 +135,8 @@ async def update_member(
     return member
 
 
-async def _has_upcoming_calls(session: AsyncSession, organization_id: str, member_id: str) -> bool:
+async def has_upcoming_calls(session: AsyncSession, organization_id: str, member_id: str) -> bool:
+    """Whether the member closes a scheduled call that has not started yet."""
     found = await session.scalar(
         select(Call.id)
         .where(
@@ -156,130 +148,6 @@ async def _has_upcoming_calls(session: AsyncSession, organization_id: str, membe
         .limit(1)
     )
     return found is not None
-
-
-async def verify_calendar(
-    session: AsyncSession,
-    providers: Providers,
-    organization_id: str,
-    member_id: str,
-    body: CalendarConnect,
-) -> CalendarAccount:
-    """Ask the provider to check the credentials and find the calendar; touches no table.
-
-    Call it outside any transaction (it waits on the network). Raises ``CalendarAuthFailed``
-    (400, with the provider's reason), ``CalendarProviderError`` (502).
-    """
-    draft = CalendarAccount(
-        connection_id="",
-        organization_id=organization_id,
-        member_id=member_id,
-        provider=body.provider,
-        calendar_id=f"builtin:{member_id}" if body.provider == "builtin" else "",
-        credentials=_credentials(body),
-    )
-    try:
-        return await providers.calendars(session, body.provider).connect(draft)
-    except CalendarAuthError as exc:
-        raise CalendarAuthFailed(str(exc)) from exc
-    except CalendarError as exc:
-        raise CalendarProviderError(f"The calendar provider did not answer: {exc}") from exc
-
-
-async def save_calendar(
-    session: AsyncSession,
-    box: SecretBox,
-    organization_id: str,
-    member_id: str,
-    account: CalendarAccount,
-) -> CalendarConnection:
-    """Store the member's connection to the verified ``account`` (``docs/calendars.md``).
-
-    Reconnecting the same provider replaces the credentials and calendar, makes the connection
-    ``valid`` again and starts its mirror afresh (idempotent for ``builtin``); another provider
-    replaces the connection. The credentials are stored sealed with ``box``. Raises
-    ``MemberNotFound`` (404) and ``MemberHasUpcomingCalls`` (409: another provider or calendar
-    while the member has upcoming calls, whose events live on the current one; the member row
-    is locked, as bookings of the member are).
-    """
-    member = await calls_repository.get_member(session, organization_id, member_id, lock=True)
-    if member is None:
-        raise MemberNotFound()
-    connection = await calendars_repository.get_connection(session, organization_id, member.id)
-    moves_calendar = connection is not None and (
-        connection.provider != account.provider or connection.calendar_id != account.calendar_id
-    )
-    if moves_calendar and await _has_upcoming_calls(session, organization_id, member.id):
-        # Their events live on the current calendar (as for DELETE): reassign or cancel first.
-        raise MemberHasUpcomingCalls()
-    if connection is not None and connection.provider != account.provider:
-        await session.delete(connection)
-        await session.flush()
-        connection = None
-    external = account.provider != "builtin"
-    if connection is None:
-        connection_id = new_id("cal")
-        connection = CalendarConnection(
-            id=connection_id,
-            organization_id=organization_id,
-            member_id=member.id,
-            provider=account.provider,
-            provider_grant_id=connection_id,
-        )
-        session.add(connection)
-    elif external:
-        # Maybe another calendar now: its mirror starts again from nothing.
-        await session.execute(
-            delete(CalendarBusy).where(CalendarBusy.connection_id == connection.id)
-        )
-    connection.calendar_id = account.calendar_id
-    connection.credentials = seal_credentials(box, account.credentials)
-    connection.status, connection.invalid_reason = "valid", None
-    connection.sync_status = "pending" if external else "ok"
-    connection.sync_state = connection.sync_error = None
-    connection.last_synced_at = connection.mirror_until = connection.sync_lease_until = None
-    await session.flush()
-    return connection
-
-
-def _credentials(body: CalendarConnect) -> dict[str, str]:
-    """The provider's credentials from the request (plain values, encrypted when stored)."""
-    if isinstance(body, CalDavCalendarConnect):
-        values = {
-            "url": str(body.url),
-            "username": body.username,
-            "password": body.password.get_secret_value() if body.password else None,
-            "calendar_url": str(body.calendar_url) if body.calendar_url else None,
-        }
-        return {k: v for k, v in values.items() if v is not None}
-    return {}
-
-
-async def get_calendar(
-    session: AsyncSession, organization_id: str, member_id: str
-) -> CalendarConnection:
-    """Raises ``MemberNotFound`` or ``CalendarConnectionNotFound`` (404)."""
-    member = await get_member(session, organization_id, member_id)
-    connection = await calendars_repository.get_connection(session, organization_id, member.id)
-    if connection is None:
-        raise CalendarConnectionNotFound()
-    return connection
-
-
-async def disconnect_calendar(session: AsyncSession, organization_id: str, member_id: str) -> None:
-    """Raises ``MemberNotFound`` or ``CalendarConnectionNotFound`` (404), and
-    ``MemberHasUpcomingCalls`` (409): their events live on this calendar, so reassign or cancel
-    them first. The member row is locked, as bookings of the member are."""
-    member = await calls_repository.get_member(session, organization_id, member_id, lock=True)
-    if member is None:
-        raise MemberNotFound()
-    connection = await calendars_repository.get_connection(session, organization_id, member.id)
-    if connection is None:
-        raise CalendarConnectionNotFound()
-    if await _has_upcoming_calls(session, organization_id, member.id):
-        raise MemberHasUpcomingCalls()
-    await session.delete(connection)
-    await session.flush()
 
 
 async def add_busy_block(
