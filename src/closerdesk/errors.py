@@ -85,6 +85,13 @@ class Forbidden(ApiError):
     status, code, message = 403, "FORBIDDEN", "This API key lacks the scope this operation needs."
 
 
+class NotificationRejected(ApiError):
+    """A push notification that does not carry its channel's secret (``/hooks/*``)."""
+
+    status, code = 403, "NOTIFICATION_REJECTED"
+    message = "The notification is not signed by the calendar provider."
+
+
 # --- 404 -----------------------------------------------------------------------------------------
 class NotFound(ApiError):
     status, code, message = 404, "NOT_FOUND", "Resource not found."

@@ -13,6 +13,7 @@ import structlog
 
 from closerdesk.calendars.cleanup import retry_due_cleanups
 from closerdesk.calendars.mirror import SyncResult, sync_due
+from closerdesk.calendars.push import renew_channels
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.providers import Providers
@@ -41,13 +42,18 @@ class CalendarWorker:
         self.poll_interval = poll_interval
 
     async def run_once(self) -> tuple[int, list[SyncResult]]:
-        """One round: due clean-ups, then due syncs, each guarded on its own (a broken
+        """One round: due clean-ups, push channels to open or renew, then due syncs, each
+        guarded on its own (a broken
         clean-up must not stop the mirrors). Returns (clean-ups resolved, syncs)."""
         resolved, synced = 0, []
         try:
             resolved = await retry_due_cleanups(self.database, self.providers)
         except Exception:
             log.exception("calendar.cleanup_round_failed")
+        try:
+            await renew_channels(self.database, self.providers, self.settings)
+        except Exception:
+            log.exception("calendar.push_round_failed")
         try:
             synced = await sync_due(self.database, self.providers, self.settings)
         except Exception:

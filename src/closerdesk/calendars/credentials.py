@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closerdesk.calendars.provider import CalendarAccount
+from closerdesk.db import Database
 from closerdesk.kit.secrets import Resealed, SecretBox, reseal_column
 from closerdesk.models import CalendarConnection
 
@@ -37,3 +39,22 @@ async def reseal_credentials(session: AsyncSession, box: SecretBox) -> Resealed:
     return await reseal_column(
         session, box, CalendarConnection, "credentials", "the calendar credentials"
     )
+
+
+async def store_refresh_token(
+    database: Database, box: SecretBox, account: CalendarAccount, refresh_token: str
+) -> None:
+    """Keep a refresh token the provider rotated (Microsoft replaces it on every refresh).
+
+    Written in a transaction of its own, and only while the connection still holds the token
+    the rotation started from: a calendar connected again meanwhile keeps its new credentials.
+    """
+    async with database.writer() as session:
+        connection = await session.get(CalendarConnection, account.connection_id)
+        if connection is None:
+            return
+        current = open_credentials(box, connection)
+        if current.get("refresh_token") != account.credentials.get("refresh_token"):
+            return
+        connection.credentials = seal_credentials(box, current | {"refresh_token": refresh_token})
+        await session.commit()

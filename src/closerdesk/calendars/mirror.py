@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import case, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars.accounts import account_of
@@ -64,9 +64,10 @@ def mirror_window(now: datetime, settings: Settings) -> Interval:
 async def claim_due(
     database: Database, settings: Settings, *, limit: int = 20, only: Sequence[str] = ()
 ) -> list[str]:
-    """Claim external connections due for a sync (never synced, or last synced more than
-    ``calendar_sync_seconds`` ago, and not leased); ``only`` claims those ids whatever their
-    age. Returns the claimed ids; each is leased for ``SYNC_LEASE``."""
+    """Claim external connections due for a sync (never synced, last synced more than
+    ``calendar_sync_seconds`` ago, or asked for by a push notification; and not leased);
+    ``only`` claims those ids whatever their age. Returns the claimed ids; each is leased for
+    ``SYNC_LEASE``."""
     now = utcnow()
     due_before = now - timedelta(seconds=settings.calendar_sync_seconds)
     stmt = select(CalendarConnection).where(
@@ -84,6 +85,7 @@ async def claim_due(
             or_(
                 CalendarConnection.last_synced_at.is_(None),
                 CalendarConnection.last_synced_at <= due_before,
+                CalendarConnection.sync_requested_at.is_not(None),
             )
         )
     async with database.writer() as session:
@@ -176,6 +178,11 @@ async def apply_batch(
         "sync_error": None,
         "last_synced_at": now,
         "sync_lease_until": None,
+        # A notification that arrived while this sync ran asks for another one.
+        "sync_requested_at": case(
+            (CalendarConnection.sync_requested_at <= now, None),
+            else_=CalendarConnection.sync_requested_at,
+        ),
     }
     if batch.full:
         values["mirror_until"] = window.end

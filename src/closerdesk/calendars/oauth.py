@@ -24,7 +24,6 @@ URLs, PKCE and token requests are built with ``authlib``; the requests themselve
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -270,6 +269,9 @@ class _Cached:
     access_token: str
     expires_at: float
     refresh_token: str
+    known: set[str] = field(default_factory=set)
+    """Every refresh token of this connection this cache has used or been given (a rotated
+    one is stored, so the account read next time carries it)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -281,8 +283,9 @@ class TokenSource:
     """Access tokens of one provider's connections, kept in memory.
 
     ``getter(account)`` is what ``ProviderHttp.request`` takes as ``token``. Tokens are cached
-    per connection and refresh token (a reconnect starts afresh), refreshed ``REFRESH_MARGIN``
-    before they expire or when forced (after a 401), one refresh at a time per connection.
+    per connection, refreshed ``REFRESH_MARGIN`` before they expire or when forced (after a
+    401), one refresh at a time per connection. A refresh token the cache does not know (the
+    calendar was connected again) starts the connection afresh.
     """
 
     def __init__(
@@ -293,8 +296,8 @@ class TokenSource:
     ) -> None:
         self._app = app
         self._http = http
-        self._on_rotate = on_rotate
-        self._cache: dict[tuple[str, str], _Cached] = {}
+        self.on_rotate = on_rotate
+        self._cache: dict[str, _Cached] = {}
 
     def getter(self, account: CalendarAccount) -> TokenGetter:
         """The bearer-token function of ``account``. Raises ``CalendarAuthError`` when the
@@ -302,12 +305,12 @@ class TokenSource:
         stored = account.credentials.get("refresh_token")
         if not stored:
             raise CalendarAuthError("no refresh token stored: connect the calendar again")
-        key = (account.connection_id, hashlib.sha256(stored.encode()).hexdigest())
 
         async def token(force: bool) -> str:
-            cached = self._cache.get(key)
-            if cached is None:
-                cached = self._cache.setdefault(key, _Cached("", 0.0, stored))
+            cached = self._cache.get(account.connection_id)
+            if cached is None or stored not in cached.known:
+                cached = _Cached("", 0.0, stored, {stored})
+                self._cache[account.connection_id] = cached
             async with cached.lock:
                 fresh_enough = cached.expires_at - REFRESH_MARGIN.total_seconds() > time.time()
                 if cached.access_token and fresh_enough and not force:
@@ -316,13 +319,13 @@ class TokenSource:
                 cached.access_token, cached.expires_at = tokens.access_token, tokens.expires_at
                 if tokens.refresh_token and tokens.refresh_token != cached.refresh_token:
                     cached.refresh_token = tokens.refresh_token
-                    if self._on_rotate is not None:
-                        await self._on_rotate(account, tokens.refresh_token)
+                    cached.known.add(tokens.refresh_token)
+                    if self.on_rotate is not None:
+                        await self.on_rotate(account, tokens.refresh_token)
                 return cached.access_token
 
         return token
 
     def forget(self, connection_id: str) -> None:
-        """Drop a connection's cached tokens (it was disconnected or reconnected)."""
-        for key in [k for k in self._cache if k[0] == connection_id]:
-            del self._cache[key]
+        """Drop a connection's cached tokens (it was disconnected)."""
+        self._cache.pop(connection_id, None)

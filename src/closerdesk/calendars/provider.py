@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -159,6 +159,7 @@ class CalendarProvider(Protocol):
         ...
 
 
+@runtime_checkable
 class PushProvider(Protocol):
     """A provider that can notify closerdesk of changes (Google ``events.watch``, Microsoft
     Graph subscriptions). ``token`` is the secret the provider echoes in every notification

@@ -11,14 +11,16 @@ from __future__ import annotations
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from closerdesk.calendars import oauth
+from closerdesk.calendars import oauth, push
 from closerdesk.calendars import repository as calendars_repository
+from closerdesk.calendars.accounts import account_of
 from closerdesk.calendars.credentials import seal_credentials
 from closerdesk.calendars.provider import (
     CalendarAccount,
     CalendarAuthError,
     CalendarError,
     ProviderNotConfigured,
+    PushChannel,
 )
 from closerdesk.calls import repository as calls_repository
 from closerdesk.config import Settings
@@ -231,6 +233,7 @@ async def save_calendar(
     connection.sync_state = connection.sync_error = None
     connection.last_synced_at = connection.mirror_until = connection.sync_lease_until = None
     connection.sync_requested_at = None
+    connection.push_expires_at = None  # a channel for this calendar opens; the old one stops
     await session.flush()
     return connection
 
@@ -278,8 +281,13 @@ async def get_calendar(
     return connection
 
 
-async def disconnect_calendar(session: AsyncSession, organization_id: str, member_id: str) -> None:
-    """Raises ``MemberNotFound`` or ``CalendarConnectionNotFound`` (404), and
+async def disconnect_calendar(
+    session: AsyncSession, box: SecretBox, organization_id: str, member_id: str
+) -> tuple[CalendarAccount, PushChannel] | None:
+    """Delete the member's connection (flushed, not committed). Returns its push channel and
+    account when it had one, to stop after the commit (``push.stop_channel``).
+
+    Raises ``MemberNotFound`` or ``CalendarConnectionNotFound`` (404), and
     ``MemberHasUpcomingCalls`` (409): their events live on this calendar, so reassign or cancel
     them first. The member row is locked, as bookings of the member are."""
     member = await calls_repository.get_member(session, organization_id, member_id, lock=True)
@@ -290,5 +298,8 @@ async def disconnect_calendar(session: AsyncSession, organization_id: str, membe
         raise CalendarConnectionNotFound()
     if await has_upcoming_calls(session, organization_id, member.id):
         raise MemberHasUpcomingCalls()
+    channel = push.channel_of(connection)
+    account = account_of(connection, box) if channel is not None else None
     await session.delete(connection)
     await session.flush()
+    return (account, channel) if account is not None and channel is not None else None

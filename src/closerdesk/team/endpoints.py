@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 from sqlalchemy import select
 
 from closerdesk.auth.dependencies import AdminKey, ReadKey, WriteKey
-from closerdesk.calendars import mirror
+from closerdesk.calendars import mirror, push
 from closerdesk.config import Settings
 from closerdesk.db import Session
 from closerdesk.errors import (
@@ -216,11 +216,17 @@ async def sync_calendar(
     responses=responses(MemberNotFound, CalendarConnectionNotFound, MemberHasUpcomingCalls),
 )
 async def disconnect_calendar(
-    member_id: str, session: Session, auth: AdminKey
+    member_id: str, session: Session, auth: AdminKey, providers: ProvidersDep
 ) -> Envelope[Disconnected]:
     """Disconnect the member's calendar (admin scope): the member can no longer receive calls.
-    A member with upcoming calls answers 409 ``MEMBER_HAS_UPCOMING_CALLS``."""
-    await calendar.disconnect_calendar(session, auth.organization_id, member_id)
+    A member with upcoming calls answers 409 ``MEMBER_HAS_UPCOMING_CALLS``. A Google or
+    Microsoft push channel is stopped after the change commits."""
+    stopped = await calendar.disconnect_calendar(
+        session, providers.secrets, auth.organization_id, member_id
+    )
+    await session.commit()
+    if stopped is not None:
+        await push.stop_channel(providers, session, *stopped)
     return Envelope(data=Disconnected(member_id=member_id, disconnected=True))
 
 
