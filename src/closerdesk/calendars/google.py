@@ -323,9 +323,7 @@ def parse_notification(headers: Mapping[str, str]) -> GoogleNotification | None:
 def token_matches(notification: GoogleNotification, expected: str) -> bool:
     """True when the notification carries the channel token closerdesk gave (compared in
     constant time); an empty expected token never matches."""
-    return bool(expected) and hmac.compare_digest(
-        notification.token.encode(), expected.encode()
-    )
+    return bool(expected) and hmac.compare_digest(notification.token.encode(), expected.encode())
 
 
 # --- sync state --------------------------------------------------------------------------------
