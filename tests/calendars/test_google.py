@@ -500,6 +500,35 @@ async def test_sync_unreadable_or_foreign_state_is_full(
         assert not any("syncToken" in r.query for r in fake.received("GET /calendar/v3"))
 
 
+async def test_sync_recurring_series_changes(provider: GoogleCalendar, fake: FakeGoogle) -> None:
+    """With ``singleEvents=true`` a deleted series comes back as its cancelled instances (each
+    key emptied); a listing naming the series itself (its instances cannot be told apart)
+    makes the provider sync in full."""
+    acc = await connected(provider, fake)
+    series = fake.add_recurring(USER, at(1, 9), at(1, 10), count=2, freq="DAILY")
+    first = await provider.sync(acc, None, WINDOW)
+    keys = {f"{series}_20270301T090000Z", f"{series}_20270302T090000Z"}
+    assert {c.key for c in first.changes} == keys
+    fake.remove_event(USER, series)
+    second = await provider.sync(acc, first.state, WINDOW)
+    assert second.full is False
+    assert set(second.changes) == {MirrorChange(key) for key in keys}
+
+    dentist = fake.add_busy(USER, at(4, 8), at(4, 9))
+    fake.fail(
+        "GET /calendar/v3/calendars/",
+        200,
+        {
+            "kind": "calendar#events",
+            "items": [{"id": series, "status": "cancelled"}],
+            "nextSyncToken": "unused",
+        },
+    )
+    third = await provider.sync(acc, second.state, WINDOW)
+    assert third.full is True
+    assert third.changes == (MirrorChange(dentist, (Interval(at(4, 8), at(4, 9)),)),)
+
+
 # --- failures -----------------------------------------------------------------------------------
 
 
@@ -657,6 +686,54 @@ async def test_watch_timeout_is_not_retried(provider: GoogleCalendar, fake: Fake
     with pytest.raises(CalendarError, match="timed out"):
         await provider.watch(acc, ADDRESS, "tok")
     assert len(fake.received("events/watch")) == 1
+
+
+# --- the fake itself ----------------------------------------------------------------------------
+
+
+async def test_fake_answers_like_google_to_bad_requests(fake: FakeGoogle) -> None:
+    """The fake's own checks, so tests can rely on them: no bearer token → 401 ``authError``;
+    ``syncToken`` with ``timeMin`` → 400; a non-base32hex id → 400; a used id → 409
+    ``duplicate`` (Handle API errors, events.list, events.insert)."""
+    async with httpx.AsyncClient(base_url=f"{fake.url}/calendar/v3") as client:
+        anonymous = await client.get("/calendars/primary")
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error"]["errors"][0]["reason"] == "authError"
+        token = (
+            await client.post(
+                f"{fake.url}/token",
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": fake.oauth.grant(USER),
+                    "client_id": fake.settings_overrides()["google_client_id"],
+                    "client_secret": fake.settings_overrides()["google_client_secret"],
+                },
+            )
+        ).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        mixed = await client.get(
+            "/calendars/primary/events",
+            params={"syncToken": "x", "timeMin": "2027-03-01T00:00:00Z"},
+            headers=auth,
+        )
+        assert mixed.status_code == 400
+        event = {
+            "start": {"dateTime": "2027-03-04T10:00:00Z"},
+            "end": {"dateTime": "2027-03-04T11:00:00Z"},
+        }
+        bad_id = await client.post(
+            "/calendars/primary/events", json={**event, "id": "Not_Base32"}, headers=auth
+        )
+        assert bad_id.status_code == 400
+        first = await client.post(
+            "/calendars/primary/events", json={**event, "id": "abcde12345"}, headers=auth
+        )
+        assert first.status_code == 200
+        again = await client.post(
+            "/calendars/primary/events", json={**event, "id": "abcde12345"}, headers=auth
+        )
+        assert again.status_code == 409
+        assert again.json()["error"]["errors"][0]["reason"] == "duplicate"
 
 
 # --- pure helpers -------------------------------------------------------------------------------
