@@ -44,6 +44,7 @@ Times are RFC 3339 with an offset; the fake keeps them as given and compares the
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import email.utils
@@ -517,8 +518,6 @@ class FakeGoogle(FakeApi):
                 response: Response = handler(request, user, body)
                 delay = self._late_delay(f"{request.method} {request.url.path}")
             if delay:
-                import asyncio
-
                 await asyncio.sleep(delay)
             return response
 
