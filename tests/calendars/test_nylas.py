@@ -280,7 +280,8 @@ async def test_create_with_conferencing_returns_the_providers_room(
 
     (sent,) = nylas.received("POST /v3/grants/")
     assert sent.json()["conferencing"] == {"provider": nylas_name, "autocreate": {}}
-    assert created.room_url is not None and created.room_url.startswith(url_prefix)
+    assert created.room_url is not None
+    assert created.room_url.startswith(url_prefix)
 
 
 async def test_zoom_needs_its_grant_and_a_deferred_room_is_none(
@@ -324,9 +325,7 @@ async def test_move_event_updates_in_place(provider: NylasCalendar, nylas: FakeN
     assert nylas.invitations == []
 
 
-async def test_cancel_event_and_one_already_gone(
-    provider: NylasCalendar, nylas: FakeNylas
-) -> None:
+async def test_cancel_event_and_one_already_gone(provider: NylasCalendar, nylas: FakeNylas) -> None:
     """Nylas "Delete an event": ``DELETE …/events/{id}`` with ``calendar_id``; a second delete
     is 404 ``not_found_error``, which means already gone: no error."""
     account = await connected(provider, nylas)
@@ -511,7 +510,7 @@ async def test_a_revoked_grant_is_a_refusal(provider: NylasCalendar, nylas: Fake
     ``invalid_grant`` as ``provider_error``; every operation raises CalendarAuthError."""
     account = await connected(provider, nylas)
     nylas.revoke(USER)
-    with pytest.raises(CalendarAuthError, match="invalid_grant|refused the grant") as caught:
+    with pytest.raises(CalendarAuthError, match=r"invalid_grant|refused the grant") as caught:
         await provider.sync(account, None, WINDOW)
     assert nylas.api_key not in str(caught.value)
     with pytest.raises(CalendarAuthError):
@@ -654,7 +653,8 @@ def test_fake_notifications_are_signed_and_parse(nylas: FakeNylas) -> None:
         NylasNotification("grant.expired", grant, None, None),
     ]
     challenge = nylas.challenge()
-    assert challenge and challenge != nylas.challenge()
+    assert challenge
+    assert challenge != nylas.challenge()
 
 
 @pytest.mark.parametrize(

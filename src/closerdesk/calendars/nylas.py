@@ -285,8 +285,7 @@ def _grant_refused(response: httpx.Response) -> bool:
 
 def _config_error(response: httpx.Response) -> CalendarError:
     return CalendarError(
-        f"Nylas refused closerdesk's API key (check {API_KEY_SETTING}): "
-        f"{provider_reason(response)}"
+        f"Nylas refused closerdesk's API key (check {API_KEY_SETTING}): {provider_reason(response)}"
     )
 
 
@@ -317,9 +316,7 @@ class NylasCalendar:
         policy: RetryPolicy | None = None,
     ) -> None:
         self._base = settings.nylas_api_uri.rstrip("/")
-        self._api_key = (
-            settings.nylas_api_key.get_secret_value() if settings.nylas_api_key else ""
-        )
+        self._api_key = settings.nylas_api_key.get_secret_value() if settings.nylas_api_key else ""
         policy = policy or RetryPolicy(budget=settings.calendar_retry_seconds)
         timeout = settings.calendar_timeout_seconds
         self._http = ProviderHttp(

@@ -42,7 +42,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -183,7 +183,8 @@ class FakeNylas(FakeApi):
         self, user: str, fields: dict[str, Any], *, calendar_id: str | None = None
     ) -> str:
         """A foreign event made by the user (``fields`` in Nylas' shape, ``when`` required);
-        records ``event.created`` for push. Returns its id."""
+        records ``event.created`` for push. Returns its id (the user is added if new)."""
+        self.add_user(user)
         with self._state:
             record = self._user(user)
             event = self._new_event(record, calendar_id or record.primary, fields)
@@ -574,7 +575,12 @@ class FakeNylas(FakeApi):
                         s, e = max(s, start), min(e, end)
                         if s < e:
                             slots.append(
-                                {"start_time": s, "end_time": e, "status": "busy", "object": "time_slot"}
+                                {
+                                    "start_time": s,
+                                    "end_time": e,
+                                    "status": "busy",
+                                    "object": "time_slot",
+                                }
                             )
                 slots.sort(key=lambda slot: slot["start_time"])
                 data.append({"email": email, "time_slots": slots, "object": "free_busy"})
@@ -615,8 +621,7 @@ class FakeNylas(FakeApi):
                         if s < end and e > start:
                             found.append(instance)
                 elif any(
-                    _bounds(i["when"])[0] < end and _bounds(i["when"])[1] > start
-                    for i in instances
+                    _bounds(i["when"])[0] < end and _bounds(i["when"])[1] > start for i in instances
                 ):
                     found.append(event)
             found.sort(key=lambda e: (_bounds(e["when"])[0], e["id"]))
@@ -624,7 +629,9 @@ class FakeNylas(FakeApi):
             page = found[offset : offset + size]
             extra: dict[str, Any] = {}
             if offset + size < len(found):
-                extra["next_cursor"] = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
+                extra["next_cursor"] = base64.urlsafe_b64encode(
+                    str(offset + size).encode()
+                ).decode()
             return _ok(page, **extra)
 
     def _event_of(self, request: Request, record: _User) -> dict[str, Any] | Response:
