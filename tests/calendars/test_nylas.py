@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from closerdesk.calendars.http import RetryPolicy
@@ -685,3 +686,29 @@ def test_subtract() -> None:
     assert subtract(
         [iv(at(4, 8), at(4, 9)), iv(at(4, 10), at(4, 11))], [iv(at(4, 8, 30), at(4, 10, 30))]
     ) == [iv(at(4, 8), at(4, 8, 30)), iv(at(4, 10, 30), at(4, 11))]
+
+
+async def test_the_fake_refuses_what_nylas_refuses(nylas: FakeNylas) -> None:
+    """The fake answers like Nylas' reference: no bearer → 401 ``unauthorized``; no
+    ``calendar_id`` on an events endpoint → 400 ``invalid_request_error``; an unknown grant →
+    404 ``grant.not_found``; ``limit`` over 200 → 400. All in the ``request_id``/``error``
+    envelope."""
+    grant = nylas.add_user(USER)
+    auth = {"Authorization": f"Bearer {nylas.api_key}"}
+    when = {"start_time": 1_800_000_000, "end_time": 1_800_003_600}
+    async with httpx.AsyncClient(base_url=nylas.url) as client:
+        no_key = await client.get(f"/v3/grants/{grant}")
+        no_calendar = await client.post(
+            f"/v3/grants/{grant}/events", json={"when": when}, headers=auth
+        )
+        unknown = await client.get("/v3/grants/nope/events?calendar_id=primary", headers=auth)
+        too_many = await client.get(
+            f"/v3/grants/{grant}/events?calendar_id=primary&limit=500", headers=auth
+        )
+    assert (no_key.status_code, no_key.json()["error"]["type"]) == (401, "unauthorized")
+    assert no_calendar.status_code == 400
+    assert no_calendar.json()["error"]["type"] == "invalid_request_error"
+    assert (unknown.status_code, unknown.json()["error"]["type"]) == (404, "grant.not_found")
+    assert too_many.status_code == 400
+    assert all("request_id" in r.json() for r in (no_key, no_calendar, unknown, too_many))
+    assert nylas.events(USER) == []

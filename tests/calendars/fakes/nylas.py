@@ -6,7 +6,9 @@ Speaks the documented wire format of:
   (``GET /v3/grants/{grant_id}/calendars/{calendar_id}``, ``POST …/calendars/free-busy``,
   ``GET``/``POST /v3/grants/{grant_id}/events``, ``GET``/``PUT``/``DELETE …/events/{event_id}``;
   ``calendar_id`` required on every events endpoint, ``notify_participants``, ``start``/``end``,
-  ``expand_recurring``, ``show_cancelled``, ``limit`` ≤ 200, ``page_token``/``next_cursor``);
+  ``expand_recurring``, ``show_cancelled``, ``limit`` ≤ 200, ``page_token``/``next_cursor``;
+  also https://developer.nylas.com/docs/reference/api/events/get-all-events/ and
+  https://developer.nylas.com/docs/reference/api/events/delete-events-id/);
 * the Administration API reference, https://developer.nylas.com/docs/api/v3/admin/
   (``GET /v3/grants/{grant_id}``: ``grant_status`` ``valid``/``invalid``, ``email``,
   ``provider``);
@@ -14,8 +16,10 @@ Speaks the documented wire format of:
   https://developer.nylas.com/docs/api/errors/event-codes/ (``{"request_id", "error": {"type",
   "message", "provider_error"?}}``; ``grant.not_found`` 404, ``not_found_error`` 404,
   ``invalid_request_error`` 400, ``unauthorized`` 401, ``rate_limit_error`` 429);
-* notifications, https://developer.nylas.com/docs/v3/notifications/notification-schemas/ and
-  https://developer.nylas.com/docs/v3/notifications/webhooks/ (``event.created``,
+* notifications, https://developer.nylas.com/docs/v3/notifications/notification-schemas/,
+  https://developer.nylas.com/docs/reference/notifications/events/event-deleted/,
+  https://developer.nylas.com/docs/reference/notifications/grants/grant-expired/ and
+  https://developer.nylas.com/docs/v3/webhooks/ (``event.created``,
   ``event.updated``, ``event.deleted``, ``grant.expired``; ``X-Nylas-Signature``: hex
   HMAC-SHA256 of the raw body keyed with the webhook secret; the ``?challenge=`` handshake).
 
