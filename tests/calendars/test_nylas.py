@@ -31,6 +31,8 @@ from closerdesk.calendars.provider import (
     CalendarError,
     EventDraft,
     MirrorChange,
+    ProviderNotConfigured,
+    PushProvider,
 )
 from closerdesk.config import Settings
 from closerdesk.scheduling.intervals import Interval
@@ -197,13 +199,13 @@ async def test_a_wrong_api_key_is_closerdesks_configuration_not_the_grant(
 
 
 async def test_a_missing_api_key_fails_before_any_request(nylas: FakeNylas) -> None:
-    """Without ``CLOSERDESK_NYLAS_API_KEY`` nothing can be asked of Nylas: a CalendarError that
-    names the setting, and no request leaves."""
+    """Without ``CLOSERDESK_NYLAS_API_KEY`` nothing can be asked of Nylas: ProviderNotConfigured
+    (a CalendarError) that names the setting, and no request leaves."""
     bare = NylasCalendar(settings_for(nylas, nylas_api_key=None), policy=FAST)
     try:
-        with pytest.raises(CalendarError, match="CLOSERDESK_NYLAS_API_KEY"):
+        with pytest.raises(ProviderNotConfigured, match="CLOSERDESK_NYLAS_API_KEY"):
             await bare.connect(unconnected(nylas))
-        with pytest.raises(CalendarError, match="CLOSERDESK_NYLAS_API_KEY"):
+        with pytest.raises(ProviderNotConfigured, match="CLOSERDESK_NYLAS_API_KEY"):
             await bare.busy(unconnected(nylas), at(4, 9), at(4, 10))
     finally:
         await bare.aclose()
@@ -288,16 +290,21 @@ async def test_create_with_conferencing_returns_the_providers_room(
 async def test_zoom_needs_its_grant_and_a_deferred_room_is_none(
     provider: NylasCalendar, nylas: FakeNylas
 ) -> None:
-    """Nylas "Create an event": Zoom autocreate needs the user's ``conf_grant_id``; a room the
-    provider makes later is absent from the answer (``conferencing.autocreate`` only)."""
-    account = await connected(provider, nylas, conferencing="zoom")
+    """Nylas "Create an event": Zoom autocreate needs the user's Zoom grant
+    (``conf_grant_id``): without it the connection is refused at connect and no event is sent;
+    a room the provider makes later is absent from the answer (``conferencing.autocreate``
+    only)."""
+    with pytest.raises(CalendarAuthError, match="conf_grant_id"):
+        await connected(provider, nylas, conferencing="zoom")
+    account = await connected(provider, nylas)
+    without = CalendarAccount(
+        **{**account.__dict__, "credentials": {**account.credentials, "conferencing": "zoom"}}
+    )
     with pytest.raises(CalendarError, match="conf_grant_id"):
-        await provider.create_event(account, draft(at(4, 9), at(4, 10)))
+        await provider.create_event(without, draft(at(4, 9), at(4, 10)))
     assert nylas.received("POST /v3/grants/") == []
 
-    zoom = CalendarAccount(
-        **{**account.__dict__, "credentials": {**account.credentials, "conf_grant_id": "zg-1"}}
-    )
+    zoom = await connected(provider, nylas, conferencing="zoom", conf_grant_id="zg-1")
     nylas.conferencing_deferred = True
     created = await provider.create_event(zoom, draft(at(4, 9), at(4, 10)))
     (sent,) = nylas.received("POST /v3/grants/")
@@ -610,8 +617,8 @@ async def test_a_timed_out_create_is_not_retried(nylas: FakeNylas) -> None:
 async def test_no_push_channels(provider: NylasCalendar) -> None:
     """Nylas webhooks are set up once per application (``POST /v3/webhooks``), not per
     calendar: the provider offers no ``watch``/``unwatch``."""
+    assert not isinstance(provider, PushProvider)
     assert not hasattr(provider, "watch")
-    assert not hasattr(provider, "unwatch")
 
 
 # --- notifications ---------------------------------------------------------------------------

@@ -72,6 +72,7 @@ from closerdesk.calendars.provider import (
     CreatedEvent,
     EventDraft,
     MirrorChange,
+    ProviderNotConfigured,
     SyncBatch,
 )
 from closerdesk.config import Settings
@@ -339,9 +340,10 @@ class NylasCalendar:
     # -- plumbing --
 
     async def _token(self, force: bool) -> str:
-        """The bearer token: the API key (``force`` changes nothing, there is no refresh)."""
+        """The bearer token: the API key (``force`` changes nothing, there is no refresh).
+        Raises ``ProviderNotConfigured`` naming the setting when it is unset."""
         if not self._api_key:
-            raise CalendarError(f"Nylas is not configured: set {API_KEY_SETTING}")
+            raise ProviderNotConfigured(f"Nylas is not configured: set {API_KEY_SETTING}")
         return self._api_key
 
     @staticmethod
@@ -421,10 +423,16 @@ class NylasCalendar:
         by default; Nylas "Return a calendar"). Returns the account with ``calendar_id`` = the
         calendar's Nylas id and the grant's ``email`` and ``provider`` added to the credentials.
 
-        Raises ``CalendarAuthError`` ("no such grant", "grant invalid: reconnect", a refusal),
-        ``CalendarError`` (a wrong API key, an unknown or read-only calendar, any failure).
+        Raises ``CalendarAuthError`` ("no such grant", "grant invalid: reconnect", a refusal,
+        conferencing Nylas cannot create with these credentials: Zoom without the member's Zoom
+        grant ``conf_grant_id``), ``ProviderNotConfigured`` (no API key), ``CalendarError`` (a
+        wrong API key, an unknown or read-only calendar, any failure).
         """
         grant_id = self._grant_id(account)
+        try:
+            self._conferencing(account)
+        except CalendarError as exc:
+            raise CalendarAuthError(str(exc)) from None
         await self._token(False)
         response = await self._http.request(
             "GET", self._url(grant_id), token=self._token, accept=(401, 403, 404)
