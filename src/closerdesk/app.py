@@ -31,6 +31,7 @@ from closerdesk.errors import (
     ValidationFailed,
     responses,
 )
+from closerdesk.hooks.endpoints import router as hooks_router
 from closerdesk.kit.schemas import Envelope, ErrorEnvelope
 from closerdesk.kit.secrets import secret_box
 from closerdesk.leads.endpoints import router as leads_router
@@ -73,7 +74,8 @@ def create_app(
     settings.check_production_ready()
     box = secret_box(settings)
     database = database or Database(settings.database_url)
-    active_providers = providers or default_providers(settings)
+    active_providers = providers or default_providers(settings, database)
+    own_providers = providers is None
 
     dispatcher = Dispatcher(database, settings, box=box)
     calendar_worker = CalendarWorker(database, settings, active_providers)
@@ -93,6 +95,8 @@ def create_app(
             if task is not None:
                 await task
             await dispatcher.aclose()
+            if own_providers:
+                await active_providers.aclose()
             await database.dispose()
 
     app = FastAPI(
@@ -125,6 +129,7 @@ def create_app(
         app.include_router(router, responses=API_ERRORS)
     app.include_router(meet_router, responses=INTERNAL_ERROR)
     app.include_router(oauth_router, responses={**responses(ValidationFailed), **INTERNAL_ERROR})
+    app.include_router(hooks_router, responses=INTERNAL_ERROR)
 
     @app.get(
         "/health",

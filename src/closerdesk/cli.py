@@ -317,7 +317,8 @@ def worker(
     async def run() -> None:
         database = Database(settings.database_url)
         dispatcher = Dispatcher(database, settings, batch_size=batch_size, concurrency=concurrency)
-        calendars = CalendarWorker(database, settings, default_providers(settings))
+        providers = default_providers(settings, database)
+        calendars = CalendarWorker(database, settings, providers)
         freeze_startup_heap()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -327,6 +328,7 @@ def worker(
             await run_background(stop, dispatcher, calendars)
         finally:
             await dispatcher.aclose()
+            await providers.aclose()
             await database.dispose()
 
     asyncio.run(run())

@@ -8,14 +8,18 @@ whoever builds a connection seals, whoever builds a provider's ``CalendarAccount
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars.provider import CalendarAccount
 from closerdesk.db import Database
 from closerdesk.kit.secrets import Resealed, SecretBox, reseal_column
 from closerdesk.models import CalendarConnection
+
+log = structlog.get_logger(__name__)
 
 
 def seal_credentials(box: SecretBox, credentials: Mapping[str, str]) -> str | None:
@@ -41,20 +45,46 @@ async def reseal_credentials(session: AsyncSession, box: SecretBox) -> Resealed:
     )
 
 
-async def store_refresh_token(
-    database: Database, box: SecretBox, account: CalendarAccount, refresh_token: str
-) -> None:
-    """Keep a refresh token the provider rotated (Microsoft replaces it on every refresh).
+class RefreshTokenStore:
+    """Keeps the refresh tokens a provider rotates (Microsoft replaces it on every refresh):
+    the ``on_rotate`` hook of ``calendars/oauth.TokenSource``.
 
-    Written in a transaction of its own, and only while the connection still holds the token
-    the rotation started from: a calendar connected again meanwhile keeps its new credentials.
+    A refresh happens in the middle of a request, often inside its transaction (on SQLite,
+    holding the single write lock), so the token is written by a task of its own that waits
+    for its turn; ``aclose`` waits for the pending ones. A write is skipped when the connection
+    no longer holds the token the rotation started from (connected again meanwhile). If the
+    process dies first, the previous refresh token stays stored, and Microsoft keeps it valid
+    until it expires.
     """
-    async with database.writer() as session:
-        connection = await session.get(CalendarConnection, account.connection_id)
-        if connection is None:
-            return
-        current = open_credentials(box, connection)
-        if current.get("refresh_token") != account.credentials.get("refresh_token"):
-            return
-        connection.credentials = seal_credentials(box, current | {"refresh_token": refresh_token})
-        await session.commit()
+
+    def __init__(self, database: Database, box: SecretBox) -> None:
+        self.database = database
+        self.box = box
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, account: CalendarAccount, refresh_token: str) -> None:
+        task = asyncio.create_task(self._store(account, refresh_token))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def aclose(self) -> None:
+        """Wait for the writes still pending."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def _store(self, account: CalendarAccount, refresh_token: str) -> None:
+        try:
+            async with self.database.writer() as session:
+                connection = await session.get(CalendarConnection, account.connection_id)
+                if connection is None:
+                    return
+                current = open_credentials(self.box, connection)
+                if current.get("refresh_token") != account.credentials.get("refresh_token"):
+                    return
+                rotated = current | {"refresh_token": refresh_token}
+                connection.credentials = seal_credentials(self.box, rotated)
+                await session.commit()
+        except Exception:  # the old token still works: never let this break anything
+            log.exception(
+                "calendar.refresh_token_store_failed", connection_id=account.connection_id
+            )
