@@ -594,3 +594,47 @@ async def test_the_providers_room_sits_behind_the_revocable_link(
     assert "meet.example.test" not in room.headers["location"]  # not the built-in Jitsi room
     ok(await client.post(f"/v1/calls/{call['id']}/cancel", headers=org.headers, json={}))
     assert (await client.get(link.path)).status_code == 410
+
+
+async def test_zoom_through_nylas_needs_the_closers_zoom_grant(
+    client: httpx.AsyncClient, session: AsyncSession, org: Org, fakes: dict[str, Any]
+) -> None:
+    nylas = fakes["nylas"]
+    closer = await create_member(session, org, calendar=False, time_zone="UTC")
+    body = nylas.connect_body(closer.email, conferencing="zoom")
+    r = await client.put(f"/v1/team/{closer.id}/calendar", headers=org.headers, json=body)
+    assert fail(r, 400, "VALIDATION_ERROR")["details"]
+    body["conf_grant_id"] = "zoom-grant-1"
+    ok(await client.put(f"/v1/team/{closer.id}/calendar", headers=org.headers, json=body))
+    lead = await create_lead(session, org)
+    call = await book(client, org, closer, lead.id, at(2, 9))
+    room = await client.get(httpx.URL(call["conferencing_link"]).path)
+    assert room.headers["location"].startswith("https://zoom.us/j/")
+    (sent,) = [r.json() for r in nylas.received("POST /v3/grants/") if r.path.endswith("/events")]
+    assert sent["conferencing"]["autocreate"]["conf_grant_id"] == "zoom-grant-1"
+
+
+@pytest.mark.parametrize("provider", ["google"])
+async def test_an_unanswered_google_create_is_cancelled_by_its_own_id(
+    client: httpx.AsyncClient, session: AsyncSession, org: Org, provider: str, fake: Any
+) -> None:
+    closer, user = await closer_on(client, session, org, fake)
+    lead = await create_lead(session, org)
+    # Google makes the event each time but never answers in time.
+    fake.fail(
+        create_match(provider, fake, user), 200, delay=TIMEOUT + 0.3, then_pass=True, times=20
+    )
+    body = {
+        "lead_id": lead.id,
+        "closer_id": closer.id,
+        "scheduled_at": isoformat_z(at(2, 9)),
+        "duration_minutes": 30,
+    }
+    fail(
+        await client.post("/v1/calls", headers=org.headers, json=body),
+        502,
+        "CALENDAR_PROVIDER_ERROR",
+    )
+    assert fake.received("DELETE /calendar/v3/calendars/")  # the compensation, by the id
+    assert fake.events(user) == []
+    assert ok(await client.get("/v1/calls", headers=org.headers)) == []

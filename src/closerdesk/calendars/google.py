@@ -483,15 +483,19 @@ class GoogleCalendar:
         params = {"sendUpdates": "none"}
         if meet:
             params["conferenceDataVersion"] = "1"
-        response = await self._http.request(
-            "POST",
-            f"{self._calendar_url(calendar_id)}/events",
-            token=token,
-            params=params,
-            json=event_body(draft, event_id, meet=meet),
-            idempotent=True,  # the id is ours: a second insert answers 409, never a twin
-            accept=(409,),
-        )
+        try:
+            response = await self._http.request(
+                "POST",
+                f"{self._calendar_url(calendar_id)}/events",
+                token=token,
+                params=params,
+                json=event_body(draft, event_id, meet=meet),
+                idempotent=True,  # the id is ours: a second insert answers 409, never a twin
+                accept=(409,),
+            )
+        except CalendarError as exc:
+            exc.maybe_created = event_id  # an unanswered insert may have made it: cancel by id
+            raise
         if response.status_code == 409:
             # Only an earlier attempt of this very insert can hold this fresh id.
             log.info("google.insert_duplicate", event_id=event_id)

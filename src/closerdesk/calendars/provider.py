@@ -21,7 +21,14 @@ OWN_UID_SUFFIX = "@closerdesk"
 
 
 class CalendarError(Exception):
-    """The provider could not do what was asked (network, timeout, provider outage)."""
+    """The provider could not do what was asked (network, timeout, provider outage).
+
+    ``maybe_created``: a create that failed without an answer (a timeout) may still have made
+    the event; when the provider knows the id it would have (a client-chosen id), it is here,
+    so the unit of work can remove it (``docs/calendars.md``, failures).
+    """
+
+    maybe_created: str | None = None
 
 
 class ProviderNotConfigured(CalendarError):

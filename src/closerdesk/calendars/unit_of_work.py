@@ -14,7 +14,8 @@ of the bookkeeping: its writes commit or roll back with the change. An external 
 writes cannot roll back, so:
 
 * an event created before the commit is cancelled if the transaction fails (and, if even that
-  fails, left to the retry loop as a clean-up row);
+  fails, left to the retry loop as a clean-up row); so is one whose create went unanswered
+  when the provider knows the id it would have (``CalendarError.maybe_created``: Google);
 * an event moved before the commit is moved back if the transaction fails;
 * an old event is never removed before the commit: its removal is a ``calendar_cleanups`` row
   written in the change's own transaction, so a crash right after the commit still leaves a
@@ -171,9 +172,18 @@ class CalendarChange:
         provider's event id. Raises
         ``CalendarProviderError`` (502), ``CalendarNotConnected`` (409)."""
         calendar = self.calendar(account)
-        created = await self._ask(
-            account, "Creating the calendar event", calendar.create_event, draft
-        )
+        try:
+            created = await self._ask(
+                account, "Creating the calendar event", calendar.create_event, draft
+            )
+        except (CalendarNotConnected, CalendarProviderError) as exc:
+            maybe = getattr(exc.__cause__, "maybe_created", None)
+            if maybe is not None and not in_transaction(calendar):
+                # An unanswered create may have made the event: it goes whatever happens next
+                # (undone if the change fails, removed after the commit if it goes on).
+                self._undo.append(lambda: self._uncreate(account, maybe, draft.call_id))
+                await self.remove(account, maybe, draft.call_id)
+            raise
         event_id = created.event_id
         if not in_transaction(calendar):
             self._undo.append(lambda: self._uncreate(account, event_id, draft.call_id))

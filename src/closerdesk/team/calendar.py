@@ -249,7 +249,11 @@ def _credentials(body: CalendarConnect) -> dict[str, str]:
             "calendar_url": str(body.calendar_url) if body.calendar_url else None,
         }
     elif isinstance(body, NylasCalendarConnect):
-        values = {"grant_id": body.grant_id, "conferencing": body.conferencing}
+        values = {
+            "grant_id": body.grant_id,
+            "conferencing": body.conferencing,
+            "conf_grant_id": body.conf_grant_id,
+        }
     elif isinstance(body, GoogleCalendarConnect | MicrosoftCalendarConnect):
         token = body.refresh_token
         values = {

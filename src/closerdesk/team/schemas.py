@@ -109,13 +109,24 @@ class CalDavCalendarConnect(RequestSchema):
 class NylasCalendarConnect(RequestSchema):
     """A Nylas v3 grant (seed 000's provider): the partner ran Nylas's hosted authentication
     and passes the ``grant_id`` it got. closerdesk calls Nylas with
-    ``CLOSERDESK_NYLAS_API_KEY``; ``conferencing`` asks Nylas to create a room with each event.
+    ``CLOSERDESK_NYLAS_API_KEY``; ``conferencing`` asks Nylas to create a room with each event
+    (Zoom also needs the closer's Zoom grant, ``conf_grant_id``).
     """
 
     provider: Literal["nylas"]
     grant_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_\-]+$")
     calendar_id: str = Field(default="primary", min_length=1, max_length=500)
     conferencing: Literal["google_meet", "teams", "zoom"] | None = None
+    conf_grant_id: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_\-]+$"
+    )
+    """The closer's Zoom grant at Nylas; needed with ``conferencing: "zoom"``."""
+
+    @model_validator(mode="after")
+    def _zoom_needs_its_grant(self) -> NylasCalendarConnect:
+        if self.conferencing == "zoom" and self.conf_grant_id is None:
+            raise ValueError("conferencing 'zoom' needs conf_grant_id (the closer's Zoom grant)")
+        return self
 
 
 class GoogleCalendarConnect(RequestSchema):
