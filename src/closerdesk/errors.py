@@ -208,6 +208,11 @@ class MemberHasUpcomingCalls(Conflict):
     message = "Reassign or cancel this member's upcoming calls first."
 
 
+class CalendarGrantInUse(Conflict):
+    code = "CALENDAR_GRANT_IN_USE"
+    message = "This calendar grant is already connected for another team member."
+
+
 class PaymentAlreadyLinked(Conflict):
     code, message = "PAYMENT_ALREADY_LINKED", "The payment is linked to another call."
 

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.app import create_app
+from closerdesk.calendars import mirror
 from closerdesk.calendars.push import renew_channels
 from closerdesk.config import Settings
 from closerdesk.db import Database
@@ -638,3 +639,88 @@ async def test_an_unanswered_google_create_is_cancelled_by_its_own_id(
     assert fake.received("DELETE /calendar/v3/calendars/")  # the compensation, by the id
     assert fake.events(user) == []
     assert ok(await client.get("/v1/calls", headers=org.headers)) == []
+
+
+async def test_a_nylas_grant_belongs_to_one_member(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    org: Org,
+    other_org: Org,
+    fakes: dict[str, Any],
+) -> None:
+    nylas = fakes["nylas"]
+    alice, alice_user = await closer_on(client, session, org, nylas)
+    body = {"provider": "nylas", "grant_id": nylas.grant_id(alice_user)}
+    bruno = await create_member(session, org, calendar=False)
+    stranger = await create_member(session, other_org, calendar=False)
+    for member, who in ((bruno, org), (stranger, other_org)):
+        r = await client.put(f"/v1/team/{member.id}/calendar", headers=who.headers, json=body)
+        fail(r, 409, "CALENDAR_GRANT_IN_USE")
+    # Alice herself may connect it again.
+    ok(await client.put(f"/v1/team/{alice.id}/calendar", headers=org.headers, json=body))
+
+
+async def test_consent_for_a_member_with_upcoming_calls_elsewhere_is_409_at_once(
+    client: httpx.AsyncClient, session: AsyncSession, org: Org, fakes: dict[str, Any]
+) -> None:
+    closer, _ = await closer_on(client, session, org, fakes["nylas"])
+    lead = await create_lead(session, org)
+    await book(client, org, closer, lead.id, at(2, 9))
+    r = await client.put(
+        f"/v1/team/{closer.id}/calendar", headers=org.headers, json={"provider": "google"}
+    )
+    fail(r, 409, "MEMBER_HAS_UPCOMING_CALLS")
+
+
+async def test_forged_secrets_with_any_bytes_are_refused_not_crashed() -> None:
+    from closerdesk.calendars import nylas
+    from closerdesk.calendars.push import token_matches
+
+    assert nylas.verify_signature("secret", b"{}", "é" * 64) is False
+    assert token_matches(Settings(), "cal_1", "é" * 64) is False
+    assert token_matches(Settings(), "cal_1", None) is False
+
+
+@pytest.mark.parametrize("provider", OAUTH)
+async def test_a_channel_that_cannot_be_opened_leaves_the_calendar_valid(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    org: Org,
+    provider: str,
+    fake: Any,
+    database: Database,
+    providers: Providers,
+    cloud_settings: Settings,
+) -> None:
+    closer, _ = await closer_on(client, session, org, fake)
+    watch = "/events/watch" if provider == "google" else "POST /v1.0/subscriptions"
+    fake.fail(watch, 403, {"error": {"code": 403, "message": "push not allowed"}})
+    assert await renew_channels(database, providers, cloud_settings) == 0
+    connection = await connection_of(database, closer)
+    assert connection.status == "valid"
+    assert connection.push_channel_id is None
+    assert connection.push_expires_at is not None  # tried again later, not every round
+    assert await renew_channels(database, providers, cloud_settings) == 0
+
+
+async def test_a_sync_answer_for_a_replaced_calendar_is_not_applied(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    org: Org,
+    fakes: dict[str, Any],
+    database: Database,
+    providers: Providers,
+    cloud_settings: Settings,
+) -> None:
+    nylas = fakes["nylas"]
+    closer, user = await closer_on(client, session, org, nylas)
+    nylas.add_busy(user, at(2, 9), at(2, 10))
+    connection = await connection_of(database, closer)
+    assert await mirror.claim_due(database, cloud_settings, only=[connection.id])
+    # Connected again while the sync is under way: its mirror starts afresh.
+    body = nylas.connect_body(user)
+    ok(await client.put(f"/v1/team/{closer.id}/calendar", headers=org.headers, json=body))
+    result = await mirror.sync_connection(database, providers, cloud_settings, connection.id)
+    assert result.status == "superseded"
+    assert await mirrored(database, connection.id) == []
+    assert (await connection_of(database, closer)).sync_status == "pending"

@@ -113,12 +113,13 @@ def draft(start: datetime, end: datetime, title: str = "Ada Lovelace and Grace")
 async def test_connect_resolves_primary_to_the_calendar_id(
     provider: GoogleCalendar, fake: FakeGoogle
 ) -> None:
-    """calendars.get on ``primary`` answers the calendar's real ``id`` (the user's address),
-    asked with the bearer token the OAuth token endpoint issued for the refresh token."""
+    """calendarList.get on ``primary`` answers the calendar's real ``id`` (the user's
+    address), asked with the bearer token the OAuth token endpoint issued for the refresh
+    token; calendarList.get is what the ``calendar.calendarlist.readonly`` scope allows."""
     result = await connected(provider, fake)
     assert result.calendar_id == USER
-    (asked,) = fake.received("GET /calendar/v3/calendars/")
-    assert asked.path == "/calendar/v3/calendars/primary"
+    (asked,) = fake.received("GET /calendar/v3/users/me/calendarList/")
+    assert asked.path == "/calendar/v3/users/me/calendarList/primary"
     token = asked.headers["authorization"].removeprefix("Bearer ")
     assert fake.oauth.access_tokens[token][0] == USER
     (refresh,) = fake.received("POST /token")
@@ -128,7 +129,7 @@ async def test_connect_resolves_primary_to_the_calendar_id(
 async def test_connect_named_calendar_and_unknown_calendar(
     provider: GoogleCalendar, fake: FakeGoogle
 ) -> None:
-    """calendars.get on a secondary calendar id answers that id; an unknown one is 404
+    """calendarList.get on a secondary calendar id answers that id; an unknown one is 404
     ``notFound``: a CalendarError with Google's reason, not a refusal of the grant."""
     fake.add_calendar(USER, "sales@group.calendar.google.com")
     result = await connected(provider, fake, calendar_id="sales@group.calendar.google.com")
@@ -154,7 +155,7 @@ async def test_connect_refused_refresh_token(provider: GoogleCalendar, fake: Fak
 async def test_connect_forbidden_is_a_refusal(provider: GoogleCalendar, fake: FakeGoogle) -> None:
     """A 403 ``forbidden`` / ``insufficientPermissions`` (Handle API errors) is a refusal."""
     fake.fail(
-        "GET /calendar/v3/calendars/",
+        "GET /calendar/v3/users/me/calendarList/",
         403,
         google_error(403, "insufficientPermissions", "Insufficient Permission"),
     )
@@ -165,7 +166,7 @@ async def test_connect_forbidden_is_a_refusal(provider: GoogleCalendar, fake: Fa
 async def test_connect_meet_on_a_calendar_without_meet(
     provider: GoogleCalendar, fake: FakeGoogle
 ) -> None:
-    """calendars.get ``conferenceProperties.allowedConferenceSolutionTypes`` without
+    """calendarList.get ``conferenceProperties.allowedConferenceSolutionTypes`` without
     ``hangoutsMeet``: a connection asking for Meet rooms is refused at connect."""
     fake.add_calendar(USER, "nomeet@group.calendar.google.com", meet=False)
     with pytest.raises(CalendarError, match="Google Meet"):
@@ -340,7 +341,7 @@ async def test_busy_counts_foreign_events_only(provider: GoogleCalendar, fake: F
     assert query.json()["items"] == [{"id": USER}]
     assert query.json()["timeMin"] == "2027-03-04T09:00:00Z"
     assert query.json()["timeMax"] == "2027-03-04T16:00:00Z"
-    (listing,) = fake.received("GET /calendar/v3/calendars/")[1:]
+    (listing,) = fake.received("GET /calendar/v3/calendars/")
     assert listing.query["singleEvents"] == "true"
     assert listing.query["timeMin"] == "2027-03-04T09:00:00Z"
     assert listing.query["timeMax"] == "2027-03-04T16:00:00Z"
@@ -360,7 +361,7 @@ async def test_busy_free_calendar_asks_freebusy_only(
     acc = await connected(provider, fake)
     fake.add_busy(USER, at(5, 8), at(5, 9))
     assert await provider.busy(acc, at(4, 9), at(4, 12)) == []
-    assert len(fake.received("GET /calendar/v3/calendars/")) == 1  # connect's calendars.get
+    assert fake.received("GET /calendar/v3/calendars/") == []  # no events.list
 
 
 async def test_busy_declined_and_recurring(provider: GoogleCalendar, fake: FakeGoogle) -> None:
@@ -696,7 +697,7 @@ async def test_fake_answers_like_google_to_bad_requests(fake: FakeGoogle) -> Non
     ``syncToken`` with ``timeMin`` → 400; a non-base32hex id → 400; a used id → 409
     ``duplicate`` (Handle API errors, events.list, events.insert)."""
     async with httpx.AsyncClient(base_url=f"{fake.url}/calendar/v3") as client:
-        anonymous = await client.get("/calendars/primary")
+        anonymous = await client.get("/users/me/calendarList/primary")
         assert anonymous.status_code == 401
         assert anonymous.json()["error"]["errors"][0]["reason"] == "authError"
         token = (

@@ -441,23 +441,28 @@ class GoogleCalendar:
 
     async def connect(self, account: CalendarAccount) -> CalendarAccount:
         """Check the grant and resolve the calendar (Google Calendar API v3:
-        ``calendars.get``): returns the account with ``calendar_id`` = the calendar's real id
-        (``"primary"`` becomes the account's email address).
+        ``calendarList.get``, which the ``calendar.calendarlist.readonly`` scope covers):
+        returns the account with ``calendar_id`` = the calendar's real id (``"primary"``
+        becomes the account's email address).
 
         Raises ``CalendarAuthError`` (no refresh token, a revoked grant, a 401/403 refusal),
-        ``CalendarError`` (an unknown calendar: 404; Google Meet asked for on a calendar that
-        does not allow it; any other failure).
+        ``CalendarError`` (an unknown calendar: 404; one the account cannot write to, its
+        ``accessRole`` neither ``owner`` nor ``writer``; Google Meet asked for on a calendar
+        that does not allow it; any other failure).
         """
         conferencing = account.credentials.get("conferencing") or None
         if conferencing not in (None, GOOGLE_MEET):
             raise CalendarError(f"Google Calendar offers no '{conferencing}' conferencing")
+        entry = quote(self._calendar(account), safe="")
         response = await self._http.request(
-            "GET", self._calendar_url(self._calendar(account)), token=self._token(account)
+            "GET", f"{self._base}/users/me/calendarList/{entry}", token=self._token(account)
         )
-        body = self._json(response, "calendars.get")
+        body = self._json(response, "calendarList.get")
         calendar_id = body.get("id")
         if not isinstance(calendar_id, str) or not calendar_id:
             raise CalendarError("Google Calendar did not say which calendar this is")
+        if body.get("accessRole") not in ("owner", "writer"):
+            raise CalendarError("closerdesk cannot write events to this Google calendar")
         if conferencing == GOOGLE_MEET:
             properties = body.get("conferenceProperties")
             allowed = (

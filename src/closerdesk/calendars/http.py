@@ -6,8 +6,9 @@
 * 429 and 5xx answers (and Google's 403 rate-limit reasons, via ``retryable``) are retried with
   exponential backoff (``stamina``), honouring ``Retry-After``, for at most
   ``CLOSERDESK_CALENDAR_RETRY_SECONDS`` in all; a ``Retry-After`` longer than that fails at once;
-* a connection that could not be opened is retried; a request that timed out is retried only when
-  it is idempotent (a read, or a create the provider deduplicates), so no event is made twice;
+* a connection that could not be opened is retried; a request that timed out or lost its
+  connection is retried only when it is idempotent (a read, or a create the provider
+  deduplicates), so no event is made twice;
 * a 401 asks the token source for a fresh access token once, then counts as a refusal;
 * what is left becomes ``CalendarAuthError`` (refused credentials, a revoked grant) or
   ``CalendarError``, with the provider's own reason and never a credential.
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import email.utils
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -151,14 +153,15 @@ class ProviderHttp:
         safe = idempotent if idempotent is not None else method.upper() != "POST"
         refreshed = False
         policy = self.policy
+        deadline = time.monotonic() + policy.budget
 
         def backoff(exc: Exception) -> bool | float:
             if not isinstance(exc, _Retryable):
                 return False
             if exc.wait is None:
                 return True
-            if exc.wait > policy.budget:
-                return False  # waiting that long would outlast the request's budget
+            if exc.wait > deadline - time.monotonic():
+                return False  # waiting that long would outlast what is left of the budget
             return exc.wait
 
         try:
@@ -171,8 +174,10 @@ class ProviderHttp:
                 wait_jitter=min(1.0, policy.wait_initial),
             ):
                 with attempt:
+                    # The cached token (fresh after a refresh): a refresh is forced only
+                    # right after a 401, never again on a retry for a 429 or a 5xx.
                     response = await self._send(
-                        method, url, token, refreshed, params, json, data, headers, safe
+                        method, url, token, False, params, json, data, headers, safe
                     )
                     if response.status_code == 401 and token is not None and not refreshed:
                         refreshed = True  # a stale access token: one fresh one, then retry
@@ -215,5 +220,9 @@ class ProviderHttp:
             if safe:
                 raise _Retryable(f"timed out ({type(exc).__name__})") from None
             raise CalendarError(f"{self.name} timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:  # a dropped keep-alive connection, a reset…
+            if safe:
+                raise _Retryable(f"the connection failed ({type(exc).__name__})") from None
+            raise CalendarError(f"{self.name} failed: {type(exc).__name__}") from None
         except httpx.HTTPError as exc:
             raise CalendarError(f"{self.name} failed: {type(exc).__name__}") from None

@@ -46,7 +46,8 @@ RETRY_AFTER_FAILURE = timedelta(minutes=1)
 
 @dataclass(frozen=True)
 class SyncResult:
-    """What one sync did: ``status`` is ``ok``, ``failed`` or ``invalid``; ``full`` when the
+    """What one sync did: ``status`` is ``ok``, ``failed``, ``invalid`` or ``superseded`` (the
+    connection was saved again while the provider was asked: nothing applied); ``full`` when the
     mirror was rebuilt; ``changes`` how many events changed; ``error`` the provider's reason."""
 
     connection_id: str
@@ -125,6 +126,11 @@ async def sync_connection(
     except CalendarError as exc:
         return await _record_failure(database, account.organization_id, connection_id, exc)
     async with database.writer() as session:
+        if not await _still_claimed(session, connection_id, account.calendar_id):
+            # Reconnected (another calendar, a fresh mirror) or disconnected meanwhile: this
+            # answer describes a calendar the connection no longer has.
+            log.info("calendar.sync_superseded", connection_id=connection_id)
+            return SyncResult(connection_id, "superseded")
         await apply_batch(session, account.organization_id, connection_id, batch, window, now)
         await session.commit()
     log.info(
@@ -134,6 +140,22 @@ async def sync_connection(
         changes=len(batch.changes),
     )
     return SyncResult(connection_id, "ok", full=batch.full, changes=len(batch.changes))
+
+
+async def _still_claimed(session: AsyncSession, connection_id: str, calendar_id: str) -> bool:
+    """Whether the connection still has the calendar a sync read and its lease (saving a
+    connection clears the lease); on PostgreSQL the row stays locked until the commit."""
+    found = await session.scalar(
+        select(CalendarConnection.id)
+        .where(
+            CalendarConnection.id == connection_id,
+            CalendarConnection.calendar_id == calendar_id,
+            CalendarConnection.status == "valid",
+            CalendarConnection.sync_lease_until.is_not(None),
+        )
+        .with_for_update()
+    )
+    return found is not None
 
 
 async def apply_batch(

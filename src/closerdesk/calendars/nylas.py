@@ -133,7 +133,8 @@ def verify_signature(secret: str, body: bytes, signature: str | None) -> bool:
     if not secret or not signature:
         return False
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, signature.strip().lower())
+    # Bytes: compare_digest refuses non-ASCII str, and a forged header may carry anything.
+    return hmac.compare_digest(expected.encode(), signature.strip().lower().encode())
 
 
 def parse_notification(body: bytes) -> NylasNotification:

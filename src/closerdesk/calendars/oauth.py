@@ -216,13 +216,15 @@ def token_http(
     )
 
 
-async def _token_request(http: ProviderHttp, app: OAuthApp, body: str) -> Tokens:
+async def _token_request(
+    http: ProviderHttp, app: OAuthApp, body: str, *, idempotent: bool
+) -> Tokens:
     response = await http.request(
         "POST",
         app.token_uri,
         data=dict(parse_qsl(body)),
         headers={"Accept": "application/json"},
-        idempotent=True,  # a repeated refresh or code exchange is refused, never doubled
+        idempotent=idempotent,
     )
     try:
         payload = response.json()
@@ -248,7 +250,8 @@ async def exchange_code(
         client_secret=app.client_secret,
         code_verifier=verifier,
     )
-    return await _token_request(http, app, body)
+    # A code works once (RFC 6749 §4.1.2): an exchange that timed out is not repeated.
+    return await _token_request(http, app, body, idempotent=False)
 
 
 async def refresh(http: ProviderHttp, app: OAuthApp, refresh_token: str) -> Tokens:
@@ -261,7 +264,7 @@ async def refresh(http: ProviderHttp, app: OAuthApp, refresh_token: str) -> Toke
         client_secret=app.client_secret,
         scope=" ".join(app.scopes),
     )
-    return await _token_request(http, app, body)
+    return await _token_request(http, app, body, idempotent=True)  # a refresh can be repeated
 
 
 @dataclass

@@ -26,10 +26,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars.accounts import account_of
-from closerdesk.calendars.connections import mark_invalid
 from closerdesk.calendars.provider import (
     CalendarAccount,
-    CalendarAuthError,
     CalendarError,
     PushChannel,
     PushProvider,
@@ -60,7 +58,9 @@ def channel_token(settings: Settings, connection_id: str) -> str:
 
 def token_matches(settings: Settings, connection_id: str, token: str | None) -> bool:
     """Constant-time check of a notification's token against the connection's."""
-    return token is not None and hmac.compare_digest(channel_token(settings, connection_id), token)
+    # Bytes: compare_digest refuses non-ASCII str, and a forged header may carry anything.
+    expected = channel_token(settings, connection_id).encode()
+    return token is not None and hmac.compare_digest(expected, token.encode())
 
 
 def hook_address(settings: Settings, provider: str) -> str:
@@ -120,8 +120,9 @@ async def renew_channels(
     database: Database, providers: Providers, settings: Settings, *, limit: int = 20
 ) -> int:
     """Open or renew the push channels that are missing or expire within ``RENEW_BEFORE``;
-    returns how many were opened. A provider that refuses the credentials turns the connection
-    invalid; any other failure is retried after ``RETRY_AFTER_FAILURE``."""
+    returns how many were opened. A failure is logged and retried after
+    ``RETRY_AFTER_FAILURE``; it never turns the connection invalid (push is an optimisation;
+    the next sync judges the credentials)."""
     if not settings.calendar_push:
         return 0
     now = utcnow()
@@ -141,53 +142,75 @@ async def renew_channels(
                 .limit(limit)
             )
         ).all()
-        due = [
-            (row.id, row.provider, row.push_expires_at, row.push_channel_id, row.push_resource_id)
-            for row in rows
-        ]
-        accounts = {row.id: account_of(row, providers.secrets) for row in rows}
-        calendars = {row.id: providers.calendars(session, row.provider) for row in rows}
+        due = []
+        for row in rows:
+            try:
+                account = account_of(row, providers.secrets)
+            except Exception:  # one unreadable connection must not stop the others
+                log.exception("calendar.push_account_unreadable", connection_id=row.id)
+                continue
+            calendar = providers.calendars(session, row.provider)
+            due.append(
+                (account, calendar, row.push_expires_at, row.push_channel_id, row.push_resource_id)
+            )
         await session.commit()
     opened = 0
-    for connection_id, provider, seen, old_id, old_resource in due:
+    for account, calendar, seen, old_id, old_resource in due:
+        connection_id = account.connection_id
         retry_at = now + RENEW_BEFORE + RETRY_AFTER_FAILURE
-        if not await _claim_renewal(database, connection_id, seen, retry_at):
-            continue  # another worker renews it
-        calendar = calendars[connection_id]
         if not isinstance(calendar, PushProvider):
             continue
-        account = accounts[connection_id]
+        if not await _claim_renewal(database, connection_id, seen, retry_at):
+            continue  # another worker renews it
         try:
             channel = await calendar.watch(
                 account,
-                hook_address(settings, provider),
+                hook_address(settings, account.provider),
                 channel_token(settings, connection_id),
             )
         except CalendarError as exc:
+            # Push is an optimisation: a failure here never turns the calendar invalid (its
+            # next sync does that if the credentials are really refused); retried later.
             log.warning("calendar.watch_failed", connection_id=connection_id, error=str(exc))
-            if isinstance(exc, CalendarAuthError):
-                async with database.writer() as session:
-                    await mark_invalid(
-                        session, account.organization_id, connection_id, str(exc)[:500]
-                    )
-                    await session.commit()
             continue
-        await _store_channel(database, connection_id, channel)
+        stored = await _store_channel(
+            database, connection_id, account.calendar_id, retry_at, channel
+        )
+        if not stored:  # the connection changed meanwhile: this channel is nobody's
+            await _stop_quietly(calendar, account, channel)
+            continue
         opened += 1
         if old_id is not None and old_id != channel.channel_id:
-            old = PushChannel(old_id, old_resource or "", seen or now)
-            try:
-                await calendar.unwatch(account, old)
-            except CalendarError as exc:  # it expires on its own; its notifications are ignored
-                log.info("calendar.unwatch_failed", connection_id=connection_id, error=str(exc))
+            await _stop_quietly(calendar, account, PushChannel(old_id, old_resource or "", now))
     return opened
 
 
-async def _store_channel(database: Database, connection_id: str, channel: PushChannel) -> None:
+async def _stop_quietly(
+    calendar: PushProvider, account: CalendarAccount, channel: PushChannel
+) -> None:
+    try:
+        await calendar.unwatch(account, channel)
+    except CalendarError as exc:  # it expires on its own; its notifications are ignored
+        log.info("calendar.unwatch_failed", connection_id=account.connection_id, error=str(exc))
+
+
+async def _store_channel(
+    database: Database,
+    connection_id: str,
+    calendar_id: str,
+    claimed: datetime,
+    channel: PushChannel,
+) -> bool:
+    """Keep the new channel, unless the connection changed while it was opened (reconnected to
+    another calendar, disconnected, renewed elsewhere): then False, and the caller stops it."""
     async with database.writer() as session:
-        await session.execute(
+        result = await session.execute(
             update(CalendarConnection)
-            .where(CalendarConnection.id == connection_id)
+            .where(
+                CalendarConnection.id == connection_id,
+                CalendarConnection.calendar_id == calendar_id,
+                CalendarConnection.push_expires_at == claimed,
+            )
             .values(
                 push_channel_id=channel.channel_id,
                 push_resource_id=channel.resource_id or None,
@@ -196,6 +219,7 @@ async def _store_channel(database: Database, connection_id: str, channel: PushCh
             .execution_options(synchronize_session=False)
         )
         await session.commit()
+        return bool(getattr(result, "rowcount", 0) == 1)
 
 
 async def expire_channel(session: AsyncSession, connection_id: str) -> None:

@@ -12,7 +12,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 
 from closerdesk.config import Settings
-from closerdesk.db import Session
+from closerdesk.db import Database
 from closerdesk.errors import (
     CalendarAuthFailed,
     CalendarProviderError,
@@ -44,7 +44,6 @@ router = APIRouter(tags=["team"])
 )
 async def oauth_callback(
     provider: Literal["google", "microsoft"],
-    session: Session,
     providers: ProvidersDep,
     request: Request,
     code: str | None = None,
@@ -57,16 +56,20 @@ async def oauth_callback(
 
     400 ``OAUTH_STATE_INVALID`` (no, forged or expired ``state``: start again), 400
     ``CALENDAR_AUTH_FAILED`` (the member declined, or the code was refused)."""
-    await session.commit()  # no transaction stays open over the provider's answers
     settings: Settings = request.app.state.settings
-    connection = await calendar.finish_authorization(
-        session,
-        providers,
-        settings,
-        provider,
-        code=code,
-        state=state,
-        error=error,
-        error_description=error_description,
-    )
-    return Envelope(data=CalendarConnection.model_validate(connection))
+    database: Database = request.app.state.database
+    # A GET, but it writes: a writer session (on SQLite, BEGIN IMMEDIATE, as for a PUT).
+    async with database.writer() as session:
+        connection = await calendar.finish_authorization(
+            session,
+            providers,
+            settings,
+            provider,
+            code=code,
+            state=state,
+            error=error,
+            error_description=error_description,
+        )
+        answer = CalendarConnection.model_validate(connection)
+        await session.commit()
+    return Envelope(data=answer)

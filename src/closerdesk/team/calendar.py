@@ -8,7 +8,7 @@ OAuth consent instead (``begin_authorization`` → the provider → ``finish_aut
 
 from __future__ import annotations
 
-from sqlalchemy import delete
+from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars import oauth, push
@@ -27,6 +27,7 @@ from closerdesk.config import Settings
 from closerdesk.errors import (
     CalendarAuthFailed,
     CalendarConnectionNotFound,
+    CalendarGrantInUse,
     CalendarProviderError,
     CalendarProviderNotConfigured,
     MemberHasUpcomingCalls,
@@ -54,6 +55,21 @@ def needs_consent(body: CalendarConnect) -> bool:
         isinstance(body, GoogleCalendarConnect | MicrosoftCalendarConnect)
         and body.refresh_token is None
     )
+
+
+async def check_can_move(
+    session: AsyncSession, organization_id: str, member_id: str, provider: str
+) -> None:
+    """Before a consent: ``MemberHasUpcomingCalls`` (409) when the member would move to
+    another provider while upcoming calls' events live on the current one (checked again,
+    with the calendar, when the consent comes back)."""
+    connection = await calendars_repository.get_connection(session, organization_id, member_id)
+    if (
+        connection is not None
+        and connection.provider != provider
+        and await has_upcoming_calls(session, organization_id, member_id)
+    ):
+        raise MemberHasUpcomingCalls()
 
 
 def begin_authorization(
@@ -191,9 +207,10 @@ async def save_calendar(
     Reconnecting the same provider replaces the credentials and calendar, makes the connection
     ``valid`` again and starts its mirror afresh (idempotent for ``builtin``); another provider
     replaces the connection. The credentials are stored sealed with ``box``. Raises
-    ``MemberNotFound`` (404) and ``MemberHasUpcomingCalls`` (409: another provider or calendar
-    while the member has upcoming calls, whose events live on the current one; the member row
-    is locked, as bookings of the member are).
+    ``MemberNotFound`` (404), ``CalendarGrantInUse`` (409: another member's Nylas grant) and
+    ``MemberHasUpcomingCalls`` (409: another provider or calendar while the member has upcoming
+    calls, whose events live on the current one; the member row is locked, as bookings of the
+    member are).
     """
     member = await calls_repository.get_member(session, organization_id, member_id, lock=True)
     if member is None:
@@ -205,6 +222,13 @@ async def save_calendar(
     if moves_calendar and await has_upcoming_calls(session, organization_id, member.id):
         # Their events live on the current calendar (as for DELETE): reassign or cancel first.
         raise MemberHasUpcomingCalls()
+    grant = account.credentials.get("grant_id")
+    if grant is not None and await _grant_in_use(
+        session, account.provider, grant, organization_id, member.id
+    ):
+        # One Nylas application key reaches every grant: a grant is one member's, in one
+        # organization, or another tenant could read and write that closer's calendar.
+        raise CalendarGrantInUse()
     if connection is not None and connection.provider != account.provider:
         await session.delete(connection)
         await session.flush()
@@ -236,6 +260,25 @@ async def save_calendar(
     connection.push_expires_at = None  # a channel for this calendar opens; the old one stops
     await session.flush()
     return connection
+
+
+async def _grant_in_use(
+    session: AsyncSession, provider: str, grant_id: str, organization_id: str, member_id: str
+) -> bool:
+    """Whether another member (of any organization) holds a connection to this grant."""
+    found = await session.scalar(
+        select(CalendarConnection.id)
+        .where(
+            CalendarConnection.provider == provider,
+            CalendarConnection.provider_grant_id == grant_id,
+            or_(
+                CalendarConnection.organization_id != organization_id,
+                CalendarConnection.member_id != member_id,
+            ),
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def _credentials(body: CalendarConnect) -> dict[str, str]:

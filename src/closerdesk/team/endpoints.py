@@ -15,6 +15,7 @@ from closerdesk.errors import (
     BusyBlockNotFound,
     CalendarAuthFailed,
     CalendarConnectionNotFound,
+    CalendarGrantInUse,
     CalendarProviderError,
     CalendarProviderNotConfigured,
     MemberEmailTaken,
@@ -127,6 +128,7 @@ async def update_member(
             CalendarAuthFailed,
             CalendarProviderNotConfigured,
             MemberHasUpcomingCalls,
+            CalendarGrantInUse,
             CalendarProviderError,
         ),
     },
@@ -154,6 +156,8 @@ async def connect_calendar(
     credential; an external calendar's mirror is ``pending`` until the first sync
     (``POST /v1/team/{id}/calendar/sync`` runs one now)."""
     await service.get_member(session, auth.organization_id, member_id)  # 404 first
+    if calendar.needs_consent(body):
+        await calendar.check_can_move(session, auth.organization_id, member_id, body.provider)
     await session.commit()  # no transaction (on SQLite, no write lock) over the network
     settings: Settings = request.app.state.settings
     if calendar.needs_consent(body):

@@ -478,7 +478,7 @@ class FakeGoogle(FakeApi):
 
     def routes(self) -> list[BaseRoute]:
         api: list[tuple[str, Callable[..., Any], list[str]]] = [
-            ("/calendars/{calendar_id}", self._calendars_get, ["GET"]),
+            ("/users/me/calendarList/{calendar_id}", self._calendar_list_get, ["GET"]),
             ("/calendars/{calendar_id}/events/watch", self._events_watch, ["POST"]),
             ("/calendars/{calendar_id}/events", self._events_list, ["GET"]),
             ("/calendars/{calendar_id}/events", self._events_insert, ["POST"]),
@@ -568,17 +568,21 @@ class FakeGoogle(FakeApi):
 
     # -- handlers (run with the state lock held) --------------------------------------------------
 
-    def _calendars_get(self, request: Request, user: str, body: Any) -> Response:
+    def _calendar_list_get(self, request: Request, user: str, body: Any) -> Response:
+        """CalendarList.get: the user's entry for a calendar (``primary`` allowed), with the
+        user's ``accessRole`` on it; covered by the ``calendar.calendarlist.readonly`` scope."""
         calendar = self._calendar_of(user, request.path_params["calendar_id"])
         if calendar is None:
             return self._not_found()
         return JSONResponse(
             {
-                "kind": "calendar#calendar",
+                "kind": "calendar#calendarListEntry",
                 "etag": f'"{calendar.resource_id}"',
                 "id": calendar.id,
                 "summary": calendar.summary,
                 "timeZone": calendar.time_zone,
+                "accessRole": "owner" if calendar.owner == user else "reader",
+                "primary": self.primary.get(user) == calendar.id,
                 "conferenceProperties": {
                     "allowedConferenceSolutionTypes": list(calendar.conference_types)
                 },
