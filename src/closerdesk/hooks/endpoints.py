@@ -11,10 +11,10 @@ acknowledged and ignored, so the provider does not retry them.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 
@@ -147,7 +147,8 @@ async def microsoft_notification(
         200: {
             "description": "The challenge echoed as text/plain",
             "content": {"text/plain": {"schema": {"type": "string"}}},
-        }
+        },
+        **responses(ValidationFailed),
     },
 )
 async def nylas_challenge(challenge: str) -> PlainTextResponse:
@@ -156,13 +157,42 @@ async def nylas_challenge(challenge: str) -> PlainTextResponse:
     return PlainTextResponse(challenge)
 
 
+NYLAS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "A Nylas v3 notification (CloudEvents-style envelope)",
+                    "properties": {
+                        "specversion": {"type": "string"},
+                        "type": {"type": "string", "examples": ["event.updated"]},
+                        "id": {"type": "string"},
+                        "time": {"type": "integer"},
+                        "data": {"type": "object"},
+                    },
+                }
+            }
+        },
+    }
+}
+"""The body ``/hooks/nylas`` takes, for the OpenAPI document (it reads the raw bytes, which
+the signature covers)."""
+
+
 @router.post(
     "/nylas",
     response_model=Envelope[Received],
     responses=responses(ValidationFailed, CalendarProviderNotConfigured, NotificationRejected),
+    openapi_extra=NYLAS_BODY,
 )
 async def nylas_notification(
-    request: Request, session: Session, providers: ProvidersDep, tasks: BackgroundTasks
+    request: Request,
+    session: Session,
+    providers: ProvidersDep,
+    tasks: BackgroundTasks,
+    x_nylas_signature: Annotated[str | None, Header()] = None,
 ) -> Envelope[Received]:
     """A Nylas v3 webhook, signed with ``X-Nylas-Signature`` (hex HMAC-SHA256 of the body with
     ``CLOSERDESK_NYLAS_WEBHOOK_SECRET``). ``event.*`` syncs the grant's calendar;
@@ -175,7 +205,7 @@ async def nylas_notification(
         )
     body = await request.body()
     secret = settings.nylas_webhook_secret.get_secret_value()
-    if not nylas.verify_signature(secret, body, request.headers.get("x-nylas-signature")):
+    if not nylas.verify_signature(secret, body, x_nylas_signature):
         raise NotificationRejected("The X-Nylas-Signature does not match the body.")
     try:
         notice = nylas.parse_notification(body)
