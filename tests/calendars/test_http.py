@@ -34,6 +34,8 @@ class Echo(FakeApi):
             auth = request.headers.get("authorization", "")
             if auth.removeprefix("Bearer ") in self.refused:
                 return JSONResponse({"error": {"code": 401, "message": "expired"}}, 401)
+            if request.url.path == "/moved":
+                return Response(status_code=302, headers={"Location": "/events"})
             return JSONResponse({"ok": True, "auth": auth})
 
         return [Route("/{path:path}", any_path, methods=["GET", "POST", "DELETE"])]
@@ -74,6 +76,8 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after(answer(503, **{"Retry-After": later}), now) == 30.0
     earlier = format_datetime(now - timedelta(seconds=30), usegmt=True)
     assert retry_after(answer(503, **{"Retry-After": earlier}), now) == 0.0
+    naive = "Thu, 03 Dec 2026 12:00:10 -0000"  # RFC 2822 "-0000": parsed without a zone
+    assert retry_after(answer(503, **{"Retry-After": naive}), now) == 10.0
     assert retry_after(answer(429)) is None
     assert retry_after(answer(429, **{"Retry-After": "soon"})) is None
 
@@ -88,6 +92,11 @@ def test_provider_reason_speaks_each_providers_error_body() -> None:
     oauth = {"error": "invalid_grant", "error_description": "Token has been revoked."}
     assert provider_reason(answer(400, oauth)) == "HTTP 400 invalid_grant: Token has been revoked."
     assert provider_reason(answer(400, {"error": "invalid_client"})) == "HTTP 400 invalid_client"
+    same = {"error": {"code": "notFound", "message": "notFound"}}  # said once, not twice
+    assert provider_reason(answer(404, same)) == "HTTP 404 notFound"
+    assert provider_reason(answer(404, {"error": {"code": None, "message": "gone"}})) == (
+        "HTTP 404 gone"
+    )
     assert provider_reason(httpx.Response(502, text="<html>")) == "HTTP 502 Bad Gateway"
     long = {"error": {"message": "x" * 1000}}
     assert len(provider_reason(answer(500, long))) == 480
@@ -226,3 +235,93 @@ async def test_a_403_is_a_refusal_unless_the_provider_says_otherwise(echo: Echo)
     assert (await lenient.request("GET", f"{echo.url}/events")).status_code == 200
     await http.aclose()
     await lenient.aclose()
+
+
+async def test_what_is_sent_reaches_the_provider_on_every_attempt(echo: Echo) -> None:
+    """Query, JSON body, form body and headers go out as given, again after a refresh."""
+
+    async def token(force: bool) -> str:
+        return "fresh" if force else "stale"
+
+    echo.refused.add("stale")
+    http = client()
+    await http.request(
+        "POST",
+        f"{echo.url}/events",
+        token=token,
+        params={"sendUpdates": "none"},
+        json={"summary": "Call"},
+        headers={"Prefer": 'outlook.timezone="UTC"'},
+    )
+    first, second = echo.received("POST /events")
+    for sent in (first, second):
+        assert sent.query == {"sendUpdates": "none"}
+        assert sent.json() == {"summary": "Call"}
+        assert sent.headers["prefer"] == 'outlook.timezone="UTC"'
+    assert (first.headers["authorization"], second.headers["authorization"]) == (
+        "Bearer stale",
+        "Bearer fresh",
+    )
+    await http.request("POST", f"{echo.url}/token", data={"grant_type": "refresh_token"})
+    (form,) = echo.received("POST /token")
+    assert form.form == {"grant_type": "refresh_token"}
+    await http.aclose()
+
+
+async def test_a_401_without_a_token_source_is_a_refusal_at_once(echo: Echo) -> None:
+    echo.fail("GET /events", 401, {"error": {"message": "no key"}})
+    http = client()
+    with pytest.raises(CalendarAuthError, match="no key"):
+        await http.request("GET", f"{echo.url}/events")
+    assert len(echo.received("GET /events")) == 1
+    await http.aclose()
+
+
+async def test_failures_name_what_went_wrong(echo: Echo) -> None:
+    echo.fail("POST /events", 200, delay=0.8, then_pass=True)
+    http = client(timeout=0.3)
+    with pytest.raises(CalendarError, match=r"^Acme Calendar timed out \(ReadTimeout\)$"):
+        await http.request("POST", f"{echo.url}/events", json={})
+    with pytest.raises(CalendarError, match=r"could not connect \(ConnectError\)"):
+        await client(budget=0.3).request("GET", "http://127.0.0.1:9/events")
+    echo.fail("GET /events", 200, delay=0.8, then_pass=True, times=10)
+    with pytest.raises(CalendarError, match=r"did not answer in time: timed out \(ReadTimeout\)"):
+        await client(timeout=0.3, budget=1.0).request("GET", f"{echo.url}/events")
+    await http.aclose()
+
+
+async def test_the_budget_bounds_the_retries_whatever_the_attempts(echo: Echo) -> None:
+    echo.fail("GET /events", 503, times=1000)
+    http = ProviderHttp(
+        "Acme Calendar",
+        timeout=1.0,
+        policy=RetryPolicy(budget=1.0, attempts=1000, wait_initial=0.05, wait_max=0.1),
+    )
+    began = time.monotonic()
+    with pytest.raises(CalendarError, match="did not answer in time"):
+        await http.request("GET", f"{echo.url}/events")
+    assert time.monotonic() - began < 2.0
+    assert len(echo.received("GET /events")) > 3
+    await http.aclose()
+
+
+async def test_redirects_are_not_followed_and_the_transport_is_the_one_given(echo: Echo) -> None:
+    http = client()
+    with pytest.raises(CalendarError, match="HTTP 302"):
+        await http.request("GET", f"{echo.url}/moved")
+    assert echo.received("GET /events") == []
+    await http.aclose()
+
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"routed": True})
+
+    routed = ProviderHttp(
+        "Acme Calendar", timeout=1.0, policy=RetryPolicy(), transport=httpx.MockTransport(handler)
+    )
+    response = await routed.request("GET", "https://calendar.example.test/events")
+    assert response.json() == {"routed": True}
+    assert seen == ["https://calendar.example.test/events"]
+    await routed.aclose()
