@@ -1,7 +1,7 @@
 """Built-in conferencing: ``{public_base_url}/meet/{token}`` redirects to a Jitsi room, or to
 the calendar provider's own room (Google Meet, Teams) once the call's event has one.
 
-The link is ours, so it can be revoked: a revoked token answers 410 Gone (SPEC §3).
+The link is ours, so it can be revoked: a revoked token answers 410 Gone (docs/api.md).
 """
 
 from __future__ import annotations
