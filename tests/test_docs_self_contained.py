@@ -28,7 +28,8 @@ HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*$", re.MULTILINE)
 def _texts() -> list[Path]:
     files = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     for path in sorted((ROOT / "src").rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+        built = any(part == "__pycache__" or part.endswith(".egg-info") for part in path.parts)
+        if path.is_file() and not built and path.suffix != ".pyc":  # only what the repo holds
             files.append(path)
     return files
 
