@@ -107,6 +107,8 @@ def decode_cursor(cursor: str, width: int) -> list[object]:
         values = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
         if not isinstance(values, list) or len(values) != width:
             raise ValueError("wrong width")
+        if values[-1] is None:  # the last key is the unique id: never null
+            raise ValueError("null id")
         loaded = [_load(v) for v in values]
         if not all(v is None or isinstance(v, str | datetime) for v in loaded):
             raise ValueError("wrong type")
