@@ -123,7 +123,9 @@ def test_production_refuses_no_key_or_the_development_key(keys: str) -> None:
 
 def test_production_runs_with_its_own_keys() -> None:
     settings = Settings(
-        env="production", secret_key="0123456789abcdef" * 4, encryption_keys=SecretStr(f"{NEW},{OLD}")
+        env="production",
+        secret_key="0123456789abcdef" * 4,
+        encryption_keys=SecretStr(f"{NEW},{OLD}"),
     )
     settings.check_production_ready()
 
