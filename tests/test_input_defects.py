@@ -383,3 +383,18 @@ def _validation_error(r: httpx.Response) -> dict[str, Any]:
     assert body["details"], body
     assert r.headers["X-Request-Id"] == body["requestId"]
     return body
+
+
+@pytest.mark.parametrize(("port", "allowed"), [(0, False), (9, True), (22, True)])
+async def test_private_targets_allow_any_port_but_0(
+    database: Database, settings: Settings, org: Org, port: int, allowed: bool
+) -> None:
+    """Local development (private targets allowed) may use a receiver on any port but 0."""
+    app = create_app(
+        settings.model_copy(update={"webhook_allow_private_targets": True}), database=database
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        body = {"target_url": f"http://127.0.0.1:{port}/hook", "event_types": ["call.booked"]}
+        r = await client.post("/v1/webhooks", headers=org.headers, json=body)
+    assert r.status_code == (201 if allowed else 400), r.text

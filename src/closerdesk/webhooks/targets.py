@@ -82,10 +82,13 @@ def _describe(address: Address) -> str:
     return str(address)
 
 
-def port_allowed(port: int | None) -> bool:
-    """The default port, 80, 443 or an unprivileged one (1024–65535): never 0 and never the
-    other privileged ports, where SSH, SMTP and the like listen (docs/webhooks.md)."""
-    return port is None or port in (80, 443) or 1024 <= port <= 65535
+def port_allowed(port: int | None, *, allow_private: bool) -> bool:
+    """The default port, 80, 443 or an unprivileged one (1024–65535): never 0, and not the
+    other privileged ports, where SSH, SMTP and the like listen, unless private targets are
+    allowed (local development) (docs/webhooks.md, "Target URL rules")."""
+    if port is None or port in (80, 443) or 1024 <= port <= 65535:
+        return True
+    return allow_private and port != 0
 
 
 def check_url_shape(url: str, *, allow_private: bool) -> None:
@@ -107,7 +110,7 @@ def check_url_shape(url: str, *, allow_private: bool) -> None:
         raise TargetNotAllowed("the target URL is not valid (spaces in the host)")
     if parts.username or parts.password:
         raise TargetNotAllowed("credentials in the target URL are not allowed")
-    if not port_allowed(port):
+    if not port_allowed(port, allow_private=allow_private):
         raise TargetNotAllowed(
             f"port {port} is not allowed: use 80, 443 or a port from 1024 to 65535"
         )
