@@ -158,7 +158,7 @@ async def test_serve_and_worker_refuse_production_without_a_key_in_one_line(
     environment = {
         "CLOSERDESK_DATABASE_URL": settings.database_url,
         "CLOSERDESK_ENV": "production",
-        "CLOSERDESK_SECRET_KEY": "s" * 48,
+        "CLOSERDESK_SECRET_KEY": "0123456789abcdef" * 4,
     }
     get_settings.cache_clear()
     result = await asyncio.to_thread(CliRunner().invoke, app, [command], env=environment)

@@ -114,7 +114,9 @@ def create_app(
     app.state.providers = active_providers
     app.state.secret_box = box
     app.state.dispatcher = dispatcher
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, on_error=internal_error
+    )
     _install_error_handlers(app)
 
     for router in (
@@ -260,6 +262,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
             return _envelope(request, NotFound(f"No route {request.method} {request.url.path}."))
+        if exc.status_code == 400:
+            # FastAPI's answer to a body its JSON parser gave up on (nested 10,000 deep: the
+            # parser's recursion limit) is a validation error like any other bad body.
+            return _envelope(
+                request, ValidationFailed.field("body", "the body is not valid JSON (too deep?)")
+            )
         if exc.status_code == 405:
             # RFC 9110 §15.5.6: a 405 lists the allowed methods in ``Allow``.
             allow = {"Allow": _allowed_methods(request)}
@@ -269,11 +277,17 @@ def _install_error_handlers(app: FastAPI) -> None:
             ApiError(str(exc.detail), status=exc.status_code, code=f"HTTP_{exc.status_code}"),
         )
 
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> Response:
-        if _is_transient(exc):
-            log.warning("database_busy", error_type=type(exc).__name__)
-            busy = ServiceUnavailable("The database is busy; retry shortly.")
-            return _envelope(request, busy, headers={"Retry-After": "1"})
-        log.exception("unhandled_error", error_type=type(exc).__name__)
-        return _envelope(request, ApiError())
+    app.add_exception_handler(Exception, internal_error)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """An exception no handler took: 503 ``SERVICE_UNAVAILABLE`` with ``Retry-After`` for a
+    busy database, else 500 ``INTERNAL_ERROR`` (logged with its traceback). Called by
+    ``RequestContextMiddleware``, which sends the answer as a normal, complete response (the
+    connection stays open for the next request)."""
+    if _is_transient(exc):
+        log.warning("database_busy", error_type=type(exc).__name__)
+        busy = ServiceUnavailable("The database is busy; retry shortly.")
+        return _envelope(request, busy, headers={"Retry-After": "1"})
+    log.exception("unhandled_error", error_type=type(exc).__name__)
+    return _envelope(request, ApiError())

@@ -10,8 +10,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal, NoReturn, TypeVar
 
 import typer
+from alembic.util import CommandError
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
 
 from closerdesk.config import Environment, Settings, get_settings
 from closerdesk.db import Database
@@ -20,15 +22,23 @@ from closerdesk.migrate import upgrade
 
 T = TypeVar("T")
 
-app = typer.Typer(
-    help="closerdesk: the back office of a high-ticket sales team.", no_args_is_help=True
-)
-db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
-org_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
-apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
-keys_app = typer.Typer(
-    help="Encryption keys of secrets at rest (CLOSERDESK_ENCRYPTION_KEYS).", no_args_is_help=True
-)
+
+# Plain Click help: Typer's Rich panels print every flag as ``--demo <bool>`` (Click 8.5). No
+# pretty tracebacks either: every expected failure is one line (``_fail``).
+def _typer(help_text: str) -> typer.Typer:
+    return typer.Typer(
+        help=help_text,
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+    )
+
+
+app = _typer("closerdesk: the back office of a high-ticket sales team.")
+db_app = _typer("Database schema (Alembic migrations).")
+org_app = _typer("Organizations (tenants).")
+apikey_app = _typer("API keys.")
+keys_app = _typer("Encryption keys of secrets at rest (CLOSERDESK_ENCRYPTION_KEYS).")
 app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(apikey_app, name="apikey")
@@ -38,15 +48,80 @@ console = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+class _NotMigrated(Exception):
+    """The database has no schema, or an older one: ``closerdesk db upgrade`` first."""
+
+
+def _with_database(
+    settings: Settings,
+    work: Callable[[Database], Awaitable[T]],
+    *,
+    failure_suffix: str = "",
+) -> T:
+    """Run ``work`` against a migrated ``CLOSERDESK_DATABASE_URL``; every way the database can
+    fail is one line and exit 1: a URL that does not parse or names no installed driver, a
+    server that does not answer, a SQLite file that does not exist (it is not created), a
+    schema that is missing or behind (docs/architecture.md, "Command line")."""
+    _require_database_file(settings.database_url)
+
     async def run() -> T:
         database = Database(settings.database_url)
         try:
+            await _require_migrated(database)
             return await work(database)
         finally:
             await database.dispose()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except _NotMigrated as exc:
+        _fail(str(exc))
+    except (OSError, TimeoutError, ImportError, SQLAlchemyError) as exc:
+        _fail(_database_failure(exc) + failure_suffix)
+
+
+def _database_failure(exc: BaseException) -> str:
+    first_line = (str(exc).splitlines() or [""])[0]
+    return f"the database failed ({type(exc).__name__}: {first_line})"
+
+
+def _require_database_file(url: str) -> None:
+    """A SQLite file that is not there is not made (connecting would leave an empty one)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except SQLAlchemyError as exc:
+        _fail(f"CLOSERDESK_DATABASE_URL is not a database URL ({exc})")
+    path = parsed.database
+    if parsed.get_backend_name() == "sqlite" and path and path != ":memory:":
+        if not os.path.exists(path):
+            _fail(f"no database at {path}: run `closerdesk db upgrade` to create it")
+
+
+async def _require_migrated(database: Database) -> None:
+    """Raises ``_NotMigrated`` unless the schema is at the newest migration."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect, text
+
+    from closerdesk.migrate import alembic_config
+
+    heads = set(ScriptDirectory.from_config(alembic_config(database.url)).get_heads())
+    async with database.engine.connect() as connection:
+        has_table = await connection.run_sync(
+            lambda sync: inspect(sync).has_table("alembic_version")
+        )
+        current: set[str] = set()
+        if has_table:
+            query = text("SELECT version_num FROM alembic_version")
+            current = set((await connection.execute(query)).scalars())
+    if not current:
+        raise _NotMigrated("the database has no schema: run `closerdesk db upgrade` first")
+    if current != heads:
+        raise _NotMigrated(
+            f"the database is at revision {', '.join(sorted(current))}, not "
+            f"{', '.join(sorted(heads))}: run `closerdesk db upgrade` first"
+        )
 
 
 def _fail(message: str) -> NoReturn:
@@ -78,6 +153,8 @@ def db_upgrade(revision: str = "head") -> None:
         upgrade(settings.database_url, revision, settings=settings)
     except (InvalidEncryptionKeys, RuntimeError) as exc:
         _fail(str(exc))
+    except (OSError, TimeoutError, ImportError, SQLAlchemyError, CommandError) as exc:
+        _fail(_database_failure(exc))
     console.print(f"[green]database at {revision}[/green]")
 
 
@@ -97,8 +174,6 @@ def keys_rotate() -> None:
     To change keys: put the new key first and keep the old one after it (both decrypt), run
     this, then drop the old key. Safe to run while serving and to run again. A secret no key
     opens stops it with nothing changed."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from closerdesk.calendars.credentials import reseal_credentials
     from closerdesk.kit.secrets import (
         InvalidEncryptionKeys,
@@ -122,12 +197,9 @@ def keys_rotate() -> None:
             return done
 
     try:
-        done = _with_database(settings, work)
+        done = _with_database(settings, work, failure_suffix="; nothing was re-encrypted")
     except UndecryptableSecret as exc:
         _fail(f"{exc}; nothing was re-encrypted")
-    except (OSError, SQLAlchemyError) as exc:
-        first_line = (str(exc).splitlines() or [""])[0]
-        _fail(f"the database failed ({type(exc).__name__}: {first_line}); nothing was re-encrypted")
     typer.echo(
         f"re-encrypted {done.resealed} secrets under the first key ({done.current} already were)"
     )
@@ -135,10 +207,16 @@ def keys_rotate() -> None:
 
 @org_app.command("create")
 def org_create(name: str, as_json: JsonFlag = False) -> None:
-    """Create an organization and print its admin API key (shown once)."""
+    """Create an organization and print its admin API key (shown once).
+
+    NAME is 1–200 characters (surrounding spaces dropped)."""
     from closerdesk.auth.service import create_organization
 
+    name = name.strip()
+    if not name or len(name) > 200:
+        _fail("the organization name must be 1 to 200 characters")
     settings = get_settings()
+    _require_ready(settings)
 
     async def work(database: Database) -> tuple[str, str]:
         async with database.writer() as session:
@@ -168,6 +246,7 @@ def apikey_create(
     from closerdesk.models import Organization
 
     settings = get_settings()
+    _require_ready(settings)
 
     async def work(database: Database) -> tuple[str, str] | None:
         async with database.writer() as session:
@@ -185,8 +264,7 @@ def apikey_create(
 
     issued = _with_database(settings, work)
     if issued is None:
-        console.print(f"[red]no organization {org}[/red]")
-        raise typer.Exit(1)
+        _fail(f"no organization {org}")
     key_id, api_key = issued
     if as_json:
         typer.echo(
@@ -211,8 +289,7 @@ def apikey_revoke(key_id: str) -> None:
             return done
 
     if not _with_database(settings, work):
-        console.print(f"[red]no live key {key_id}[/red]")
-        raise typer.Exit(1)
+        _fail(f"no live key {key_id}")
     console.print(f"[green]revoked {key_id}[/green]")
 
 
@@ -245,8 +322,7 @@ def _print_demo(settings: Settings, as_json: bool) -> None:
 def demo(as_json: JsonFlag = False) -> None:
     """Load the demo organization into the configured database (replacing an earlier one)."""
     settings = get_settings()
-    if settings.is_sqlite:
-        upgrade(settings.database_url, settings=settings)
+    _upgrade_sqlite(settings)
     _print_demo(settings, as_json)
 
 
@@ -277,10 +353,11 @@ def serve(
         settings = settings.model_copy(update=updates)
     configure_logging(settings.log_level, json=settings.log_json)
     _require_ready(settings)
-    if settings.is_sqlite:
-        upgrade(settings.database_url, settings=settings)
+    _upgrade_sqlite(settings)
     if with_demo:
         _print_demo(settings, as_json=False)
+    else:
+        _with_database(settings, _nothing)  # reachable and migrated, or one line
     app_instance = create_app(settings, background=True)
     freeze_startup_heap()
     uvicorn.run(
@@ -312,6 +389,7 @@ def worker(
 
     settings = get_settings()
     _require_ready(settings)
+    _with_database(settings, _nothing)  # reachable and migrated, or one line
     configure_logging(settings.log_level, json=settings.log_json)
 
     async def run() -> None:
@@ -332,6 +410,20 @@ def worker(
             await database.dispose()
 
     asyncio.run(run())
+
+
+async def _nothing(_database: Database) -> None:
+    """The work of a check that the database is reachable and migrated."""
+
+
+def _upgrade_sqlite(settings: Settings) -> None:
+    """The embedded SQLite database is migrated (and created) on start; a failure is one line."""
+    if not settings.is_sqlite:
+        return
+    try:
+        upgrade(settings.database_url, settings=settings)
+    except (OSError, TimeoutError, ImportError, SQLAlchemyError, CommandError) as exc:
+        _fail(_database_failure(exc))
 
 
 def freeze_startup_heap() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import string
 from enum import StrEnum
 from functools import lru_cache
 
@@ -109,6 +111,12 @@ class Settings(BaseSettings):
                 "CLOSERDESK_SECRET_KEY still has its default value; "
                 "set a random secret before running with CLOSERDESK_ENV=production"
             )
+        if self.env is Environment.production and not secret_strong_enough(self.secret_key):
+            raise RuntimeError(
+                "CLOSERDESK_SECRET_KEY is too weak for CLOSERDESK_ENV=production: it needs "
+                f"{SECRET_KEY_BITS} bits (32 bytes) of randomness, e.g. the output of "
+                "`openssl rand -hex 32`"
+            )
         self.check_encryption_ready()
 
     def check_encryption_ready(self) -> None:
@@ -123,6 +131,29 @@ class Settings(BaseSettings):
                 "default) to run with CLOSERDESK_ENV=production; "
                 "`closerdesk keys generate` prints one"
             )
+
+
+SECRET_KEY_BITS = 256
+_HEX = frozenset(string.hexdigits)
+_BASE64 = frozenset(string.ascii_letters + string.digits + "+/-_=")
+
+
+def secret_strong_enough(secret: str) -> bool:
+    """At least 32 bytes of entropy, estimated as length × log2 of the alphabet the characters
+    come from (hex 16, base64/base64url 64, anything else 95 printable ASCII), with at least 32
+    characters and 10 distinct ones (``aaaa…`` is long but not random). ``openssl rand -hex
+    32`` (64 characters) and ``secrets.token_urlsafe(32)`` (43) pass (docs/architecture.md,
+    "Secrets")."""
+    characters = set(secret)
+    if len(secret) < 32 or len(characters) < 10:
+        return False
+    if characters <= _HEX:
+        alphabet = 16
+    elif characters <= _BASE64:
+        alphabet = 64
+    else:
+        alphabet = 95
+    return len(secret) * math.log2(alphabet) >= SECRET_KEY_BITS
 
 
 @lru_cache

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from closerdesk.errors import ApiError, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
@@ -15,6 +18,7 @@ from closerdesk.kit.ids import ulid
 log = structlog.get_logger("closerdesk.access")
 REQUEST_ID_HEADER = "X-Request-Id"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 def error_body(error: ApiError, request_id: str) -> bytes:
@@ -31,11 +35,19 @@ def error_body(error: ApiError, request_id: str) -> bytes:
 
 class RequestContextMiddleware:
     """Gives every request an id (``req_…``), echoes it as ``X-Request-Id``, binds it to logs,
-    writes one access-log line, and refuses bodies over the limit (413) or not JSON (415)."""
+    writes one access-log line, and refuses bodies over the limit (413) or not JSON (415).
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    An exception the app did not handle is answered here by ``on_error`` (the 500 envelope) as
+    a normal, complete response. Left to Starlette's outermost error middleware, the 500 would
+    be sent and the exception raised again, and the server, seeing an application crash,
+    drops the keep-alive connection without ``Connection: close``."""
+
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, on_error: ErrorHandler | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,13 +59,17 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status_holder = [500]
+        progress = {"started": False, "complete": False}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
+                progress["started"] = True
                 headers = MutableHeaders(scope=message)
                 if REQUEST_ID_HEADER.lower() not in headers:
                     headers.append(REQUEST_ID_HEADER, request_id)
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                progress["complete"] = True
             await send(message)
 
         try:
@@ -61,7 +77,16 @@ class RequestContextMiddleware:
             if refusal is not None:
                 await self._send_error(send_with_id, refusal, request_id)
                 return
-            await self._call_limited(scope, receive, send_with_id, request_id)
+            try:
+                await self._call_limited(scope, receive, send_with_id, request_id)
+            except Exception as exc:
+                if self.on_error is None or progress["started"]:
+                    if progress["complete"]:  # answered in full already: keep the connection
+                        log.exception("error_after_response", error_type=type(exc).__name__)
+                        return
+                    raise  # a half-sent answer: only closing the connection can end it
+                response = await self.on_error(Request(scope, receive), exc)
+                await response(scope, receive, send_with_id)
         finally:
             log.info(
                 "request",

@@ -113,7 +113,7 @@ def test_the_development_default_works_outside_production() -> None:
 )
 def test_production_refuses_no_key_or_the_development_key(keys: str) -> None:
     settings = Settings(
-        env="production", secret_key="a-real-secret", encryption_keys=SecretStr(keys)
+        env="production", secret_key="0123456789abcdef" * 4, encryption_keys=SecretStr(keys)
     )
     with pytest.raises(RuntimeError, match=r"^CLOSERDESK_ENCRYPTION_KEYS must hold your own"):
         settings.check_production_ready()
@@ -123,7 +123,9 @@ def test_production_refuses_no_key_or_the_development_key(keys: str) -> None:
 
 def test_production_runs_with_its_own_keys() -> None:
     settings = Settings(
-        env="production", secret_key="a-real-secret", encryption_keys=SecretStr(f"{NEW},{OLD}")
+        env="production",
+        secret_key="0123456789abcdef" * 4,
+        encryption_keys=SecretStr(f"{NEW},{OLD}"),
     )
     settings.check_production_ready()
 

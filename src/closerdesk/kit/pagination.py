@@ -11,7 +11,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -52,13 +52,41 @@ def _dump(value: object) -> object:
     return value
 
 
+# The range request timestamps are held to (``UTCDateTime``): a cursor time outside it is
+# forged, and one near datetime's own limits overflows when converted (an OverflowError).
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def _load(value: object) -> object:
-    if isinstance(value, dict) and isinstance(value.get("t"), str):
+    if isinstance(value, dict):
+        if set(value) != {"t"} or not isinstance(value["t"], str):
+            raise ValueError("not a time")
         loaded = datetime.fromisoformat(value["t"])
         if loaded.tzinfo is None:  # we only ever write aware times; a naive one is forged
             raise ValueError("naive time")
-        return loaded
+        try:
+            utc = loaded.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("time out of range") from None
+        if not _EARLIEST <= utc < _LATEST:
+            raise ValueError("time out of range")
+        return utc
+    if isinstance(value, str) and not _storable(value):
+        raise ValueError("unstorable text")
     return value
+
+
+def _storable(text: str) -> bool:
+    """Text a database can compare: no NUL (PostgreSQL refuses it), valid UTF-8 (no lone
+    surrogates, which JSON's ``\\udc80`` escapes can carry)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def encode_cursor(values: Sequence[object]) -> str:
@@ -67,18 +95,30 @@ def encode_cursor(values: Sequence[object]) -> str:
 
 
 def decode_cursor(cursor: str, width: int) -> list[object]:
-    """Raises ``ValidationFailed`` (400, field ``cursor``) for anything not made by us."""
+    """The sort key a cursor carries: ``width`` values, each text, an aware UTC time (within
+    1900–9000) or ``null``.
+
+    Raises ``ValidationFailed`` (400 ``VALIDATION_ERROR``, field ``cursor``) for anything not
+    made by us: not base64url, not UTF-8 JSON, non-finite numbers, the wrong width or types,
+    text with NUL or lone surrogates, times out of range (docs/architecture.md, "Pagination").
+    """
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = json.loads(raw)
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4))
+        values = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
         if not isinstance(values, list) or len(values) != width:
             raise ValueError("wrong width")
+        if values[-1] is None:  # the last key is the unique id: never null
+            raise ValueError("null id")
         loaded = [_load(v) for v in values]
         if not all(v is None or isinstance(v, str | datetime) for v in loaded):
             raise ValueError("wrong type")
         return loaded
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):
         raise ValidationFailed.field("cursor", "not a cursor returned by this API") from None
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
 
 
 Key = InstrumentedAttribute[Any]
@@ -102,6 +142,10 @@ def _python_type(key: Key) -> type[Any]:
     return python_type
 
 
+def _nullable(key: Key) -> bool:
+    return bool(getattr(key.expression, "nullable", True))
+
+
 async def paginate(
     session: AsyncSession,
     stmt: Select[T],
@@ -115,7 +159,9 @@ async def paginate(
         values = decode_cursor(cursor, len(keys))
         # A cursor of the right width but the wrong types would reach the database (a 500).
         for index, (key, value) in enumerate(zip(keys, values, strict=True)):
-            if (value is None and index > 0) or (
+            # Only a nullable first key of several can be null (``head > NULL`` is no SQL).
+            null_allowed = index == 0 and len(keys) > 1 and _nullable(key)
+            if (value is None and not null_allowed) or (
                 value is not None and not isinstance(value, _python_type(key))
             ):
                 raise ValidationFailed.field("cursor", "not a cursor returned by this API")

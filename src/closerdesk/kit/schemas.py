@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from functools import cache
+from typing import Annotated, Any, Generic, Literal, TypeVar, get_args
+from zoneinfo import available_timezones
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    EmailStr,
     Field,
     PlainSerializer,
     StringConstraints,
@@ -46,8 +50,11 @@ class RequestSchema(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _storable_text(cls, data: Any) -> Any:
-        """Text the databases cannot store is a 400, wherever it sits (free JSON included):
-        NUL (PostgreSQL refuses it) and lone surrogates (not UTF-8 at all)."""
+        """Values the databases cannot store are a 400, wherever they sit (free JSON included):
+        NUL (PostgreSQL refuses it), lone surrogates (not UTF-8 at all) and the non-finite
+        numbers Python's JSON parser lets through (``NaN``, ``Infinity``, ``-Infinity``, and
+        ``1e400``, which overflows to infinity): PostgreSQL's ``json`` refuses them and SQLite
+        stores ``null`` (docs/architecture.md, "Request bodies")."""
         found = _unstorable_text(data, "")
         if found is not None:
             from closerdesk.errors import ValidationFailed  # errors imports this module
@@ -55,9 +62,44 @@ class RequestSchema(BaseModel):
             raise ValidationFailed.field(found[0] or "body", found[1])
         return data
 
+    @model_validator(mode="after")
+    def _email_local_part(self) -> Any:
+        """RFC 5321 §4.5.3.1.1: the part before the ``@`` is at most 64 octets (pydantic's
+        ``EmailStr`` checks only the whole address). Raises ``ValidationFailed`` (400)."""
+        for name in _email_fields(type(self)):
+            value = getattr(self, name, None)
+            if isinstance(value, str) and len(value.rpartition("@")[0].encode()) > 64:
+                from closerdesk.errors import ValidationFailed  # errors imports this module
+
+                raise ValidationFailed.field(
+                    name, "the part before @ must be at most 64 characters (RFC 5321)"
+                )
+        return self
+
+
+_EMAIL_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _email_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """Names of ``model``'s fields typed ``EmailStr`` (or ``EmailStr | None``)."""
+    found = _EMAIL_FIELDS.get(model)
+    if found is None:
+        found = tuple(
+            name
+            for name, info in model.model_fields.items()
+            if info.annotation is EmailStr or EmailStr in get_args(info.annotation)
+        )
+        _EMAIL_FIELDS[model] = found
+    return found
+
 
 def _unstorable_text(value: Any, path: str) -> tuple[str, str] | None:
-    """``(field path, problem)`` of the first string (or key) no database can store."""
+    """``(field path, problem)`` of the first string (or key) no database can store, or the
+    first number that is not finite."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return path, "numbers must be finite (no NaN, Infinity or overflowing values)"
+        return None
     if isinstance(value, str):
         if "\x00" in value:
             return path, "text must not contain NUL (U+0000) characters"
@@ -148,8 +190,25 @@ UTCDateTime = Annotated[
 """RFC 3339 timestamp: offsets normalised to UTC; a naive one is a 400 (docs/api.md)."""
 
 
+# Names tzdata ships that are not zones a person lives in: the host's own zone, the POSIX
+# and leap-second ("right") trees, and the placeholder zone.
+_NOT_IANA_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+
+
+@cache
+def _iana_zones() -> frozenset[str]:
+    return frozenset(available_timezones())  # walks tzdata: once per process
+
+
 def _check_time_zone(value: str) -> str:
-    if not is_valid_time_zone(value):
+    """A canonical IANA name (or one of its links, ``US/Eastern``), never ``localtime``,
+    ``posix/…``, ``right/…`` or ``Factory`` (docs/architecture.md, "Request bodies")."""
+    if (
+        value in _NOT_IANA_ZONES
+        or value.startswith(("posix/", "right/"))
+        or value not in _iana_zones()
+        or not is_valid_time_zone(value)
+    ):
         raise ValueError(f"'{value}' is not an IANA time zone name (e.g. America/New_York)")
     return value
 

@@ -1,4 +1,4 @@
-"""Webhook target safety (docs/webhooks.md): https only, never a private address.
+"""Webhook target safety (docs/webhooks.md): https only, never a private address, a web port.
 
 Checked at registration and again at every attempt against the resolved IP; the attempt then
 connects to that checked IP (so a DNS answer cannot change between check and connect).
@@ -82,12 +82,21 @@ def _describe(address: Address) -> str:
     return str(address)
 
 
+def port_allowed(port: int | None, *, allow_private: bool) -> bool:
+    """The default port, 80, 443 or an unprivileged one (1024–65535): never 0, and not the
+    other privileged ports, where SSH, SMTP and the like listen, unless private targets are
+    allowed (local development) (docs/webhooks.md, "Target URL rules")."""
+    if port is None or port in (80, 443) or 1024 <= port <= 65535:
+        return True
+    return allow_private and port != 0
+
+
 def check_url_shape(url: str, *, allow_private: bool) -> None:
-    """Scheme and form. Raises ``TargetNotAllowed`` (also for a URL that does not parse: a
-    broken IPv6 literal, a port out of range, spaces in the host)."""
+    """Scheme, form and port. Raises ``TargetNotAllowed`` (also for a URL that does not parse:
+    a broken IPv6 literal, a port out of range, spaces in the host)."""
     try:
         parts = urlsplit(url)
-        _ = parts.port  # raises for a bad port
+        port = parts.port  # raises for a bad port
         hostname = parts.hostname
         httpx.URL(url)
     except (ValueError, httpx.InvalidURL) as exc:
@@ -101,6 +110,10 @@ def check_url_shape(url: str, *, allow_private: bool) -> None:
         raise TargetNotAllowed("the target URL is not valid (spaces in the host)")
     if parts.username or parts.password:
         raise TargetNotAllowed("credentials in the target URL are not allowed")
+    if not port_allowed(port, allow_private=allow_private):
+        raise TargetNotAllowed(
+            f"port {port} is not allowed: use 80, 443 or a port from 1024 to 65535"
+        )
 
 
 async def resolve_target(url: str, *, allow_private: bool) -> ResolvedTarget:
