@@ -109,7 +109,7 @@ async def idempotency_key(
     def _applied(sync_session: SyncSession) -> None:
         # Every commit of the request's session carries this: once the change has committed,
         # the key is never run again (an endpoint that commits its own unit of work first).
-        sync_session.execute(statement)  # type: ignore[call-overload]
+        sync_session.execute(statement)
 
     event.listen(session.sync_session, "before_commit", _applied)
     setattr(request.state, STATE_KEY, claim)

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Update, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -180,7 +180,7 @@ async def release(database: Database, claim_id: str, *, handled: bool) -> None:
         await session.commit()
 
 
-def mark_applied_statement(claim_id: str) -> object:
+def mark_applied_statement(claim_id: str) -> Update:
     """The UPDATE that the request's change commits with: the key's change has happened."""
     return (
         update(IdempotencyKey)
