@@ -6,7 +6,7 @@ Create Date: 2026-12-03
 
 ``idempotency_keys`` holds one row per organization and ``Idempotency-Key`` (unique pair: the
 claim of a key is an INSERT guarded by it; docs/idempotency.md). The worker prunes delivered
-deliveries by ``(status, delivered_at)`` and expired keys by ``expires_at`` (docs/api.md,
+deliveries by ``(status, delivered_at)`` and expired keys by ``expires_at`` (docs/idempotency.md,
 "Retention").
 """
 
