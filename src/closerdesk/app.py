@@ -32,6 +32,8 @@ from closerdesk.errors import (
     responses,
 )
 from closerdesk.hooks.endpoints import router as hooks_router
+from closerdesk.idempotency.middleware import IdempotencyMiddleware
+from closerdesk.idempotency.routes import document_idempotency, make_idempotent
 from closerdesk.kit.schemas import Envelope, ErrorEnvelope
 from closerdesk.kit.secrets import secret_box
 from closerdesk.leads.endpoints import router as leads_router
@@ -114,6 +116,7 @@ def create_app(
     app.state.providers = active_providers
     app.state.secret_box = box
     app.state.dispatcher = dispatcher
+    app.add_middleware(IdempotencyMiddleware)  # inside the request context (docs/idempotency.md)
     app.add_middleware(
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, on_error=internal_error
     )
@@ -128,6 +131,7 @@ def create_app(
         booking_links_router,
         webhooks_router,
     ):
+        make_idempotent(router)  # Idempotency-Key on its POST and PATCH (docs/idempotency.md)
         app.include_router(router, responses=API_ERRORS)
     app.include_router(meet_router, responses=INTERNAL_ERROR)
     app.include_router(oauth_router, responses={**responses(ValidationFailed), **INTERNAL_ERROR})
@@ -148,6 +152,7 @@ def create_app(
         return Envelope(data={"status": "ok", "database": database.dialect, "version": __version__})
 
     _document_400_not_422(app)
+    document_idempotency(app)
     return app
 
 

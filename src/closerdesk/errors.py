@@ -246,6 +246,20 @@ class WebhookDisabled(Conflict):
     message = "The subscription is disabled; re-enable it (PATCH is_active: true) first."
 
 
+class IdempotencyKeyInUse(Conflict):
+    """A request with this ``Idempotency-Key`` is still running (docs/idempotency.md)."""
+
+    code = "IDEMPOTENCY_KEY_IN_USE"
+    message = "A request with this Idempotency-Key is still running; retry after it answers."
+
+
+class IdempotencyKeyReused(ApiError):
+    """The ``Idempotency-Key`` was first used for another request (docs/idempotency.md)."""
+
+    status, code = 422, "IDEMPOTENCY_KEY_REUSED"
+    message = "This Idempotency-Key was used for a different request; use a new key."
+
+
 class LinkRevoked(ApiError):
     status, code, message = 410, "LINK_REVOKED", "This meeting link has been revoked."
 

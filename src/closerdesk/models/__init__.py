@@ -12,6 +12,7 @@ from closerdesk.models.calendar_event import CalendarEvent
 from closerdesk.models.call import Call
 from closerdesk.models.call_event import CallEvent
 from closerdesk.models.conferencing_link import ConferencingLink
+from closerdesk.models.idempotency_key import IdempotencyKey
 from closerdesk.models.lead import Lead
 from closerdesk.models.member import TeamMember
 from closerdesk.models.organization import Organization
@@ -35,6 +36,7 @@ __all__ = [
     "Call",
     "CallEvent",
     "ConferencingLink",
+    "IdempotencyKey",
     "Lead",
     "Organization",
     "Payment",

@@ -21,6 +21,7 @@ class WebhookDelivery(TimestampMixin, Base):
     __table_args__ = (
         UniqueConstraint("subscription_id", "event_id"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_delivered", "status", "delivered_at"),  # retention
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
