@@ -97,7 +97,7 @@ def _assert_refused(response: httpx.Response, *, window: int = 60) -> None:
     assert body["code"] == "RATE_LIMITED"
     assert body["requestId"] == response.headers["X-Request-Id"]
     assert 1 <= int(response.headers["Retry-After"]) <= window
-    limit, remaining, reset = _limits(response)
+    _, remaining, reset = _limits(response)
     assert remaining == 0
     assert 0 <= reset <= window
 

@@ -12,8 +12,8 @@ from closerdesk.auth.service import AuthContext, Scope, authenticate
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.errors import Forbidden, RateLimited, Unauthorized
-from closerdesk.kit.rate_limit_http import client_address, remember
 from closerdesk.kit.query import reject_unknown_query_parameters
+from closerdesk.kit.rate_limit_http import client_address, remember
 from closerdesk.kit.rate_limits import RateLimiter
 
 _bearer = HTTPBearer(auto_error=False, bearerFormat="cdk_…", description="API key")
