@@ -193,6 +193,12 @@ async def test_requests_without_a_key_are_limited_per_address(
     assert (await client.get("/health")).status_code == 200
     _assert_refused(await client.get("/health"))
     _assert_refused(await client.get("/meet/unknown-token"))
+    # Routes that are counted but not refused (documents, unknown routes) answer as usual, and a
+    # Retry-After only ever comes with a 429.
+    unknown = await client.get("/no-such-page")
+    assert unknown.status_code == 404
+    assert unknown.headers["RateLimit-Remaining"] == "0"
+    assert "Retry-After" not in unknown.headers
     # Requests with a key are counted per key, not against the address.
     keyed = await client.get("/v1/calls", headers=org.headers)
     assert keyed.status_code == 200

@@ -232,7 +232,7 @@ def _envelope(
     # An unhandled error's answer is sent outside the middleware (Starlette's error middleware
     # wraps them all): the rate-limit headers of a request already counted are written here.
     decision = decision_of(request.scope)
-    limits = decision.headers() if decision is not None else {}
+    limits = decision.headers(status=error.status) if decision is not None else {}
     return Response(
         content=error_body(error, request_id),
         status_code=error.status,

@@ -67,9 +67,8 @@ class RateLimitMiddleware:
                     decision = await self.limiter.hit_address(address)
                     remember(scope, decision)
                 headers = MutableHeaders(scope=message)
-                for name, value in decision.headers().items():
-                    if message["status"] == 429 or name != "Retry-After":
-                        headers[name] = value
+                for name, value in decision.headers(status=message["status"]).items():
+                    headers[name] = value
             await send(message)
 
         await self.app(scope, receive, send_with_limits)

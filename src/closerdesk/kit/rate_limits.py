@@ -42,15 +42,15 @@ class Decision:
     remaining: int
     reset_seconds: int
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, *, status: int) -> dict[str, str]:
         """``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset`` (seconds); and
-        ``Retry-After`` (seconds, ≥ 1) on a refusal."""
+        ``Retry-After`` (seconds, ≥ 1) on a response of ``status`` 429."""
         out = {
             "RateLimit-Limit": str(self.limit),
             "RateLimit-Remaining": str(self.remaining),
             "RateLimit-Reset": str(self.reset_seconds),
         }
-        if not self.allowed:
+        if status == 429:
             out["Retry-After"] = str(max(1, self.reset_seconds))
         return out
 
