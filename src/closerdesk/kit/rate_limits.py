@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import structlog
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 
 log = structlog.get_logger(__name__)
@@ -88,7 +87,6 @@ class RateLimiter:
         self.auth_failures = parse_limit(auth_failures)
         self.per_address = parse_limit(per_address)
         self.storage = _storage(redis_url)
-        self._strategy = FixedWindowRateLimiter(self.storage)
 
     async def hit_key(self, api_key_id: str, organization_id: str) -> Decision:
         """Count an authenticated request against its key, then its organization. Answers the
@@ -115,21 +113,28 @@ class RateLimiter:
         """Count a request made without an API key from a client address."""
         return await self._hit(self.per_address, "address", address)
 
+    # The fixed-window strategy of ``limits`` (``FixedWindowRateLimiter``), on its storage
+    # directly: the count ``incr`` answers gives what is left, so a budget costs two Redis round
+    # trips (INCR, TTL) instead of three, and a check that finds budget left costs one (GET).
     async def _hit(self, item: RateLimitItem, kind: str, identity: str) -> Decision:
+        key = item.key_for(_NAMESPACE, kind, identity)
         try:
-            allowed = await self._strategy.hit(item, _NAMESPACE, kind, identity)
-            stats = await self._strategy.get_window_stats(item, _NAMESPACE, kind, identity)
+            count = await self.storage.incr(key, item.get_expiry())
+            reset = await self.storage.get_expiry(key)
         except StorageError as exc:
             return self._unavailable(item, exc)
-        return _decision(item, allowed=allowed, remaining=stats.remaining, reset=stats.reset_time)
+        allowed = count <= item.amount
+        return _decision(item, allowed=allowed, remaining=item.amount - count, reset=reset)
 
     async def _peek(self, item: RateLimitItem, kind: str, identity: str) -> Decision:
+        key = item.key_for(_NAMESPACE, kind, identity)
         try:
-            stats = await self._strategy.get_window_stats(item, _NAMESPACE, kind, identity)
+            count = await self.storage.get(key)
+            reset = await self.storage.get_expiry(key) if count >= item.amount else time.time()
         except StorageError as exc:
             return self._unavailable(item, exc)
-        allowed = stats.remaining > 0
-        return _decision(item, allowed=allowed, remaining=stats.remaining, reset=stats.reset_time)
+        allowed = count < item.amount
+        return _decision(item, allowed=allowed, remaining=item.amount - count, reset=reset)
 
     @staticmethod
     def _unavailable(item: RateLimitItem, exc: StorageError) -> Decision:
