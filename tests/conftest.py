@@ -64,6 +64,12 @@ def settings(database_url: str) -> Settings:
         public_base_url=PUBLIC_BASE_URL,
         jitsi_base_url="https://meet.example.test",
         log_json=False,
+        # The suite makes many requests with one key from one address; tests/test_rate_limits.py
+        # sets its own low limits.
+        rate_limit_per_key="1000000/minute",
+        rate_limit_per_org="1000000/minute",
+        rate_limit_auth_failures="1000000/minute",
+        rate_limit_per_address="1000000/minute",
     )
 
 

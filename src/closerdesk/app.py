@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy import text
@@ -26,6 +26,7 @@ from closerdesk.errors import (
     Forbidden,
     MethodNotAllowed,
     NotFound,
+    RateLimited,
     ServiceUnavailable,
     Unauthorized,
     ValidationFailed,
@@ -34,6 +35,13 @@ from closerdesk.errors import (
 from closerdesk.hooks.endpoints import router as hooks_router
 from closerdesk.idempotency.middleware import IdempotencyMiddleware
 from closerdesk.idempotency.routes import document_idempotency, make_idempotent
+from closerdesk.kit.rate_limit_http import (
+    RateLimitMiddleware,
+    decision_of,
+    document_rate_limits,
+    refuse_over_address_limit,
+)
+from closerdesk.kit.rate_limits import RateLimiter
 from closerdesk.kit.schemas import Envelope, ErrorEnvelope
 from closerdesk.kit.secrets import secret_box
 from closerdesk.leads.endpoints import router as leads_router
@@ -54,9 +62,12 @@ INTERNAL_ERROR: dict[int | str, dict[str, Any]] = {
     500: {"model": ErrorEnvelope, "description": "Error: `INTERNAL_ERROR`"},
 }
 API_ERRORS: dict[int | str, dict[str, Any]] = {
-    **responses(ValidationFailed, Unauthorized, Forbidden, ServiceUnavailable),
+    **responses(ValidationFailed, Unauthorized, Forbidden, RateLimited, ServiceUnavailable),
     **INTERNAL_ERROR,
 }
+# Routes without an API key: counted per client address (docs/rate-limits.md).
+PUBLIC = [Depends(refuse_over_address_limit)]
+PUBLIC_ERRORS: dict[int | str, dict[str, Any]] = {**responses(RateLimited), **INTERNAL_ERROR}
 
 
 def create_app(
@@ -116,10 +127,19 @@ def create_app(
     app.state.providers = active_providers
     app.state.secret_box = box
     app.state.dispatcher = dispatcher
+    app.state.rate_limiter = rate_limiter = RateLimiter(
+        per_key=settings.rate_limit_per_key,
+        per_org=settings.rate_limit_per_org,
+        auth_failures=settings.rate_limit_auth_failures,
+        per_address=settings.rate_limit_per_address,
+        redis_url=settings.redis_url,
+    )
     app.add_middleware(IdempotencyMiddleware)  # inside the request context (docs/idempotency.md)
     app.add_middleware(
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, on_error=internal_error
     )
+    # Outside the request context: it writes the RateLimit-* headers on its answers too.
+    app.add_middleware(RateLimitMiddleware, limiter=rate_limiter)
     _install_error_handlers(app)
 
     for router in (
@@ -133,15 +153,20 @@ def create_app(
     ):
         make_idempotent(router)  # Idempotency-Key on its POST and PATCH (docs/idempotency.md)
         app.include_router(router, responses=API_ERRORS)
-    app.include_router(meet_router, responses=INTERNAL_ERROR)
-    app.include_router(oauth_router, responses={**responses(ValidationFailed), **INTERNAL_ERROR})
-    app.include_router(hooks_router, responses=INTERNAL_ERROR)
+    app.include_router(meet_router, responses=PUBLIC_ERRORS, dependencies=PUBLIC)
+    app.include_router(
+        oauth_router,
+        responses={**responses(ValidationFailed), **PUBLIC_ERRORS},
+        dependencies=PUBLIC,
+    )
+    app.include_router(hooks_router, responses=PUBLIC_ERRORS, dependencies=PUBLIC)
 
     @app.get(
         "/health",
         tags=["health"],
         response_model=Envelope[dict[str, str]],
-        responses={**responses(ServiceUnavailable), **INTERNAL_ERROR},
+        responses={**responses(ServiceUnavailable), **PUBLIC_ERRORS},
+        dependencies=PUBLIC,
     )
     async def health(session: Session) -> Envelope[dict[str, str]]:
         """Liveness and database reachability. No API key needed."""
@@ -153,6 +178,7 @@ def create_app(
 
     _document_400_not_422(app)
     document_idempotency(app)
+    document_rate_limits(app)
     return app
 
 
@@ -210,11 +236,15 @@ def _envelope(
     request: Request, error: ApiError, headers: Mapping[str, str] | None = None
 ) -> Response:
     request_id = _request_id(request)
+    # An unhandled error's answer is sent outside the middleware (Starlette's error middleware
+    # wraps them all): the rate-limit headers of a request already counted are written here.
+    decision = decision_of(request.scope)
+    limits = decision.headers(status=error.status) if decision is not None else {}
     return Response(
         content=error_body(error, request_id),
         status_code=error.status,
         media_type="application/json",
-        headers={**(headers or {}), REQUEST_ID_HEADER: request_id},
+        headers={**limits, **(headers or {}), REQUEST_ID_HEADER: request_id},
     )
 
 

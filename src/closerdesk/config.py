@@ -7,8 +7,10 @@ import string
 from enum import StrEnum
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from closerdesk.kit.rate_limits import parse_limit
 
 DEFAULT_SECRET_KEY = "closerdesk-development-secret-change-me"  # noqa: S105 - the known default
 DEFAULT_ENCRYPTION_KEY = "Y2xvc2VyZGVzayBkZXZlbG9wbWVudCBrZXk6IG9wZW4="
@@ -88,6 +90,30 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, ge=1, le=3650)
     """Delivered webhook deliveries (and their attempts) older than this many days are pruned
     by the worker (docs/idempotency.md, "Retention"); undelivered ones are never pruned."""
+
+    # Rate limits (docs/rate-limits.md): ``limits`` strings, counted in fixed windows.
+    rate_limit_per_key: str = "600/minute"
+    """Requests per API key."""
+    rate_limit_per_org: str = "3000/minute"
+    """Requests per organization, all its keys together."""
+    rate_limit_auth_failures: str = "60/minute"
+    """Failed authentications (401) per client address; past it, 429 without checking keys."""
+    rate_limit_per_address: str = "600/minute"
+    """Requests without an API key (health, lead-facing links, callbacks) per client address."""
+    redis_url: str | None = None
+    """``redis://host:port/db`` (or ``rediss://``): rate-limit counters shared by every process;
+    unset, each process counts in its own memory."""
+
+    @field_validator(
+        "rate_limit_per_key",
+        "rate_limit_per_org",
+        "rate_limit_auth_failures",
+        "rate_limit_per_address",
+    )
+    @classmethod
+    def _is_rate_limit(cls, value: str) -> str:
+        parse_limit(value)  # raises ValueError naming the text
+        return value
 
     @property
     def is_sqlite(self) -> bool:

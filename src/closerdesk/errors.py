@@ -276,6 +276,13 @@ class UnsupportedMediaType(ApiError):
     )
 
 
+class RateLimited(ApiError):
+    """Over a rate limit (docs/rate-limits.md): ``Retry-After`` gives the seconds to wait."""
+
+    status, code = 429, "RATE_LIMITED"
+    message = "Too many requests; retry after the number of seconds in Retry-After."
+
+
 # --- 5xx -----------------------------------------------------------------------------------------
 class CalendarProviderError(ApiError):
     status, code = 502, "CALENDAR_PROVIDER_ERROR"
