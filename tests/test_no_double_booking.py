@@ -20,6 +20,9 @@ from closerdesk.models.call import NO_DOUBLE_BOOKING
 from tests.booking_links.helpers import day, error, iso, ok
 from tests.factories import Org, create_call, create_lead, create_member
 
+PLACED: dict[str, Any] = {"override_conflict": False}
+"""A factory call placed without the override (factories default to overridden rows)."""
+
 
 @pytest.fixture
 def is_pg(database: Database) -> bool:
@@ -106,28 +109,33 @@ async def test_postgresql_refuses_an_overlap_written_past_the_lock(
     other = await create_member(session, org)
     lead = await create_lead(session, org)
     start = day(3, 10)
-    await create_call(session, org, lead=lead, closer=closer, scheduled_at=start)
+    await create_call(session, org, lead=lead, closer=closer, scheduled_at=start, **PLACED)
     # Allowed: back to back, another closer, an overridden call, a cancelled one, an intent.
     await create_call(
-        session, org, lead=lead, closer=closer, scheduled_at=start + timedelta(minutes=45)
+        session, org, lead=lead, closer=closer, scheduled_at=start + timedelta(minutes=45), **PLACED
     )
-    await create_call(session, org, lead=lead, closer=other, scheduled_at=start)
+    await create_call(session, org, lead=lead, closer=other, scheduled_at=start, **PLACED)
     await create_call(
         session, org, lead=lead, closer=closer, scheduled_at=start, override_conflict=True
     )
     await create_call(
-        session, org, lead=lead, closer=closer, scheduled_at=start, status="cancelled"
+        session, org, lead=lead, closer=closer, scheduled_at=start, status="cancelled", **PLACED
     )
-    await create_call(session, org, lead=lead, closer=closer, call_kind="intent")
+    await create_call(session, org, lead=lead, closer=closer, call_kind="intent", **PLACED)
 
     later = await create_call(
-        session, org, lead=lead, closer=closer, scheduled_at=start + timedelta(hours=3)
+        session, org, lead=lead, closer=closer, scheduled_at=start + timedelta(hours=3), **PLACED
     )
     later_id = later.id
 
     with pytest.raises(IntegrityError) as refused:
         await create_call(
-            session, org, lead=lead, closer=closer, scheduled_at=start + timedelta(minutes=44)
+            session,
+            org,
+            lead=lead,
+            closer=closer,
+            scheduled_at=start + timedelta(minutes=44),
+            **PLACED,
         )
     assert NO_DOUBLE_BOOKING in str(refused.value)
     await session.rollback()

@@ -60,7 +60,10 @@ def _page(error: ApiError) -> HTMLResponse:
     response_class=RedirectResponse,
     responses={
         302: {"description": "Redirect to the meeting room"},
-        **responses(MeetingLinkNotFound, LinkRevoked),
+        **{
+            status: {**declared, "content": {"text/html": {"schema": {"type": "string"}}}}
+            for status, declared in responses(MeetingLinkNotFound, LinkRevoked).items()
+        },
     },
 )
 async def join_meeting(token: str, request: Request, session: Session) -> Response:
