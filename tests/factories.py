@@ -146,6 +146,10 @@ async def create_call(
         "form_data": [],
         "reschedule_count": 0,
         "sequence": 0,
+        # Arranged rows may share a closer's time (tests place calls freely), as if booked with
+        # override_conflict; pass override_conflict=False for a call the PostgreSQL exclusion
+        # constraint must see (docs/calendars.md, "No double booking").
+        "override_conflict": True,
     }
     if values["call_kind"] == "booking" and closer is not None and with_event:
         from sqlalchemy import select

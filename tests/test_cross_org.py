@@ -49,6 +49,10 @@ except ImportError:  # pragma: no cover - older FastAPI lists flat routes
 EXEMPT: dict[tuple[str, str], str] = {
     ("GET", "/meet/{token}"): "a public capability link (no API key, no organization); "
     "tests/test_envelope.py covers unknown and revoked tokens",
+    ("HEAD", "/meet/{token}"): "GET /meet/{token} without its body; tests/test_lead_links.py",
+    ("GET", "/ics/{token}"): "a public signed link (no API key, no organization): the signature "
+    "names the call; tests/test_lead_links.py covers forged, foreign-key and unknown tokens",
+    ("HEAD", "/ics/{token}"): "GET /ics/{token} without its body; tests/test_lead_links.py",
     ("GET", "/oauth/{provider}/callback"): "no API key, no organization in the path: the "
     "sealed state names the member; tests/calendars/test_calls_on_cloud.py covers forged state",
 }

@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Match
 from closerdesk import __version__
 from closerdesk.booking_links.endpoints import router as booking_links_router
 from closerdesk.calls.endpoints import router as calls_router
+from closerdesk.calls.public_endpoints import router as ics_router
 from closerdesk.config import Settings, get_settings
 from closerdesk.db import Database, Session
 from closerdesk.errors import (
@@ -154,6 +155,7 @@ def create_app(
         make_idempotent(router)  # Idempotency-Key on its POST and PATCH (docs/idempotency.md)
         app.include_router(router, responses=API_ERRORS)
     app.include_router(meet_router, responses=PUBLIC_ERRORS, dependencies=PUBLIC)
+    app.include_router(ics_router, responses=PUBLIC_ERRORS, dependencies=PUBLIC)
     app.include_router(
         oauth_router,
         responses={**responses(ValidationFailed), **PUBLIC_ERRORS},

@@ -149,6 +149,13 @@ class MeetingLinkNotFound(NotFound):
     code, message = "LINK_NOT_FOUND", "Meeting link not found."
 
 
+class CalendarFileLinkNotFound(NotFound):
+    """A ``/ics/{token}`` whose signature does not match, or whose call is gone or has no
+    slot (``docs/links.md``)."""
+
+    code, message = "LINK_NOT_FOUND", "Calendar link not found."
+
+
 # --- 405/409/410/413/415 -------------------------------------------------------------------------
 class MethodNotAllowed(ApiError):
     status, code, message = 405, "METHOD_NOT_ALLOWED", "Method not allowed on this resource."

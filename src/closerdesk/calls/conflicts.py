@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars.provider import CalendarAccount
@@ -19,6 +20,7 @@ from closerdesk.calendars.unit_of_work import CalendarChange
 from closerdesk.calls import repository
 from closerdesk.calls.schemas import ConflictItem
 from closerdesk.errors import CalendarProviderError, CloserConflict
+from closerdesk.models.call import NO_DOUBLE_BOOKING
 from closerdesk.scheduling.intervals import Interval
 
 log = structlog.get_logger(__name__)
@@ -94,3 +96,26 @@ async def require_free(
             details={"conflicts": [c.model_dump(mode="json", exclude_none=True) for c in conflicts]}
         )
     return conflicts
+
+
+def _violated_constraint(exc: IntegrityError) -> str | None:
+    """The constraint an ``IntegrityError`` names (asyncpg keeps it on the driver's error)."""
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        name = getattr(error, "constraint_name", None)
+        if isinstance(name, str):
+            return name
+    return NO_DOUBLE_BOOKING if NO_DOUBLE_BOOKING in str(exc.orig) else None
+
+
+async def flush_placement(session: AsyncSession) -> None:
+    """Flush a call whose time or closer was set. Raises ``CloserConflict`` (409) when
+    PostgreSQL's ``ex_calls_no_double_booking`` refuses it: a booking that got past the row
+    lock (a writer that does not take it) still cannot double-book the closer
+    (``docs/calendars.md``, "No double booking"). Any other integrity error propagates."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if _violated_constraint(exc) != NO_DOUBLE_BOOKING:
+            raise
+        log.warning("calls.double_booking_refused", constraint=NO_DOUBLE_BOOKING)
+        raise CloserConflict(details={"conflicts": []}) from exc

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from closerdesk.auth.dependencies import ReadKey, WriteKey
 from closerdesk.calendars.unit_of_work import calendar_change
-from closerdesk.calls import calendar_links, repository, service
+from closerdesk.calls import calendar_links, ics_token, repository, service
 from closerdesk.calls.schemas import (
     AutoReassign,
     CalendarLinks,
@@ -290,14 +290,15 @@ async def get_calendar_links(
     call_id: str, request: Request, session: Session, auth: ReadKey
 ) -> Envelope[CalendarLinks]:
     """Add-to-calendar links for the lead: Google, Outlook (live), Office 365, Yahoo, and the
-    ``.ics`` download."""
+    ``.ics`` download: a public signed ``/ics/{token}`` that needs no API key and always
+    serves the call as it is now (``docs/links.md``, "The calendar file")."""
     call, lead = await service.call_with_lead(session, auth, call_id)
     if call.call_kind == "intent" or call.scheduled_at is None:
         raise CallNotScheduled()
     if call.status == "cancelled":
         raise CallCancelled()
     settings: Settings = request.app.state.settings
-    ics_url = f"{settings.public_base_url.rstrip('/')}/v1/calls/{call.id}/ics"
+    ics_url = ics_token.ics_url(settings.public_base_url, settings.secret_key, call.id)
     description = await repository.booking_link_description(session, call)
     links = calendar_links.calendar_links(call, lead, ics_url, booking_link_description=description)
     return Envelope(data=CalendarLinks(**links))

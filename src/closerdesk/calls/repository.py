@@ -1,4 +1,5 @@
-"""The SQL of calls. Every query is scoped to one organization."""
+"""The SQL of calls. Every query is scoped to one organization, except ``public_call``: a signed
+link names its call without one."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from closerdesk.models import BookingLink, Call, CallEvent, TeamMember
+from closerdesk.models import BookingLink, Call, CallEvent, Lead, TeamMember
 from closerdesk.models.call import MAX_CALL_MINUTES
 
 CALL_LOOKBACK = timedelta(minutes=MAX_CALL_MINUTES + 1)
@@ -28,6 +29,17 @@ async def get_call(
     if lock:
         stmt = stmt.with_for_update(key_share=True)
     return await session.scalar(stmt)
+
+
+async def public_call(session: AsyncSession, call_id: str) -> tuple[Call, Lead] | None:
+    """The call and its lead by id alone, for a link whose signature already names the call
+    (``closerdesk.calls.ics_token``); None when the call is gone."""
+    row = (
+        await session.execute(
+            select(Call, Lead).join(Lead, Lead.id == Call.lead_id).where(Call.id == call_id)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
 
 
 async def get_member(

@@ -29,7 +29,7 @@ from closerdesk.calendars.drafts import event_draft
 from closerdesk.calendars.provider import CalendarAccount
 from closerdesk.calendars.unit_of_work import CalendarChange, in_transaction
 from closerdesk.calls import repository
-from closerdesk.calls.conflicts import require_free
+from closerdesk.calls.conflicts import flush_placement, require_free
 from closerdesk.calls.schemas import (
     Call,
     CallCreate,
@@ -289,6 +289,7 @@ async def book(
                 exclude_call_id=None,
                 override_conflict=body.override_conflict,
             )
+            call.override_conflict = body.override_conflict
         call.scheduled_at, call.ends_at, call.duration_minutes = start, end, minutes
         _set_closer(call, chosen.member)
         conferencing = change.providers.conferencing(session)
@@ -315,7 +316,7 @@ async def book(
         _set_closer(call, intent_closer)
 
     session.add(call)
-    await session.flush()
+    await flush_placement(session)
     after = call_json(call)
     _record_change(session, call, auth, "booked", before={}, after=after)
     status_changed = lead.status == "new" and call.call_kind == "booking"
@@ -544,7 +545,15 @@ async def reassign_closer(
         override_conflict=body.override_conflict,
     )
     return await _reassign_to(
-        session, auth, change, call, chosen, body.reason, "manual", old_connection
+        session,
+        auth,
+        change,
+        call,
+        chosen,
+        body.reason,
+        "manual",
+        old_connection,
+        override_conflict=body.override_conflict,
     )
 
 
@@ -557,6 +566,8 @@ async def _reassign_to(
     reason: str | None,
     assignment: str,
     old_connection: CalendarConnection | None = None,
+    *,
+    override_conflict: bool = False,
 ) -> ReassignResult:
     """The effects of a reassign whose checks passed (Aura): new link, new event, the
     call changed with its history and outbox row, the old event handed to ``change``."""
@@ -580,7 +591,7 @@ async def _reassign_to(
     )
     event_id = await change.create(chosen.account, draft)
     before = _snapshot(call, _REASSIGN_FIELDS)
-    await _change_closer(session, change, call, chosen, event_id, new_link)
+    await _change_closer(session, change, call, chosen, event_id, new_link, override_conflict)
     after = call_json(call)
     _record_change(
         session,
@@ -615,8 +626,10 @@ async def _change_closer(
     chosen: _Closer,
     event_id: str,
     new_link: str,
+    override_conflict: bool,
 ) -> None:
-    """Swap closer, calendar event and conferencing link (the old link stops working)."""
+    """Swap closer, calendar event and conferencing link (the old link stops working); the
+    closer and ``override_conflict`` are flushed together (``flush_placement``)."""
     if call.conferencing_link is not None:
         await change.providers.conferencing(session).revoke_link(
             call.organization_id, call.conferencing_link
@@ -624,9 +637,10 @@ async def _change_closer(
     call.conferencing_link = new_link
     _set_closer(call, chosen.member)
     call.calendar_event_id, call.calendar_grant_id = event_id, chosen.account.connection_id
+    call.override_conflict = override_conflict
     call.sequence += 1
     chosen.member.last_booked_at = utcnow()
-    await session.flush()
+    await flush_placement(session)
 
 
 async def _announce_reassign(
@@ -836,20 +850,30 @@ async def reschedule(
         )
         await change.move(chosen.account, event_id, new_draft, previous)
 
-    if changing_closer:
-        await _change_closer(
-            session, change, call, chosen, event_id, required(new_link, "conferencing link")
-        )
-    else:
-        call.calendar_event_id, call.calendar_grant_id = event_id, chosen.account.connection_id
-        call.sequence += 1
-    call.scheduled_at, call.ends_at, call.duration_minutes = start, end, minutes
-    if body.time_zone is not None:
-        call.time_zone = body.time_zone
-    if body.notes is not None:
-        call.notes = body.notes
-    call.reschedule_count += 1
-    await session.flush()
+    # Time, closer and override reach the database in one flush: a flush of half of them
+    # (the new time with the old closer) could share time with a call it never will.
+    with session.no_autoflush:
+        call.scheduled_at, call.ends_at, call.duration_minutes = start, end, minutes
+        if body.time_zone is not None:
+            call.time_zone = body.time_zone
+        if body.notes is not None:
+            call.notes = body.notes
+        call.reschedule_count += 1
+        if changing_closer:
+            await _change_closer(
+                session,
+                change,
+                call,
+                chosen,
+                event_id,
+                required(new_link, "conferencing link"),
+                body.override_conflict,
+            )
+        else:
+            call.calendar_event_id, call.calendar_grant_id = event_id, chosen.account.connection_id
+            call.override_conflict = body.override_conflict
+            call.sequence += 1
+            await flush_placement(session)
     after = call_json(call)
     _record_change(
         session,

@@ -5,13 +5,17 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     String,
     Text,
+    false,
+    text,
 )
+from sqlalchemy.dialects.postgresql import ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from closerdesk.models.base import Base, JSONType, TimestampMixin, UTCDateTime, org_fk
@@ -20,6 +24,10 @@ MAX_CALL_MINUTES = 24 * 60
 """The longest a call may last. The API refuses longer durations (calls and booking links), and
 the ``span_within_limit`` check refuses a longer ``scheduled_at``..``ends_at`` in the database, so
 overlap queries may rely on it as a lower bound (``closerdesk.calls.repository.overlaps``)."""
+
+
+NO_DOUBLE_BOOKING = "ex_calls_no_double_booking"
+"""The PostgreSQL exclusion constraint refusing a closer two live booking calls at once."""
 
 
 class Call(TimestampMixin, Base):
@@ -53,6 +61,20 @@ class Call(TimestampMixin, Base):
             f"(julianday(ends_at) - julianday(scheduled_at)) * 1440 <= {MAX_CALL_MINUTES}.0001",
             name="span_within_limit",
         ).ddl_if(dialect="sqlite"),
+        # No double booking, the second line behind the closer's row lock (migration 0011,
+        # docs/calendars.md "No double booking"): two live booking calls of one closer placed
+        # without override_conflict never share time. PostgreSQL only.
+        ExcludeConstraint(
+            (text("organization_id"), "="),
+            (text("closer_id"), "="),
+            (text("tstzrange(scheduled_at, ends_at)"), "&&"),
+            name=NO_DOUBLE_BOOKING,
+            using="gist",
+            where=text(
+                "call_kind = 'booking' AND status <> 'cancelled' AND NOT override_conflict"
+                " AND closer_id IS NOT NULL AND scheduled_at IS NOT NULL AND ends_at IS NOT NULL"
+            ),
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -101,3 +123,6 @@ class Call(TimestampMixin, Base):
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     reschedule_count: Mapped[int] = mapped_column(default=0)
     sequence: Mapped[int] = mapped_column(default=0)
+    override_conflict: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The call's current time and closer were set with ``override_conflict``: it may share
+    time with the closer's other calls, and ``NO_DOUBLE_BOOKING`` leaves it out."""
