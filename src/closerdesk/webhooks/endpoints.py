@@ -25,7 +25,7 @@ from closerdesk.models import WebhookDelivery as DeliveryRow
 from closerdesk.models import WebhookSubscription as SubscriptionRow
 from closerdesk.webhooks import service
 from closerdesk.webhooks.dispatcher import Dispatcher
-from closerdesk.webhooks.events import EventType
+from closerdesk.webhooks.payloads import PingData
 from closerdesk.webhooks.schemas import (
     PingResult,
     RecoverResult,
@@ -155,8 +155,7 @@ async def test_webhook(
     event = await service.record_event(
         session,
         auth.organization_id,
-        EventType.ping,
-        {"webhook_id": webhook_id, "message": "closerdesk test ping"},
+        PingData(webhook_id=webhook_id, message="closerdesk test ping"),
         only_subscription_id=webhook_id,
         due_at=dispatcher.clock() + dispatcher.lease,
     )
