@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from closerdesk.webhooks.payloads import EVENT_MODELS
 from closerdesk.webhooks.events import EventType
+from closerdesk.webhooks.payloads import EVENT_MODELS
 from tests.webhooks.helpers import Clock, Hooks, subscription_row
 from tests.webhooks.receiver import Reply
 from tests.webhooks.test_delivery import record
@@ -33,7 +33,8 @@ async def test_an_hour_of_failures_is_announced_once_to_the_others(hooks: Hooks)
     started = row.failing_since
     assert started is not None
     shown = await hooks.get(broken["id"])
-    assert shown["failing_since"] is not None and shown["disabled_reason"] is None
+    assert shown["failing_since"] is not None
+    assert shown["disabled_reason"] is None
     assert health_events(hooks, watcher["name"]) == []  # not an hour yet
 
     # retries at ~5 s and ~5 min, then a new event 50 min in: still under an hour

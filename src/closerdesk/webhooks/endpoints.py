@@ -197,6 +197,7 @@ async def test_webhook(
 
 @router.get(
     "/{webhook_id}/deliveries",
+    operation_id="listWebhookDeliveries",
     response_model=ListEnvelope[WebhookDelivery],
     responses=responses(WebhookNotFound),
 )
@@ -241,6 +242,7 @@ async def list_deliveries(
 
 @router.post(
     "/deliveries/{delivery_id}/redeliver",
+    operation_id="redeliverWebhookDelivery",
     response_model=Envelope[WebhookDelivery],
     status_code=status.HTTP_202_ACCEPTED,
     responses=responses(DeliveryNotFound, WebhookDisabled),
@@ -255,6 +257,7 @@ async def redeliver(
 
 @router.post(
     "/{webhook_id}/recover",
+    operation_id="recoverWebhookDeliveries",
     response_model=Envelope[RecoverResult],
     status_code=status.HTTP_202_ACCEPTED,
     responses=responses(WebhookNotFound, WebhookDisabled),
