@@ -1,4 +1,6 @@
-"""``/v1/webhooks``: subscriptions, deliveries, test, redeliver, recover (SPEC §6)."""
+"""``/v1/webhooks``: subscriptions, deliveries, test, redeliver, recover.
+
+The rules: docs/webhooks.md, "Subscriptions"."""
 
 from __future__ import annotations
 

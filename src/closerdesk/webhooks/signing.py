@@ -1,4 +1,6 @@
-"""Standard Webhooks v1 signing (SPEC §6), with the ``standardwebhooks`` library.
+"""Standard Webhooks v1 signing, with the ``standardwebhooks`` library.
+
+The rules: docs/webhooks.md, "Headers and signing".
 
 Headers: ``webhook-id`` (the event's ``msg_…`` id, the same on every retry),
 ``webhook-timestamp`` (Unix seconds of this attempt), ``webhook-signature`` (``v1,<base64>``;
