@@ -1,4 +1,4 @@
-"""``GET /meet/{token}``: the revocable conferencing links of the built-in provider (SPEC §3)."""
+"""``GET /meet/{token}``: the revocable conferencing links of the built-in provider (docs/api.md)"""
 
 from __future__ import annotations
 

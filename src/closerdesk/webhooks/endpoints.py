@@ -1,6 +1,4 @@
-"""``/v1/webhooks``: subscriptions, deliveries, test, redeliver, recover.
-
-The rules: docs/webhooks.md, "Subscriptions"."""
+"""``/v1/webhooks``: subscriptions, deliveries, test, redeliver, recover (docs/webhooks.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""Standard Webhooks v1 signing, with the ``standardwebhooks`` library.
-
-The rules: docs/webhooks.md, "Headers and signing".
+"""Standard Webhooks v1 signing (docs/webhooks.md), with the ``standardwebhooks`` library.
 
 Headers: ``webhook-id`` (the event's ``msg_…`` id, the same on every retry),
 ``webhook-timestamp`` (Unix seconds of this attempt), ``webhook-signature`` (``v1,<base64>``;
