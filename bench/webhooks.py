@@ -50,6 +50,7 @@ from closerdesk.migrate import upgrade
 from closerdesk.models import Organization, WebhookDelivery, WebhookEvent, WebhookSubscription
 from closerdesk.webhooks.dispatcher import Dispatcher, body_of, new_http_client
 from closerdesk.webhooks.events import EventType
+from closerdesk.webhooks.payloads import LeadCreatedData
 from closerdesk.webhooks.service import record_event
 from closerdesk.webhooks.signing import new_secret, signed_headers
 
@@ -165,7 +166,7 @@ async def fill_outbox(database: Database, org_id: str, count: int) -> list[str]:
     for start in range(0, count, 500):
         async with database.writer() as s:
             for _ in range(min(500, count - start)):
-                ids.append((await record_event(s, org_id, EventType.lead_created, LEAD)).id)
+                ids.append((await record_event(s, org_id, LeadCreatedData(lead=LEAD))).id)
             await s.commit()
     return ids
 
@@ -246,7 +247,7 @@ async def latency(
         if delay > 0:
             await asyncio.sleep(delay)
         async with database.writer() as s:
-            event = await record_event(s, org_id, EventType.lead_created, LEAD)
+            event = await record_event(s, org_id, LeadCreatedData(lead=LEAD))
             await s.commit()
         committed[event.id] = time.time()
     deadline = time.monotonic() + 30

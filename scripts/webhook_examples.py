@@ -14,7 +14,7 @@ import asyncio
 import json
 import sys
 import tempfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from closerdesk.demo import load_demo
 from closerdesk.kit.time import isoformat_z, utcnow
 from closerdesk.migrate import upgrade
 from closerdesk.models import CalendarConnection, WebhookEvent
-from closerdesk.webhooks.dispatcher import body_of
+from closerdesk.webhooks.dispatcher import Dispatcher, body_of
 from closerdesk.webhooks.events import EventType
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "webhooks.md"
@@ -60,6 +60,14 @@ WHEN = {
     "(HTTP 401/403 while placing a call, removing an event or syncing; see docs/calendars.md). "
     "Sent once per refusal: the connection is `invalid` until it is connected again, and new "
     "calls for the closer answer `409 CALENDAR_NOT_CONNECTED`. Never carries a credential.",
+    "webhook.failing": "another subscription of the organization has failed every attempt "
+    "for an hour (once per run of failures; a success ends the run). `data.webhook` is that "
+    "subscription as `GET /v1/webhooks/{id}` answers it (never its secret), `failing_since` "
+    "when the run began, `last_error` the last attempt's error or HTTP status. Never sent to "
+    "the failing subscription itself.",
+    "webhook.disabled": "closerdesk disables another subscription of the organization (its "
+    "target answered `410 Gone`, or every attempt failed for 5 days); `reason` says which. "
+    "Not sent when a subscription is disabled through the API, nor to the disabled one.",
     "ping": "`POST /v1/webhooks/{id}/test` is called; sent to that subscription only.",
 }
 
@@ -90,7 +98,7 @@ async def collect(url: str) -> dict[str, dict[str, Any]]:
                 headers=h,
                 json={
                     "target_url": "http://127.0.0.1:9/closerdesk",
-                    "event_types": sorted(e.value for e in EventType if e.value != "ping"),
+                    "event_types": ["*"],
                     "description": "CRM sync",
                 },
             )
@@ -182,6 +190,7 @@ async def collect(url: str) -> dict[str, dict[str, Any]]:
             )
         )
         ok(await client.post(f"/v1/webhooks/{sub['id']}/test", headers=h))
+        await health_events(client, h, database, settings, lead["id"])
     # Chloe's calendar, as if it were a CalDAV calendar whose password was changed.
     async with database.writer() as session:
         connection = await session.scalar(
@@ -222,6 +231,49 @@ async def collect(url: str) -> dict[str, dict[str, Any]]:
     if missing:
         raise RuntimeError(f"no example for {sorted(missing)}")
     return examples
+
+
+async def health_events(
+    client: httpx.AsyncClient,
+    h: dict[str, str],
+    database: Database,
+    settings: Settings,
+    lead_id: str,
+) -> None:
+    """A second subscription watches the first one's health; both targets refuse connections.
+    A dispatcher on a clock moved forward sees an hour of failures (``webhook.failing``), then
+    five days of them (``webhook.disabled``), as every 12 hours the lead changes."""
+    ok(
+        await client.post(
+            "/v1/webhooks",
+            headers=h,
+            json={
+                "target_url": "http://127.0.0.1:9/ops-alerts",
+                "event_types": ["webhook.failing", "webhook.disabled"],
+                "description": "Ops alerts",
+            },
+        )
+    )
+    offset = timedelta()
+
+    def clock() -> datetime:
+        return utcnow() + offset
+
+    dispatcher = Dispatcher(database, settings, clock=clock)
+    try:
+        await dispatcher.drain()
+        offset += timedelta(minutes=61)
+        await dispatcher.drain()
+        for step in range(11):
+            offset += timedelta(hours=12)
+            ok(
+                await client.patch(
+                    f"/v1/leads/{lead_id}", headers=h, json={"company": f"Sato Studio {step}"}
+                )
+            )
+            await dispatcher.drain()
+    finally:
+        await dispatcher.aclose()
 
 
 def render(examples: dict[str, dict[str, Any]]) -> str:

@@ -11,6 +11,7 @@ import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -43,6 +44,7 @@ from closerdesk.kit.rate_limit_http import (
     refuse_over_address_limit,
 )
 from closerdesk.kit.rate_limits import RateLimiter
+from closerdesk.kit.openapi import readable_schema_names
 from closerdesk.kit.schemas import Envelope, ErrorEnvelope
 from closerdesk.kit.secrets import secret_box
 from closerdesk.leads.endpoints import router as leads_router
@@ -55,6 +57,7 @@ from closerdesk.providers import Providers, default_providers
 from closerdesk.team.endpoints import router as team_router
 from closerdesk.webhooks.dispatcher import Dispatcher
 from closerdesk.webhooks.endpoints import router as webhooks_router
+from closerdesk.webhooks.openapi import add_webhooks
 from closerdesk.worker import CalendarWorker, run_background
 
 log = structlog.get_logger(__name__)
@@ -122,6 +125,7 @@ def create_app(
             '`{"success": false, "error", "code", "requestId"}`.'
         ),
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.database = database
@@ -165,6 +169,7 @@ def create_app(
 
     @app.get(
         "/health",
+        operation_id="getHealth",
         tags=["health"],
         response_model=Envelope[dict[str, str]],
         responses={**responses(ServiceUnavailable), **PUBLIC_ERRORS},
@@ -184,8 +189,18 @@ def create_app(
     return app
 
 
+def operation_id(route: APIRoute) -> str:
+    """A readable ``operationId``: the route's name in camelCase (``get_call`` → ``getCall``).
+
+    Names are unique across the API (a test checks it); a route may set its own
+    ``operation_id`` instead."""
+    first, *rest = route.name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
 def _document_400_not_422(app: FastAPI) -> None:
-    """Validation errors answer 400 ``VALIDATION_ERROR`` (declared on every operation), so the
+    """The document's finishing touches: the ``webhooks`` section, readable schema names, and:
+    validation errors answer 400 ``VALIDATION_ERROR`` (declared on every operation), so the
     422 FastAPI adds to the document on its own would describe an answer never given; and the
     middleware's 413/415 are declared on every operation that takes a body."""
     generate = app.openapi
@@ -210,6 +225,8 @@ def _document_400_not_422(app: FastAPI) -> None:
             components = schema.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 components.pop(name, None)
+            add_webhooks(schema)  # what partners receive, one schema per event type
+            readable_schema_names(schema)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -22,6 +22,7 @@ from closerdesk.kit.ids import ulid
 from closerdesk.kit.time import utcnow
 from closerdesk.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from closerdesk.webhooks.dispatcher import Dispatcher
+from closerdesk.webhooks.payloads import LeadCreatedData, LeadUpdatedData
 from tests.factories import Org
 from tests.webhooks.receiver import Received, Receiver
 
@@ -38,6 +39,34 @@ ALL_EVENT_TYPES = [
     "payment.recorded",
 ]
 TOLERANCE_SECONDS = 300
+
+
+def a_lead(lead_id: str = "lead_1", email: str | None = None) -> dict[str, Any]:
+    """A lead object as ``GET /v1/leads/{id}`` answers it (for events written directly)."""
+    return {
+        "id": lead_id,
+        "email": email or f"{lead_id}@x.test",
+        "full_name": None,
+        "phone": None,
+        "company": None,
+        "time_zone": None,
+        "status": "new",
+        "metadata": {},
+        "created_at": "2026-01-20T15:00:00Z",
+        "updated_at": "2026-01-20T15:00:00Z",
+    }
+
+
+def lead_created(lead_id: str = "lead_1", email: str | None = None) -> LeadCreatedData:
+    """A ``lead.created`` event's data, to record straight into the outbox."""
+    return LeadCreatedData(lead=a_lead(lead_id, email))
+
+
+def lead_updated(lead_id: str = "lead_1") -> LeadUpdatedData:
+    """A ``lead.updated`` event's data (its ``full_name`` changed), for the outbox."""
+    return LeadUpdatedData(
+        lead=a_lead(lead_id), changed_fields=["full_name"], previous={"full_name": "Old"}
+    )
 
 
 # --- an independent verifier (hmac/hashlib/base64 only, not the standardwebhooks library) ------

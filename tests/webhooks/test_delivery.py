@@ -24,7 +24,6 @@ from closerdesk.models import (
     WebhookSubscription,
 )
 from closerdesk.webhooks import dispatcher as dispatcher_module
-from closerdesk.webhooks.events import EventType
 from closerdesk.webhooks.service import record_event
 from closerdesk.webhooks.signing import new_secret
 from closerdesk.webhooks.targets import ResolvedTarget
@@ -35,6 +34,8 @@ from tests.webhooks.helpers import (
     attempt_rows,
     delivery_rows,
     error,
+    lead_created,
+    lead_updated,
     matching_secrets,
     ok,
     signature_count,
@@ -54,9 +55,7 @@ async def record(database: Database, org: Org, count: int = 1) -> list[str]:
     ids = []
     async with database.writer() as s:
         for i in range(count):
-            event = await record_event(
-                s, org.id, EventType.lead_created, {"id": f"lead_{i}", "email": f"{i}@x.test"}
-            )
+            event = await record_event(s, org.id, lead_created(f"lead_{i}", f"{i}@x.test"))
             ids.append(event.id)
         await s.commit()
     return ids
@@ -531,7 +530,7 @@ async def test_a_slow_target_does_not_hold_up_the_others(hooks: Hooks) -> None:
     fast = await hooks.subscribe(event_types=["lead.updated"])
     hooks.receiver.always(slow["name"], Reply(200, delay=2.5))
     async with hooks.database.writer() as s:
-        await record_event(s, hooks.org.id, EventType.lead_created, {"id": "lead_slow"})
+        await record_event(s, hooks.org.id, lead_created("lead_slow"))
         await s.commit()
     dispatcher = hooks.dispatcher(poll_interval=0.02)
     stop = asyncio.Event()
@@ -541,7 +540,7 @@ async def test_a_slow_target_does_not_hold_up_the_others(hooks: Hooks) -> None:
         started = asyncio.get_running_loop().time()
         async with hooks.database.writer() as s:
             for i in range(5):
-                await record_event(s, hooks.org.id, EventType.lead_updated, {"n": i})
+                await record_event(s, hooks.org.id, lead_updated(f"lead_{i}"))
             await s.commit()
         await hooks.receiver.wait_async(lambda seen: len(seen) == 6, seconds=2)
         assert asyncio.get_running_loop().time() - started < 2

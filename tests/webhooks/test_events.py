@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closerdesk.kit.time import isoformat_z, utcnow
 from closerdesk.models import ApiKey
 from closerdesk.webhooks.events import EventType
+from closerdesk.webhooks.payloads import EVENT_MODELS
 from tests.factories import create_call, create_lead, create_member
 from tests.webhooks.helpers import ALL_EVENT_TYPES, Hooks, ok
 
@@ -172,6 +173,9 @@ async def test_every_change_fires_its_event_with_the_specified_body(
         assert payload["organization_id"] == hooks.org.id
         assert RFC3339_Z.match(payload["created_at"]), payload["created_at"]
         by_type[payload["event"]].append(payload["data"])
+        # exactly the published schema of its type (tests/webhooks/test_typed_events.py)
+        model = EVENT_MODELS[EventType(payload["event"])]
+        assert model.model_validate(payload).model_dump(mode="json") == payload
     assert {t: len(v) for t, v in by_type.items()} == {
         "lead.created": 1,
         "lead.updated": 2,
@@ -186,7 +190,9 @@ async def test_every_change_fires_its_event_with_the_specified_body(
         "ping": 1,
     }
     # A refused calendar needs a real provider: tests/calendars/test_calls_on_caldav.py.
-    assert set(by_type) == {e.value for e in EventType} - {"calendar.connection_invalid"}
+    # Webhook health events: tests/webhooks/test_health.py.
+    elsewhere = {"calendar.connection_invalid", "webhook.failing", "webhook.disabled"}
+    assert set(by_type) == {e.value for e in EventType} - elsewhere
     actor = {"type": "api_key", "id": await admin_key_id(session, hooks.org.id)}
     lead = ctx["lead"]
     contact = {k: lead[k] for k in CONTACT}

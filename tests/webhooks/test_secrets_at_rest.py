@@ -11,10 +11,9 @@ from sqlalchemy import text
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.kit.secrets import SecretBox, secret_box
-from closerdesk.webhooks.events import EventType
 from closerdesk.webhooks.service import record_event, reseal_secrets
 from tests.factories import Org
-from tests.webhooks.helpers import Hooks, attempt_rows, delivery_rows
+from tests.webhooks.helpers import Hooks, attempt_rows, delivery_rows, lead_created
 
 NEW = Fernet.generate_key().decode()
 
@@ -33,7 +32,7 @@ async def stored(database: Database, subscription_id: str) -> dict[str, Any]:
 
 async def ping_all(database: Database, org: Org) -> None:
     async with database.writer() as s:
-        await record_event(s, org.id, EventType.lead_created, {"id": "lead_1"})
+        await record_event(s, org.id, lead_created("lead_1"))
         await s.commit()
 
 

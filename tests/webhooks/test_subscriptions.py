@@ -8,10 +8,9 @@ import httpx
 import pytest
 
 from closerdesk.db import Database
-from closerdesk.webhooks.events import EventType
 from closerdesk.webhooks.service import record_event
 from tests.factories import Org
-from tests.webhooks.helpers import ALL_EVENT_TYPES, Hooks, error, ok
+from tests.webhooks.helpers import ALL_EVENT_TYPES, Hooks, error, lead_created, ok
 
 PUBLIC = "https://1.1.1.1/hooks/closerdesk"
 
@@ -235,7 +234,7 @@ async def test_unknown_and_foreign_deliveries_are_404(
         201,
     )
     async with database.writer() as s:
-        await record_event(s, other_org.id, EventType.lead_created, {"lead": {"id": "lead_x"}})
+        await record_event(s, other_org.id, lead_created("lead_x"))
         await s.commit()
     [delivery] = await hooks.deliveries(foreign["id"], other_org)
     error(

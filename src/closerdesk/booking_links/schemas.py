@@ -153,4 +153,8 @@ class Slot(Schema):
 
     start: UTCDateTime
     end: UTCDateTime
-    local_start: str = Field(examples=["2027-03-15T09:00:00-04:00"])
+    local_start: str = Field(
+        examples=["2027-03-15T09:00:00-04:00"],
+        json_schema_extra={"format": "date-time"},
+        description="RFC 3339 with the offset of the requested time zone",
+    )

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.kit.time import isoformat_z, utcnow
 from closerdesk.models import CalendarConnection
-from closerdesk.webhooks.events import EventType
+from closerdesk.webhooks.payloads import CalendarConnectionInvalidData
 from closerdesk.webhooks.service import record_event
 
 log = structlog.get_logger(__name__)
@@ -60,7 +60,6 @@ async def mark_invalid(
     await record_event(
         session,
         organization_id,
-        EventType.calendar_connection_invalid,
-        {"connection": connection_json(connection), "reason": reason},
+        CalendarConnectionInvalidData(connection=connection_json(connection), reason=reason),
     )
     return True

@@ -306,6 +306,7 @@ async def get_calendar_links(
 
 @router.get(
     "/{call_id}/ics",
+    operation_id="getCallIcs",
     response_class=Response,
     responses={
         200: {"content": {"text/calendar": {}}, "description": "The call as iCalendar"},
@@ -328,6 +329,7 @@ async def get_ics(call_id: str, session: Session, auth: ReadKey) -> Response:
 
 @router.get(
     "/{call_id}/history",
+    operation_id="getCallHistory",
     response_model=Envelope[list[CallHistoryEntry]],
     responses=responses(CallNotFound),
 )

@@ -25,6 +25,10 @@ CallKind = Literal["booking", "intent"]
 CallStatus = Literal["scheduled", "cancelled", "shown", "no_show", "closed", "lost", "follow_up"]
 OutcomeStatus = Literal["shown", "no_show", "closed", "lost", "follow_up"]
 RsvpStatus = Literal["yes", "no", "maybe", "pending"]
+HistoryType = Literal[
+    "booked", "rescheduled", "closer_reassigned", "cancelled", "outcome_set", "updated"
+]
+"""What a call history entry records."""
 Duration = Annotated[int, Field(ge=5, le=MAX_CALL_MINUTES, description="Minutes, 5–1440")]
 Reason = Annotated[str, Field(max_length=1000)]
 
@@ -95,7 +99,7 @@ class Call(Schema):
     notes: str | None
     recording_url: str | None
     transcript_data: TranscriptData | None
-    guest_rsvp_status: str | None
+    guest_rsvp_status: RsvpStatus | None
     guest_rsvp_confirmed_at: UTCDateTime | None
     utm_source: str | None
     utm_medium: str | None
@@ -271,8 +275,8 @@ class CallHistoryEntry(Schema):
 
     id: str
     call_id: str
-    type: str
-    actor_type: str
+    type: HistoryType
+    actor_type: Literal["api_key", "member"]
     actor_id: str
     reason: str | None
     before: dict[str, Any]

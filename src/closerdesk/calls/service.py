@@ -68,7 +68,18 @@ from closerdesk.leads.service import find_or_create, get_lead, lead_contact, lea
 from closerdesk.models import BookingLink, CalendarConnection, CallEvent, TeamMember
 from closerdesk.products.service import get_product
 from closerdesk.scheduling.intervals import Interval
-from closerdesk.webhooks.service import EventType, record_event
+from closerdesk.webhooks.payloads import (
+    CallBookedData,
+    CallCancelledData,
+    CallCloserReassignedData,
+    CallNoShowData,
+    CallOutcomeSetData,
+    CallRescheduledData,
+    CallUpdatedData,
+    LeadCreatedData,
+    LeadUpdatedData,
+)
+from closerdesk.webhooks.service import record_event
 
 SETTER_ROLES = frozenset({"setter", "admin", "closer"})
 
@@ -324,24 +335,21 @@ async def book(
         lead.status = "booked"
         await session.flush()
     if lead_created:
-        await record_event(session, org, EventType.lead_created, {"lead": lead_json(lead)})
+        await record_event(session, org, LeadCreatedData(lead=lead_json(lead)))
     elif status_changed:
         await record_event(
             session,
             org,
-            EventType.lead_updated,
-            {"lead": lead_json(lead), "changed_fields": ["status"], "previous": {"status": "new"}},
+            LeadUpdatedData(
+                lead=lead_json(lead), changed_fields=["status"], previous={"status": "new"}
+            ),
         )
     await record_event(
         session,
         org,
-        EventType.call_booked,
-        {
-            "call": after,
-            "lead": lead_contact(lead),
-            "booked_by": _actor(auth),
-            "assignment": assignment,
-        },
+        CallBookedData(
+            call=after, lead=lead_contact(lead), booked_by=_actor(auth), assignment=assignment
+        ),
     )
     return call
 
@@ -493,15 +501,16 @@ async def set_outcome(
         session, call, auth, "outcome_set", before=before, after={k: after[k] for k in fields}
     )
     lead = await get_lead(session, call.organization_id, call.lead_id)
-    data = {
-        "call": after,
-        "lead": lead_contact(lead),
-        "previous_status": before["status"],
-        "set_by": _actor(auth),
-    }
-    await record_event(session, call.organization_id, EventType.call_outcome_set, data)
+    data = CallOutcomeSetData(
+        call=after,
+        lead=lead_contact(lead),
+        previous_status=before["status"],
+        set_by=_actor(auth),
+    )
+    await record_event(session, call.organization_id, data)
     if body.status == "no_show":
-        await record_event(session, call.organization_id, EventType.call_no_show, data)
+        no_show = CallNoShowData.model_validate(data.model_dump())
+        await record_event(session, call.organization_id, no_show)
     return call
 
 
@@ -669,7 +678,6 @@ async def _announce_reassign(
     await record_event(
         session,
         call.organization_id,
-        EventType.call_closer_reassigned,
         _reassigned_data(result, call, lead, auth, reason, call_after, assignment),
     )
     return result
@@ -683,20 +691,23 @@ def _reassigned_data(
     reason: str | None,
     call_after: dict[str, Any],
     assignment: str = "manual",
-) -> dict[str, Any]:
-    """``call.closer_reassigned`` data: all a partner needs to email the lead (docs/webhooks.md)."""
-    return {
-        **result.model_dump(mode="json"),
-        "reason": reason,
-        "scheduled_at": call_after["scheduled_at"],
-        "duration_minutes": call.duration_minutes,
-        "time_zone": call.time_zone,
-        "new_closer_email": call.closer_email,
-        "lead": lead_contact(lead),
-        "reassigned_by": _actor(auth),
-        "assignment": assignment,
-        "call": call_after,
-    }
+) -> CallCloserReassignedData:
+    """``call.closer_reassigned`` data: all a partner needs to email the lead
+    (docs/webhooks.md, ``call.closer_reassigned``)."""
+    return CallCloserReassignedData.model_validate(
+        {
+            **result.model_dump(),
+            "reason": reason,
+            "scheduled_at": call_after["scheduled_at"],
+            "duration_minutes": call.duration_minutes,
+            "time_zone": call.time_zone,
+            "new_closer_email": call.closer_email,
+            "lead": lead_contact(lead),
+            "reassigned_by": _actor(auth),
+            "assignment": assignment,
+            "call": call_after,
+        }
+    )
 
 
 async def auto_reassign(
@@ -887,16 +898,15 @@ async def reschedule(
     await record_event(
         session,
         org,
-        EventType.call_rescheduled,
-        {
-            "call": after,
-            "lead": lead_contact(lead),
-            "previous_scheduled_at": before["scheduled_at"],
-            "scheduled_at": after["scheduled_at"],
-            "reason": body.reason,
-            "rescheduled_by": _actor(auth),
-            "is_slot_free": not conflicts,
-        },
+        CallRescheduledData(
+            call=after,
+            lead=lead_contact(lead),
+            previous_scheduled_at=before["scheduled_at"],
+            scheduled_at=after["scheduled_at"],
+            reason=body.reason,
+            rescheduled_by=_actor(auth),
+            is_slot_free=not conflicts,
+        ),
     )
     if changing_closer:
         await _announce_reassign(
@@ -956,8 +966,9 @@ async def cancel(
     await record_event(
         session,
         call.organization_id,
-        EventType.call_cancelled,
-        {"call": after, "lead": lead_contact(lead), "reason": reason, "cancelled_by": _actor(auth)},
+        CallCancelledData(
+            call=after, lead=lead_contact(lead), reason=reason, cancelled_by=_actor(auth)
+        ),
     )
     old = await _old_event(session, change.providers.secrets, call)
     if old is not None:
@@ -1019,13 +1030,12 @@ async def record_call_change(
     await record_event(
         session,
         call.organization_id,
-        EventType.call_updated,
-        {
-            "call": call_json(call),
-            "changed_fields": sorted(after),
-            "previous": before,
-            "updated_by": _actor(auth),
-        },
+        CallUpdatedData(
+            call=call_json(call),
+            changed_fields=sorted(after),
+            previous=before,
+            updated_by=_actor(auth),
+        ),
     )
 
 

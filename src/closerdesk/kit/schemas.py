@@ -248,11 +248,29 @@ Currency = Annotated[
 DataT = TypeVar("DataT")
 
 
+def readable_name(params: tuple[Any, ...]) -> str:
+    """A schema name code generators keep readable: ``Call``, ``SlotList``, ``StringMap``."""
+    [param] = params
+    origin = getattr(param, "__origin__", None)
+    args = getattr(param, "__args__", ())
+    if origin is list and args:
+        return readable_name(args[:1]) + "List"
+    if origin is dict and len(args) == 2:
+        return readable_name(args[1:]) + "Map"
+    names = {str: "String", bool: "Boolean", int: "Integer", float: "Number"}
+    return names.get(param) or getattr(param, "__name__", None) or "Value"
+
+
 class Envelope(BaseModel, Generic[DataT]):
     """``{"success": true, "data": …}``."""
 
     success: Literal[True] = True
     data: DataT
+
+    @classmethod
+    def model_parametrized_name(cls, params: tuple[Any, ...]) -> str:
+        """``Envelope[Call]`` is ``CallEnvelope`` in the OpenAPI document."""
+        return readable_name(params) + "Envelope"
 
 
 class Pagination(BaseModel):
@@ -266,6 +284,11 @@ class ListEnvelope(BaseModel, Generic[DataT]):
     success: Literal[True] = True
     data: list[DataT]
     pagination: Pagination
+
+    @classmethod
+    def model_parametrized_name(cls, params: tuple[Any, ...]) -> str:
+        """``ListEnvelope[Call]`` is ``CallPage`` in the OpenAPI document."""
+        return readable_name(params) + "Page"
 
 
 class ErrorDetail(BaseModel):

@@ -14,7 +14,8 @@ from closerdesk.kit.ids import new_id
 from closerdesk.leads import schemas
 from closerdesk.leads.schemas import LeadCreate, LeadUpdate
 from closerdesk.models import Lead
-from closerdesk.webhooks.service import EventType, record_event
+from closerdesk.webhooks.payloads import LeadCreatedData, LeadUpdatedData
+from closerdesk.webhooks.service import record_event
 
 
 def lead_contact(lead: Lead) -> dict[str, Any]:
@@ -118,7 +119,7 @@ async def create_lead(session: AsyncSession, organization_id: str, body: LeadCre
             await session.flush()
     except UniqueViolation as exc:
         raise LeadEmailTaken() from exc
-    await record_event(session, organization_id, EventType.lead_created, {"lead": lead_json(lead)})
+    await record_event(session, organization_id, LeadCreatedData(lead=lead_json(lead)))
     return lead
 
 
@@ -149,7 +150,8 @@ async def update_lead(
         await record_event(
             session,
             organization_id,
-            EventType.lead_updated,
-            {"lead": after, "changed_fields": changed, "previous": {k: before[k] for k in changed}},
+            LeadUpdatedData(
+                lead=after, changed_fields=changed, previous={k: before[k] for k in changed}
+            ),
         )
     return lead

@@ -17,7 +17,9 @@ class WebhookSubscription(TimestampMixin, Base):
     and opens them.
     ``failing_since`` marks the start of an unbroken run of failed attempts (5 days → disabled);
     ``last_failed_at`` the latest of them: a gap longer than a delivery's whole retry schedule
-    means the target recovered in between, and a new run starts.
+    means the target recovered in between, and a new run starts. ``failing_notified_at`` is
+    when ``webhook.failing`` announced the run (once it had lasted an hour); a run that began
+    after it has not been announced yet (docs/webhooks.md, "Webhook health").
     """
 
     __tablename__ = "webhook_subscriptions"
@@ -35,3 +37,4 @@ class WebhookSubscription(TimestampMixin, Base):
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failing_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

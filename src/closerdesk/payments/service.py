@@ -16,7 +16,8 @@ from closerdesk.models import Payment
 from closerdesk.payments.schemas import Payment as PaymentSchema
 from closerdesk.payments.schemas import PaymentCreate
 from closerdesk.products.service import get_product
-from closerdesk.webhooks.service import EventType, record_event
+from closerdesk.webhooks.payloads import PaymentRecordedData
+from closerdesk.webhooks.service import record_event
 
 
 async def get_payment(session: AsyncSession, organization_id: str, payment_id: str) -> Payment:
@@ -72,11 +73,10 @@ async def record_payment(session: AsyncSession, auth: AuthContext, body: Payment
     await record_event(
         session,
         org,
-        EventType.payment_recorded,
-        {
-            "payment": PaymentSchema.model_validate(payment).model_dump(mode="json"),
-            "lead": lead_contact(lead),
-            "call": call_json(call) if call is not None else None,
-        },
+        PaymentRecordedData(
+            payment=PaymentSchema.model_validate(payment),
+            lead=lead_contact(lead),
+            call=call_json(call) if call is not None else None,
+        ),
     )
     return payment

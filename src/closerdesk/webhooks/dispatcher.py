@@ -18,6 +18,11 @@ A pipeline of three steps, so that one slow target never holds up the others:
   lengthen a wait), then ``failed``. A subscription failing without a break for 5 days is
   disabled, with the reason recorded; its pending deliveries are then marked ``failed``
   without being sent.
+
+Health (docs/webhooks.md, "Webhook health"): when a run of failures has lasted an hour,
+``webhook.failing`` is recorded once for that run, and when closerdesk disables a subscription,
+``webhook.disabled``; both go to the organization's other subscriptions that ask for them, in
+the transaction that records the failure.
 """
 
 from __future__ import annotations
@@ -43,7 +48,14 @@ from closerdesk.kit.ids import new_id
 from closerdesk.kit.secrets import SecretBox, UndecryptableSecret, secret_box
 from closerdesk.kit.time import utcnow
 from closerdesk.models import WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookSubscription
-from closerdesk.webhooks.service import fail_pending_deliveries, not_sent_reason, signing_secrets
+from closerdesk.webhooks.payloads import EventData, WebhookDisabledData, WebhookFailingData
+from closerdesk.webhooks.schemas import WebhookSubscription as SubscriptionSchema
+from closerdesk.webhooks.service import (
+    fail_pending_deliveries,
+    not_sent_reason,
+    record_event,
+    signing_secrets,
+)
 from closerdesk.webhooks.signing import signed_headers
 from closerdesk.webhooks.targets import TargetNotAllowed, resolve_target
 
@@ -61,6 +73,8 @@ RETRY_SCHEDULE: tuple[timedelta, ...] = (
 """Delay before retry n (after attempt n). Attempt 1 + 7 retries = 8 attempts, ~27.6 h."""
 JITTER = 0.1
 DISABLE_AFTER = timedelta(days=5)
+FAILING_AFTER = timedelta(hours=1)
+"""A run of failures this long is announced with ``webhook.failing`` (once per run)."""
 STREAK_GAP = sum(RETRY_SCHEDULE, timedelta(hours=1))
 """Failures further apart than a delivery's whole retry schedule are not one unbroken run."""
 TIMEOUT_SECONDS = 15.0
@@ -527,6 +541,7 @@ class Dispatcher:
             )
         }
         disabled: dict[str, WebhookSubscription] = {}
+        announcements: list[tuple[WebhookSubscription, EventData]] = []
         for result in results:
             job = result.job
             delivery = deliveries.get(job.delivery_id)
@@ -544,10 +559,27 @@ class Dispatcher:
                 continue  # a duplicate attempt (lease ran out meanwhile): keep the success
             delivery.last_status_code = result.status_code
             delivery.last_error = result.error
+            was_active = subscription is not None and subscription.is_active
+            announced = subscription is not None and _announced(subscription)
             if self._settle(delivery, subscription, result, now) and subscription:
                 disabled[subscription.id] = subscription
+            if subscription is None or not was_active:
+                continue
+            # Built now, before a query autoflushes the subscription (and expires updated_at).
+            if not subscription.is_active:
+                announcements.append((subscription, _disabled_data(subscription)))
+            elif not announced and _failing_for_an_hour(subscription, result.attempted_at):
+                subscription.failing_notified_at = now
+                announcements.append((subscription, _failing_data(subscription, result)))
         for subscription in disabled.values():
             await fail_pending_deliveries(session, subscription)
+        for subscription, data in announcements:
+            await record_event(
+                session,
+                subscription.organization_id,
+                data,
+                except_subscription_id=subscription.id,
+            )
 
     def _settle(
         self,
@@ -617,6 +649,33 @@ def _attempt_row(result: AttemptResult) -> dict[str, Any]:
         "response_excerpt": result.excerpt,
         "error": result.error,
     }
+
+
+def _announced(subscription: WebhookSubscription) -> bool:
+    """Whether ``webhook.failing`` already announced the subscription's current run."""
+    notified, since = subscription.failing_notified_at, subscription.failing_since
+    return notified is not None and since is not None and notified >= since
+
+
+def _failing_for_an_hour(subscription: WebhookSubscription, attempted_at: datetime) -> bool:
+    since = subscription.failing_since
+    return since is not None and attempted_at - since >= FAILING_AFTER
+
+
+def _failing_data(subscription: WebhookSubscription, result: AttemptResult) -> EventData:
+    assert subscription.failing_since is not None  # noqa: S101 - checked by the caller
+    return WebhookFailingData(
+        webhook=SubscriptionSchema.model_validate(subscription),
+        failing_since=subscription.failing_since,
+        last_error=result.error or f"HTTP {result.status_code}",
+    )
+
+
+def _disabled_data(subscription: WebhookSubscription) -> EventData:
+    return WebhookDisabledData(
+        webhook=SubscriptionSchema.model_validate(subscription),
+        reason=subscription.disabled_reason or "disabled",
+    )
 
 
 def _disable(subscription: WebhookSubscription, now: datetime, reason: str) -> None:

@@ -25,7 +25,7 @@ from closerdesk.models import WebhookDelivery as DeliveryRow
 from closerdesk.models import WebhookSubscription as SubscriptionRow
 from closerdesk.webhooks import service
 from closerdesk.webhooks.dispatcher import Dispatcher
-from closerdesk.webhooks.events import EventType
+from closerdesk.webhooks.payloads import PingData
 from closerdesk.webhooks.schemas import (
     PingResult,
     RecoverResult,
@@ -155,8 +155,7 @@ async def test_webhook(
     event = await service.record_event(
         session,
         auth.organization_id,
-        EventType.ping,
-        {"webhook_id": webhook_id, "message": "closerdesk test ping"},
+        PingData(webhook_id=webhook_id, message="closerdesk test ping"),
         only_subscription_id=webhook_id,
         due_at=dispatcher.clock() + dispatcher.lease,
     )
@@ -198,6 +197,7 @@ async def test_webhook(
 
 @router.get(
     "/{webhook_id}/deliveries",
+    operation_id="listWebhookDeliveries",
     response_model=ListEnvelope[WebhookDelivery],
     responses=responses(WebhookNotFound),
 )
@@ -242,6 +242,7 @@ async def list_deliveries(
 
 @router.post(
     "/deliveries/{delivery_id}/redeliver",
+    operation_id="redeliverWebhookDelivery",
     response_model=Envelope[WebhookDelivery],
     status_code=status.HTTP_202_ACCEPTED,
     responses=responses(DeliveryNotFound, WebhookDisabled),
@@ -256,6 +257,7 @@ async def redeliver(
 
 @router.post(
     "/{webhook_id}/recover",
+    operation_id="recoverWebhookDeliveries",
     response_model=Envelope[RecoverResult],
     status_code=status.HTTP_202_ACCEPTED,
     responses=responses(WebhookNotFound, WebhookDisabled),

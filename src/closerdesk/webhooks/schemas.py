@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from closerdesk.kit.schemas import RequestSchema, Schema, UTCDateTime
-from closerdesk.webhooks.events import SUBSCRIBABLE
+from closerdesk.webhooks.events import ALL_EVENTS, SUBSCRIBABLE
 
 EventTypeName = Literal[
     "call.booked",
@@ -21,24 +21,63 @@ EventTypeName = Literal[
     "lead.updated",
     "payment.recorded",
     "calendar.connection_invalid",
+    "webhook.failing",
+    "webhook.disabled",
+    "*",
 ]
+"""A type a subscription may list, or ``"*"`` (alone) for every type, present and future."""
+
+DeliveredEventType = Literal[
+    "call.booked",
+    "call.updated",
+    "call.rescheduled",
+    "call.cancelled",
+    "call.closer_reassigned",
+    "call.outcome_set",
+    "call.no_show",
+    "lead.created",
+    "lead.updated",
+    "payment.recorded",
+    "calendar.connection_invalid",
+    "webhook.failing",
+    "webhook.disabled",
+    "ping",
+]
+"""The type of a delivered event (every type, ``ping`` included)."""
+
+EVENT_TYPES_DESCRIPTION = (
+    'The event types to receive, or `["*"]` for every type (including types added later). '
+    "At least one; no repeats; `ping` is sent by the test endpoint only."
+)
+
+
+def _not_empty(values: object) -> object:
+    if isinstance(values, list) and not values:
+        raise ValueError('list at least one event type, or ["*"] for every type')
+    return values
 
 
 def _unique(values: list[str]) -> list[str]:
+    if ALL_EVENTS in values and len(values) > 1:
+        raise ValueError('"*" already means every type: list it alone')
     if len(set(values)) != len(values):
         raise ValueError("event types must not repeat")
-    missing = set(values) - SUBSCRIBABLE
+    missing = set(values) - SUBSCRIBABLE - {ALL_EVENTS}
     if missing:
         raise ValueError(f"unknown event types: {sorted(missing)}")
     return values
 
 
 class WebhookSubscription(Schema):
-    """A subscription as listed (the secret is shown only on create and rotate)."""
+    """A subscription as listed (the secret is shown only on create and rotate).
+
+    Health (docs/webhooks.md, "Webhook health"): ``failing_since`` is when the current run of
+    failed attempts began (null while deliveries succeed); ``disabled_at``/``disabled_reason``
+    say when and why it was disabled (410 Gone, 5 days of failures, or through the API)."""
 
     id: str
     target_url: str
-    event_types: list[str]
+    event_types: list[EventTypeName]
     description: str | None
     is_active: bool
     disabled_at: UTCDateTime | None
@@ -56,9 +95,12 @@ class WebhookSubscriptionWithSecret(WebhookSubscription):
 
 class WebhookSubscriptionCreate(RequestSchema):
     target_url: str = Field(max_length=2000, examples=["https://crm.example.com/hooks/closerdesk"])
-    event_types: list[EventTypeName] = Field(min_length=1, max_length=20)
+    event_types: list[EventTypeName] = Field(
+        min_length=1, max_length=20, description=EVENT_TYPES_DESCRIPTION, examples=[["*"]]
+    )
     description: str | None = Field(default=None, max_length=500)
 
+    _present = field_validator("event_types", mode="before")(_not_empty)
     _check = field_validator("event_types")(_unique)
 
 
@@ -67,9 +109,13 @@ class WebhookSubscriptionUpdate(RequestSchema):
     (failed deliveries are not re-sent by that alone: use ``recover``)."""
 
     target_url: str | None = Field(default=None, max_length=2000)
-    event_types: list[EventTypeName] | None = Field(default=None, min_length=1, max_length=20)
+    event_types: list[EventTypeName] | None = Field(
+        default=None, min_length=1, max_length=20, description=EVENT_TYPES_DESCRIPTION
+    )
     description: str | None = Field(default=None, max_length=500)
     is_active: bool | None = None
+
+    _present = field_validator("event_types", mode="before")(_not_empty)
 
     @field_validator("event_types")
     @classmethod
@@ -95,7 +141,7 @@ class WebhookDelivery(Schema):
     id: str
     subscription_id: str
     event_id: str
-    event_type: str
+    event_type: DeliveredEventType
     status: Literal["pending", "succeeded", "failed"]
     attempt_count: int
     next_attempt_at: UTCDateTime | None

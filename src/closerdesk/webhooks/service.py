@@ -11,7 +11,6 @@ Signing secrets are stored as Fernet tokens (``kit/secrets.py``): ``create_subsc
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,9 +24,10 @@ from closerdesk.errors import (
 )
 from closerdesk.kit.ids import new_id
 from closerdesk.kit.secrets import Resealed, SecretBox, reseal_column
-from closerdesk.kit.time import isoformat_z, utcnow
+from closerdesk.kit.time import utcnow
 from closerdesk.models import WebhookDelivery, WebhookEvent, WebhookSubscription
-from closerdesk.webhooks.events import SUBSCRIBABLE, EventType
+from closerdesk.webhooks.events import SUBSCRIBABLE, EventType, subscribed
+from closerdesk.webhooks.payloads import EVENT_MODELS, EventData
 from closerdesk.webhooks.schemas import WebhookSubscriptionCreate, WebhookSubscriptionUpdate
 from closerdesk.webhooks.signing import new_secret
 from closerdesk.webhooks.targets import TargetNotAllowed, resolve_target
@@ -40,37 +40,42 @@ ROTATION_OVERLAP = timedelta(hours=24)
 async def record_event(
     session: AsyncSession,
     organization_id: str,
-    event_type: EventType,
-    data: dict[str, Any],
+    data: EventData,
     *,
     only_subscription_id: str | None = None,
+    except_subscription_id: str | None = None,
     due_at: datetime | None = None,
 ) -> WebhookEvent:
     """Write one outbox row and its deliveries; they commit or roll back with the change.
 
-    ``data`` must be JSON-ready (use ``model_dump(mode="json")``). The stored payload is the
-    exact body partners receive: ``{"id": "msg_…", "event", "created_at", "organization_id",
-    "data"}``. ``only_subscription_id`` addresses one subscription (the ``ping`` of a test),
-    and only while it is active; ``due_at`` delays the first attempt (the test endpoint leases
-    its ping to itself so that no dispatcher sends it meanwhile).
+    ``data`` is the event's typed ``data`` (``webhooks/payloads.py``; its class says the event
+    type). The stored payload is the exact body partners receive, an ``EventEnvelope``:
+    ``{"id": "msg_…", "event", "created_at", "organization_id", "data"}``.
+    ``only_subscription_id`` addresses one subscription (the ``ping`` of a test), and only while
+    it is active; ``except_subscription_id`` leaves one out (health events about it go to the
+    organization's other subscriptions); ``due_at`` delays the first attempt (the test endpoint
+    leases its ping to itself so that no dispatcher sends it meanwhile).
 
-    A disabled subscription that lists the event type gets a ``failed`` delivery that is not
-    sent (nothing is dropped silently: ``recover`` sends it after re-enabling).
+    A subscription lists the type, or ``"*"`` for every type. A disabled subscription that
+    does gets a ``failed`` delivery that is not sent (nothing is dropped silently: ``recover``
+    sends it after re-enabling).
     """
+    event_type = data.event_type
     now = utcnow()
     event_id = new_id("msg")
+    envelope = EVENT_MODELS[event_type](
+        id=event_id,
+        event=event_type.value,
+        created_at=now,
+        organization_id=organization_id,
+        data=data,
+    )
     event = WebhookEvent(
         id=event_id,
         organization_id=organization_id,
         type=event_type.value,
         created_at=now,
-        payload={
-            "id": event_id,
-            "event": event_type.value,
-            "created_at": isoformat_z(now),
-            "organization_id": organization_id,
-            "data": data,
-        },
+        payload=envelope.model_dump(mode="json"),
     )
     session.add(event)
     stmt = select(WebhookSubscription).where(WebhookSubscription.organization_id == organization_id)
@@ -79,8 +84,10 @@ async def record_event(
             WebhookSubscription.id == only_subscription_id,
             WebhookSubscription.is_active.is_(True),
         )
+    if except_subscription_id is not None:
+        stmt = stmt.where(WebhookSubscription.id != except_subscription_id)
     for subscription in await session.scalars(stmt):
-        if only_subscription_id is None and event_type.value not in subscription.event_types:
+        if only_subscription_id is None and not subscribed(subscription.event_types, event_type):
             continue
         active = subscription.is_active
         session.add(
