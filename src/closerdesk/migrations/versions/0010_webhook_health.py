@@ -1,7 +1,7 @@
 """webhook health: when the subscription's current run of failures was announced
 
 Revision ID: 0010
-Revises: 0008 (re-chained to 0009 on merge)
+Revises: 0009
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
