@@ -37,6 +37,7 @@ from closerdesk.errors import (
 from closerdesk.hooks.endpoints import router as hooks_router
 from closerdesk.idempotency.middleware import IdempotencyMiddleware
 from closerdesk.idempotency.routes import document_idempotency, make_idempotent
+from closerdesk.kit.openapi import readable_schema_names
 from closerdesk.kit.rate_limit_http import (
     RateLimitMiddleware,
     decision_of,
@@ -44,7 +45,6 @@ from closerdesk.kit.rate_limit_http import (
     refuse_over_address_limit,
 )
 from closerdesk.kit.rate_limits import RateLimiter
-from closerdesk.kit.openapi import readable_schema_names
 from closerdesk.kit.schemas import Envelope, ErrorEnvelope
 from closerdesk.kit.secrets import secret_box
 from closerdesk.leads.endpoints import router as leads_router
