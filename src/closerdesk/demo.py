@@ -1,5 +1,5 @@
 """The demo organization: closers with connected calendars, a setter, leads, a product, and past
-and upcoming calls, made through the same services the API uses (SPEC §7, ``serve --demo``).
+and upcoming calls, made through the same services the API uses (README, ``serve --demo``).
 
 Loading it again replaces the previous demo organization, so the printed ids and times are
 always fresh and every printed ``curl`` line works as pasted.
@@ -331,7 +331,7 @@ async def _past_call(
 
 
 def curl_lines(demo: DemoData, base_url: str) -> list[tuple[str, str]]:
-    """(title, command) for each seed operation, ready to paste into a shell."""
+    """(title, command) for each main operation, ready to paste into a shell."""
     base = base_url.rstrip("/")
     auth = f"-H {shlex.quote('Authorization: Bearer ' + demo.api_key)}"
     json_type = "-H 'Content-Type: application/json'"
@@ -340,23 +340,23 @@ def curl_lines(demo: DemoData, base_url: str) -> list[tuple[str, str]]:
         return f"curl -s -X POST {base}{path} {auth} {json_type} -d {shlex.quote(body)}"
 
     return [
-        ("Get a call (seed 004)", f"curl -s {base}/v1/calls/{demo.reassign_call_id} {auth}"),
+        ("Get a call", f"curl -s {base}/v1/calls/{demo.reassign_call_id} {auth}"),
         (
-            "Set an outcome on yesterday's call (seed 003)",
+            "Set an outcome on yesterday's call",
             post(
                 f"/v1/calls/{demo.past_call_id}/outcome",
                 '{"status": "closed", "notes": "Paid in full on the call"}',
             ),
         ),
         (
-            "Reassign a closer (seed 000)",
+            "Reassign a closer",
             post(
                 f"/v1/calls/{demo.reassign_call_id}/reassign-closer",
                 f'{{"new_closer_id": "{demo.reassign_to}", "reason": "Alice is out sick"}}',
             ),
         ),
         (
-            "Reschedule (after seed 002)",
+            "Reschedule",
             post(
                 f"/v1/calls/{demo.reschedule_call_id}/reschedule",
                 f'{{"scheduled_at": "{isoformat_z(demo.reschedule_to)}", '

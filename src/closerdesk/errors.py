@@ -1,4 +1,4 @@
-"""Errors are types: each carries its HTTP status and its ``UPPER_SNAKE`` code (SPEC §2).
+"""Errors are types: each carries its HTTP status and its ``UPPER_SNAKE`` code (docs/api.md).
 
 Services raise these; one exception handler (``closerdesk.app``) renders the envelope
 ``{"success": false, "error", "code", "requestId", "details"?}``.

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request id, access log, body-size and media-type guards (SPEC §2)."""
+"""Pure ASGI middleware: request id, access log, body-size and media-type guards (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Schema management: Alembic migrations are the only way the schema is made (SPEC §7)."""
+"""Schema management: Alembic migrations are the only way the schema is made (README)."""
 
 from __future__ import annotations
 

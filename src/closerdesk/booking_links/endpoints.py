@@ -1,4 +1,4 @@
-"""``/v1/booking-links``: event types, their hosts and their slots (SPEC §5)."""
+"""``/v1/booking-links``: event types, their hosts and their slots (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Booking link shapes (SPEC §5): the same names go in (``POST``) and come back (``GET``)."""
+"""Booking link shapes (docs/api.md): the same names go in (``POST``) and come back (``GET``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Booking links: CRUD, slots, and the round-robin ranking of free hosts (SPEC §5).
+"""Booking links: CRUD, slots, and the round-robin ranking of free hosts (docs/api.md).
 
 The maths is in ``closerdesk.scheduling`` (pure); this module loads hosts, their schedules and
 busy time, and hands plain values to it.
@@ -212,7 +212,7 @@ async def update_link(
 
 # --- hosts, busy time, slots ---------------------------------------------------------------------
 def schedule_of(raw: dict[str, Any]) -> Schedule:
-    """The pure-core ``Schedule`` of a stored host schedule (SPEC §5 shape)."""
+    """The pure-core ``Schedule`` of a stored host schedule (docs/api.md "Availability")."""
     return Schedule(
         time_zone=raw["time_zone"],
         weekly=tuple(
@@ -334,7 +334,7 @@ async def link_slots(
     end: datetime,
     now: datetime,
 ) -> list[Slot]:
-    """Offered slots starting in ``[start, end)`` with the free hosts of each (SPEC §5).
+    """Offered slots starting in ``[start, end)`` with the free hosts of each (docs/api.md "Slots").
 
     Raises ``ValidationFailed`` (400) for an empty range or one over 62 days.
     """
@@ -421,7 +421,7 @@ async def round_robin_choice(
     priorities: dict[str, tuple[str, int]],
     now: datetime,
 ) -> str | None:
-    """Which of ``member_ids`` gets the call (SPEC §5): highest priority, then furthest below
+    """Which of ``member_ids`` gets the call (docs/api.md): highest priority, then furthest below
     its weighted share of this month's bookings, then least recently booked; None if empty.
 
     Bookings count the calls of the booking link (of any link when ``booking_link_id`` is None)

@@ -137,8 +137,8 @@ class _Removal:
 class CalendarChange:
     """The calendar side of one change; see the module docstring. Made by ``calendar_change``.
 
-    ``orphaned`` is True after the commit when an old event could not be removed yet (seed
-    000's ``old_event_orphaned``; a clean-up row keeps trying).
+    ``orphaned`` is True after the commit when an old event could not be removed yet (Aura
+    reassign's ``old_event_orphaned``; a clean-up row keeps trying).
     """
 
     def __init__(self, session: AsyncSession, providers: Providers) -> None:

@@ -1,4 +1,4 @@
-"""``/v1/calls``: the seeds' operations (SPEC §3). Thin: parse, call the service, shape."""
+"""``/v1/calls``: the operations of docs/api.md "Calls". Thin: parse, call the service, shape."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ async def book_call(
 
 @router.get("/{call_id}", response_model=Envelope[Call], responses=responses(CallNotFound))
 async def get_call(call_id: str, session: Session, auth: ReadKey) -> Envelope[Call]:
-    """The full call object (seed 004) plus closer name/email, time zone, calendar event id,
+    """The full call object (Aura: get call) plus closer name/email, time zone, calendar event id,
     cancellation and reschedule count."""
     return Envelope(data=Call.model_validate(await service.get_call(session, auth, call_id)))
 
@@ -166,7 +166,7 @@ async def update_call(
 async def set_outcome(
     call_id: str, body: OutcomeSet, session: Session, auth: WriteKey
 ) -> Envelope[Call]:
-    """Seed 003: set the outcome (``shown | no_show | closed | lost | follow_up``) of a call
+    """Aura set-outcome: set the outcome (``shown | no_show | closed | lost | follow_up``) of a call
     that has started. May be corrected later. Fires ``call.outcome_set`` (+ ``call.no_show``)."""
     call = await service.set_outcome(session, auth, call_id, body)
     return Envelope(data=Call.model_validate(call))
@@ -190,7 +190,7 @@ async def set_outcome(
 async def reassign_closer(
     call_id: str, body: ReassignCloser, session: Session, auth: WriteKey, providers: ProvidersDep
 ) -> Envelope[ReassignResult]:
-    """Seed 000: give a booked upcoming call to another closer. The new closer gets a calendar
+    """Aura reassign: give a booked upcoming call to another closer. The new closer gets a calendar
     event and the call a new conferencing link (the old one stops working); the old event is
     removed after the commit (``old_event_orphaned`` if that failed; it is retried).
     Fires ``call.closer_reassigned``."""
@@ -217,7 +217,7 @@ async def reassign_closer(
 async def reschedule_call(
     call_id: str, body: Reschedule, session: Session, auth: WriteKey, providers: ProvidersDep
 ) -> Envelope[RescheduleResult]:
-    """After seed 002: move a booked upcoming call to a new future time (and optionally a new
+    """After eventCalls: move a booked upcoming call to a new future time (and optionally a new
     closer). Answers ``is_slot_free``, the ``conflicts`` overridden and
     ``previous_scheduled_at``. Fires ``call.rescheduled``."""
     async with calendar_change(session, providers) as change:
@@ -272,7 +272,7 @@ async def auto_reassign_call(
     providers: ProvidersDep,
     body: AutoReassign | None = None,
 ) -> Envelope[ReassignResult]:
-    """Give the call to another free host chosen by round robin (SPEC §5): a host of its
+    """Give the call to another free host chosen by round robin (docs/api.md): a host of its
     booking link (or any closer for a call without one), free for the whole call. Same effects
     as ``reassign-closer``; the webhook carries ``assignment: "round_robin"``."""
     reason = body.reason if body is not None else None

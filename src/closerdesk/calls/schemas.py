@@ -1,4 +1,4 @@
-"""Call shapes on the wire: seed 004 field for field, plus what SPEC §3 adds deliberately."""
+"""Call shapes on the wire: Aura's call field for field, plus docs/api.md's additions."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ Reason = Annotated[str, Field(max_length=1000)]
 
 
 class ActionItem(StrictSchema):
-    """One follow-up from the call's analysis (seed 004); extra keys are kept."""
+    """One follow-up from the call's analysis (Aura: get call); extra keys are kept."""
 
     model_config = ConfigDict(extra="allow", from_attributes=True)
 
@@ -41,7 +41,7 @@ class ActionItem(StrictSchema):
 
 
 class FormAnswer(StrictSchema):
-    """One answer of the booking form (seed 004); extra keys are kept."""
+    """One answer of the booking form (Aura: get call); extra keys are kept."""
 
     model_config = ConfigDict(extra="allow", from_attributes=True)
 
@@ -68,8 +68,8 @@ class TranscriptData(StrictSchema):
 
 
 class Call(Schema):
-    """The call object (seed 004) plus ``closer_name, closer_email, time_zone,
-    calendar_event_id, cancelled_at, cancel_reason, reschedule_count`` (SPEC §3).
+    """The call object (Aura: get call) plus ``closer_name, closer_email, time_zone,
+    calendar_event_id, cancelled_at, cancel_reason, reschedule_count`` (docs/api.md).
 
     Money in integer cents; times RFC 3339 UTC; ``duration_minutes`` in minutes.
     """
@@ -105,7 +105,7 @@ class Call(Schema):
     referral: str | None
     created_at: UTCDateTime
     updated_at: UTCDateTime
-    # Deliberately beyond seed 004 (SPEC §3):
+    # Deliberately beyond Aura's call (docs/api.md, "The call object"):
     closer_name: str | None
     closer_email: str | None
     time_zone: str | None
@@ -144,8 +144,8 @@ class UtmFields(RequestSchema):
 
 
 class CallCreate(UtmFields):
-    """Book a call (SPEC §3). A ``booking`` needs ``scheduled_at`` and either ``closer_id``
-    (manual) or ``booking_link_id`` alone (round robin at an offered slot, SPEC §5); its
+    """Book a call (docs/api.md). A ``booking`` needs ``scheduled_at`` and either ``closer_id``
+    (manual) or ``booking_link_id`` alone (round robin at an offered slot, docs/api.md "Slots"); its
     ``duration_minutes`` defaults to the link's. An ``intent`` has neither time nor event."""
 
     lead_id: str | None = Field(default=None, max_length=40)
@@ -206,14 +206,14 @@ class CallUpdate(RequestSchema):
 
 
 class OutcomeSet(RequestSchema):
-    """Seed 003: ``status`` ∈ shown | no_show | closed | lost | follow_up, ``notes?``."""
+    """Aura set-outcome: ``status`` ∈ shown | no_show | closed | lost | follow_up, ``notes?``."""
 
     status: OutcomeStatus
     notes: LongText | None = None
 
 
 class ReassignCloser(RequestSchema):
-    """Seed 000, plus ``reason`` (after seed 001)."""
+    """Aura Partner API reassign closer, plus ``reason`` (after Cal.com's reassign)."""
 
     new_closer_id: MemberId
     override_conflict: bool = False
@@ -221,7 +221,7 @@ class ReassignCloser(RequestSchema):
 
 
 class ReassignResult(Schema):
-    """Seed 000's response ``data``."""
+    """Aura reassign closer's response ``data``."""
 
     call_id: str
     conferencing_link: str | None
@@ -234,7 +234,7 @@ class ReassignResult(Schema):
 
 
 class Reschedule(RequestSchema):
-    """After seed 002: the new time, the lead's zone, why, and optionally a new closer."""
+    """After eventCalls: the new time, the lead's zone, why, and optionally a new closer."""
 
     scheduled_at: UTCDateTime
     time_zone: TimeZoneName | None = None
@@ -259,7 +259,7 @@ class ConflictItem(Schema):
 
 
 class RescheduleResult(Call):
-    """The call after the move, plus seed 002's ``is_slot_free`` and what overlapped."""
+    """The call after the move, plus eventCalls' ``is_slot_free`` and what overlapped."""
 
     is_slot_free: bool
     conflicts: list[ConflictItem]
@@ -281,13 +281,13 @@ class CallHistoryEntry(Schema):
 
 
 class AutoReassign(RequestSchema):
-    """``POST /v1/calls/{id}/auto-reassign`` (after seed 001's automatic reassign)."""
+    """``POST /v1/calls/{id}/auto-reassign`` (after Cal.com's automatic reassign)."""
 
     reason: Reason | None = None
 
 
 class CalendarLinks(Schema):
-    """Add-to-calendar links for the call's lead (after seed 001)."""
+    """Add-to-calendar links for the call's lead (after Cal.com's)."""
 
     google: str
     outlook: str

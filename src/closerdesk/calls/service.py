@@ -1,4 +1,4 @@
-"""The rules of calls: booking, outcome, reassign, reschedule, cancel, update (SPEC §3).
+"""The rules of calls: booking, outcome, reassign, reschedule, cancel, update (docs/api.md).
 
 Every state change writes its call event and its webhook event in the transaction of the
 change, and only flushes: the caller commits. The operations that touch a calendar take the
@@ -139,7 +139,7 @@ async def _locked_call(session: AsyncSession, auth: AuthContext, call_id: str) -
 
 
 def _require_slot_call(call: models.Call, now: datetime) -> None:
-    """Seed 000 constraints, in the order of SPEC §3's table (after 404)."""
+    """Aura's reassign constraints, in the order of docs/api.md "Reassign" (after 404)."""
     if call.call_kind == "intent":
         raise CallNotReassignable()
     if call.status == "cancelled":
@@ -216,7 +216,7 @@ def _set_closer(call: models.Call, closer: TeamMember) -> None:
 async def book(
     session: AsyncSession, auth: AuthContext, change: CalendarChange, body: CallCreate
 ) -> models.Call:
-    """Book a call (SPEC §3). Fires ``call.booked`` (and ``lead.created`` for a new lead).
+    """Book a call (docs/api.md). Fires ``call.booked`` (and ``lead.created`` for a new lead).
 
     Raises ``LeadNotFound``, ``SetterNotFound``, ``ProductNotFound``, ``BookingLinkNotFound``
     (404), ``ProductInactive``, ``BookingLinkInactive`` (409), ``SlotInPast`` (400) and, for
@@ -385,7 +385,7 @@ async def _round_robin_closer(
     end: datetime,
     now: datetime,
 ) -> _Closer:
-    """The host that gets a call at ``start`` by the link's round robin (SPEC §5).
+    """The host that gets a call at ``start`` by the link's round robin (docs/api.md "Round robin").
 
     ``start`` must be an offered slot. The hosts offered there are row-locked in id order (no
     deadlock between two bookings), checked again under the lock for the whole call
@@ -472,7 +472,7 @@ async def _pick_by_round_robin(
 async def set_outcome(
     session: AsyncSession, auth: AuthContext, call_id: str, body: OutcomeSet
 ) -> models.Call:
-    """Seed 003. Fires ``call.outcome_set`` (and ``call.no_show`` for ``no_show``).
+    """Aura: set call outcome. Fires ``call.outcome_set`` (and ``call.no_show`` for ``no_show``).
 
     Raises ``CallNotFound`` (404), ``CallCancelled`` and ``CallNotStarted`` (409). An outcome
     may be corrected later; the history keeps every value.
@@ -513,9 +513,9 @@ async def reassign_closer(
     call_id: str,
     body: ReassignCloser,
 ) -> ReassignResult:
-    """Seed 000: move a booked upcoming call to another closer.
+    """Aura Partner API, reassign closer: move a booked upcoming call to another closer.
 
-    Checks in SPEC §3's order: ``CallNotFound`` (404), ``CallNotReassignable``,
+    Checks in docs/api.md "Reassign" order: ``CallNotFound`` (404), ``CallNotReassignable``,
     ``CallCancelled``, ``CallInPast`` (409), ``CloserNotFound`` (404), ``SameCloser``,
     ``CalendarNotConnected``, ``CloserConflict`` (409); ``CalendarProviderError`` (502) when the
     new closer's calendar cannot answer or take the event (nothing changed then).
@@ -569,7 +569,7 @@ async def _reassign_to(
     *,
     override_conflict: bool = False,
 ) -> ReassignResult:
-    """The effects of a reassign whose checks passed (seed 000): new link, new event, the
+    """The effects of a reassign whose checks passed (Aura): new link, new event, the
     call changed with its history and outbox row, the old event handed to ``change``."""
     org = call.organization_id
     start = required(call.scheduled_at, "scheduled_at")
@@ -654,7 +654,7 @@ async def _announce_reassign(
     call_after: dict[str, Any],
     assignment: str,
 ) -> ReassignResult:
-    """Seed 000's result for a call whose closer just changed, and its
+    """Aura reassign's result for a call whose closer just changed, and its
     ``call.closer_reassigned`` outbox row (``old_event_orphaned`` is settled after commit)."""
     result = ReassignResult(
         call_id=call.id,
@@ -684,7 +684,7 @@ def _reassigned_data(
     call_after: dict[str, Any],
     assignment: str = "manual",
 ) -> dict[str, Any]:
-    """``call.closer_reassigned`` data: all a partner needs to email the lead (SPEC §6)."""
+    """``call.closer_reassigned`` data: all a partner needs to email the lead (docs/webhooks.md)."""
     return {
         **result.model_dump(mode="json"),
         "reason": reason,
@@ -706,7 +706,7 @@ async def auto_reassign(
     call_id: str,
     reason: str | None,
 ) -> ReassignResult:
-    """Give the call to another free host by round robin (SPEC §5, after seed 001's
+    """Give the call to another free host by round robin (docs/api.md, after Cal.com's
     "automatically reassign").
 
     Candidates: the hosts of the call's booking link (or, for a call without one, every active
@@ -774,7 +774,7 @@ async def reschedule(
     call_id: str,
     body: Reschedule,
 ) -> RescheduleOutcome:
-    """After seed 002: move a booked upcoming call, optionally to a new closer.
+    """After eventCalls' reschedule: move a booked upcoming call, optionally to a new closer.
 
     Raises ``CallNotFound`` (404), ``CallNotReassignable``, ``CallCancelled``, ``CallInPast``
     (409), ``SlotInPast`` (400), ``CloserNotFound`` (404), ``CalendarNotConnected`` and
@@ -979,7 +979,7 @@ async def update(
     if not changes:
         return call
     if "action_items" in changes and changes["action_items"] is None:
-        changes["action_items"] = []  # a list on the wire (seed 004): null clears it to empty
+        changes["action_items"] = []  # a list on the wire (Aura: get call): null clears it to empty
     org = call.organization_id
     if changes.get("product_id") is not None:
         await _check_product(session, org, changes["product_id"], require_active=False)

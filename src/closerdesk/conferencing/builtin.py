@@ -1,7 +1,7 @@
 """Built-in conferencing: ``{public_base_url}/meet/{token}`` redirects to a Jitsi room, or to
 the calendar provider's own room (Google Meet, Teams) once the call's event has one.
 
-The link is ours, so it can be revoked: a revoked token answers 410 Gone (SPEC §3).
+The link is ours, so it can be revoked: a revoked token answers 410 Gone (docs/api.md).
 """
 
 from __future__ import annotations
@@ -43,21 +43,14 @@ class BuiltinConferencing:
         return f"{self.public_base_url}{MEET_PATH}{token}"
 
     async def revoke_link(self, organization_id: str, url: str) -> None:
-        _, sep, token = url.rpartition(MEET_PATH)
-        if not sep or not token:
-            return
-        await self.session.execute(
-            update(ConferencingLink)
-            .where(
-                ConferencingLink.organization_id == organization_id,
-                ConferencingLink.token == token,
-                ConferencingLink.revoked_at.is_(None),
-            )
-            .values(revoked_at=utcnow())
-        )
+        await self._change_live(organization_id, url, revoked_at=utcnow())
 
     async def point_link(self, organization_id: str, url: str, room_url: str) -> None:
         """Send a live link to ``room_url`` (a provider's own room: Google Meet, Teams)."""
+        await self._change_live(organization_id, url, room_url=room_url)
+
+    async def _change_live(self, organization_id: str, url: str, **values: object) -> None:
+        """Update the live (not revoked) link behind ``url``; an unknown one is left alone."""
         _, sep, token = url.rpartition(MEET_PATH)
         if not sep or not token:
             return
@@ -68,7 +61,7 @@ class BuiltinConferencing:
                 ConferencingLink.token == token,
                 ConferencingLink.revoked_at.is_(None),
             )
-            .values(room_url=room_url)
+            .values(**values)
         )
 
 

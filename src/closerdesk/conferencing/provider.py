@@ -1,4 +1,4 @@
-"""The conferencing provider Protocol: every link handed out can be revoked (SPEC §3)."""
+"""The conferencing provider Protocol: every link handed out can be revoked (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unknown or repeated query parameters are a 400, as unknown body fields are (SPEC §2).
+"""Unknown or repeated query parameters are a 400, as unknown body fields are (docs/api.md).
 
 A misspelt filter (``?stauts=won``) would otherwise be dropped silently and answer the whole,
 unfiltered list; of a repeated one (``?status=won&status=lost``) only the last would count.

@@ -1,4 +1,4 @@
-"""Base schemas and field types shared by every resource (SPEC §2 wire conventions)."""
+"""Base schemas and field types shared by every resource (docs/api.md, "Requests")."""
 
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ UTCDateTime = Annotated[
     PlainSerializer(isoformat_z, return_type=str, when_used="json"),
     Field(json_schema_extra={"format": "date-time"}),
 ]
-"""RFC 3339 timestamp: offsets accepted and normalised to UTC; a naive one is a 400 (SPEC §1)."""
+"""RFC 3339 timestamp: offsets normalised to UTC; a naive one is a 400 (docs/api.md)."""
 
 
 def _check_time_zone(value: str) -> str:
@@ -167,7 +167,7 @@ MemberId = Annotated[
     StringConstraints(pattern=r"^user_[A-Za-z0-9]+$", max_length=64),
     Field(examples=["user_2abc123xyz"]),
 ]
-"""A team member id (seed 000: ``^user_[A-Za-z0-9]+$``)."""
+"""A team member id (Aura Partner API: ``^user_[A-Za-z0-9]+$``)."""
 
 E164Phone = Annotated[
     str,
@@ -215,7 +215,7 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorEnvelope(BaseModel):
-    """Every non-2xx answer (SPEC §2)."""
+    """Every non-2xx answer (docs/api.md, "Errors")."""
 
     success: Literal[False] = False
     error: str = Field(description="A human sentence")

@@ -1,4 +1,4 @@
-"""``/v1/leads`` (SPEC §4)."""
+"""``/v1/leads`` (docs/api.md, "Leads")."""
 
 from __future__ import annotations
 

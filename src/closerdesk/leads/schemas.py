@@ -1,4 +1,4 @@
-"""Lead shapes (SPEC §4)."""
+"""Lead shapes (docs/api.md, "Leads")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Leads: the prospects calls are booked with (SPEC §1, §4)."""
+"""Leads: the prospects calls are booked with (docs/api.md, "Leads")."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ class TimestampMixin:
 
 
 def org_fk() -> Any:
-    """``organization_id`` column: every row belongs to exactly one organization (SPEC §1)."""
+    """``organization_id`` column: every row belongs to one organization (docs/architecture.md)."""
     from sqlalchemy import ForeignKey
 
     return mapped_column(String(40), ForeignKey("organizations.id", ondelete="CASCADE"), index=True)

@@ -7,7 +7,7 @@ from closerdesk.models.base import Base, TimestampMixin, org_fk
 
 
 class BookingLink(TimestampMixin, Base):
-    """An event type leads and setters book through (SPEC §5). id ``bl_…``.
+    """An event type leads and setters book through (docs/api.md, "Booking links"). id ``bl_…``.
 
     Minutes everywhere. ``slot_interval_minutes`` null means "the duration".
     ``assignment``: ``round_robin`` (the host is chosen per booking) or ``fixed``.

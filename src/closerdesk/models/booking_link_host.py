@@ -11,7 +11,7 @@ from closerdesk.models.base import Base, JSONType
 class BookingLinkHost(Base):
     """A closer who takes calls of a booking link, with round-robin priority and weight and a
     weekly schedule in the host's IANA zone (``schedule``: ``{"time_zone", "weekly": [...],
-    "overrides": [...]}``, SPEC §5)."""
+    "overrides": [...]}``, docs/api.md "Availability")."""
 
     __tablename__ = "booking_link_hosts"
     __table_args__ = (

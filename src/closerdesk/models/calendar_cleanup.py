@@ -10,7 +10,7 @@ from closerdesk.models.base import Base, UTCDateTime, org_fk
 
 
 class CalendarCleanup(Base):
-    """An orphaned calendar event still to remove (SPEC §3 reassign: ``old_event_orphaned``).
+    """An orphaned calendar event still to remove (docs/api.md "Reassign": ``old_event_orphaned``).
 
     Written when cancelling an old event failed; retried until ``resolved_at`` is set.
     """

@@ -31,12 +31,12 @@ NO_DOUBLE_BOOKING = "ex_calls_no_double_booking"
 
 
 class Call(TimestampMixin, Base):
-    """A call with a lead (SPEC §1, seed 004). id ``call_…``.
+    """A call with a lead (docs/api.md, "The call object"). id ``call_…``.
 
     ``call_kind`` is ``booking`` (a slot on a closer's calendar) or ``intent`` (no slot yet).
     ``ends_at`` = ``scheduled_at`` + ``duration_minutes``, kept so that overlap queries use an
-    index. ``closer_name``/``closer_email`` are the seed's denormalised copies, changed in the
-    same transaction as ``closer_id`` (seed 000).
+    index. ``closer_name``/``closer_email`` are Aura's denormalised copies, changed in the
+    same transaction as ``closer_id`` (Aura: reassign closer).
     """
 
     __tablename__ = "calls"

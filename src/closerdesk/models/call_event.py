@@ -11,7 +11,7 @@ from closerdesk.models.base import Base, JSONType, UTCDateTime, org_fk
 
 
 class CallEvent(Base):
-    """Append-only history of a call (SPEC §1): one row per change. id ``cev_…`` (time-ordered).
+    """Append-only history of a call (docs/api.md): one row per change. id ``cev_…`` (time-ordered).
 
     ``type``: booked, rescheduled, closer_reassigned, cancelled, outcome_set, updated.
     ``actor_type``/``actor_id``: who did it (``api_key``/``key_…`` or ``member``/``user_…``).

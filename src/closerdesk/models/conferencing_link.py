@@ -10,7 +10,7 @@ from closerdesk.models.base import Base, UTCDateTime, org_fk
 
 
 class ConferencingLink(Base):
-    """A revocable meeting link ``{public_base_url}/meet/{token}`` → ``room_url`` (SPEC §3)."""
+    """A revocable meeting link ``{public_base_url}/meet/{token}`` → ``room_url`` (docs/api.md)."""
 
     __tablename__ = "conferencing_links"
 

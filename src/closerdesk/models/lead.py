@@ -9,7 +9,7 @@ from closerdesk.models.base import Base, JSONType, TimestampMixin, org_fk
 
 
 class Lead(TimestampMixin, Base):
-    """A prospect (SPEC §1). id ``lead_…``; ``email`` is unique per organization, lower case."""
+    """A prospect (docs/api.md). id ``lead_…``; ``email`` is unique per organization, lower case."""
 
     __tablename__ = "leads"
     __table_args__ = (UniqueConstraint("organization_id", "email"),)

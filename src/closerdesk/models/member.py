@@ -9,7 +9,7 @@ from closerdesk.models.base import Base, TimestampMixin, UTCDateTime
 
 
 class TeamMember(TimestampMixin, Base):
-    """A closer, setter or admin (SPEC §1). id ``user_…``, possibly the partner's own IdP id.
+    """A closer, setter or admin (docs/api.md). id ``user_…``, possibly the partner's own IdP id.
 
     The primary key is (organization_id, id): two organizations may hold the same external id
     without either learning of the other, and every reference to a member carries its

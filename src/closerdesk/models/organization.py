@@ -10,7 +10,7 @@ from closerdesk.models.base import Base, UTCDateTime
 
 
 class Organization(Base):
-    """A tenant (SPEC §1). id ``org_…``."""
+    """A tenant (docs/architecture.md, "Data"). id ``org_…``."""
 
     __tablename__ = "organizations"
 

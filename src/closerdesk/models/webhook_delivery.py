@@ -9,7 +9,7 @@ from closerdesk.models.base import Base, TimestampMixin, UTCDateTime, org_fk
 
 
 class WebhookDelivery(TimestampMixin, Base):
-    """One event for one subscription (SPEC §6). id ``dlv_…``.
+    """One event for one subscription (docs/webhooks.md). id ``dlv_…``.
 
     ``status``: ``pending`` (due at ``next_attempt_at``), ``succeeded``, ``failed`` (retries
     exhausted, subscription disabled or removed; ``last_error`` says which; recoverable).

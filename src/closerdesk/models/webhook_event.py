@@ -11,7 +11,7 @@ from closerdesk.models.base import Base, JSONType, UTCDateTime, org_fk
 
 
 class WebhookEvent(Base):
-    """The outbox (SPEC §6): one row per event, written in the transaction of its change.
+    """The outbox (docs/webhooks.md): one row per event, written in the transaction of its change.
 
     ``id`` is the ``msg_…`` id partners see as ``webhook-id``; ``payload`` is the full body.
     The deliveries for the matching subscriptions are written in the same transaction.

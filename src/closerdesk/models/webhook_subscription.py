@@ -9,7 +9,7 @@ from closerdesk.models.base import Base, JSONType, TimestampMixin, UTCDateTime, 
 
 
 class WebhookSubscription(TimestampMixin, Base):
-    """A partner's endpoint (SPEC §6). id ``wh_…``.
+    """A partner's endpoint (docs/webhooks.md). id ``wh_…``.
 
     ``secret`` (``whsec_…``) signs every delivery; after a rotation ``previous_secret`` signs
     too until ``previous_secret_expires_at`` (24 h), so both signatures are sent. Both are

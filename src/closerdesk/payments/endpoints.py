@@ -1,4 +1,4 @@
-"""``/v1/payments`` (SPEC §4)."""
+"""``/v1/payments`` (docs/api.md, "Payments")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Payment shapes (SPEC §4): ``amount`` in integer cents."""
+"""Payment shapes (docs/api.md, "Payments"): ``amount`` in integer cents."""
 
 from __future__ import annotations
 

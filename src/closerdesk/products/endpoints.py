@@ -1,4 +1,4 @@
-"""``/v1/products`` (SPEC §4)."""
+"""``/v1/products`` (docs/api.md, "Products")."""
 
 from __future__ import annotations
 

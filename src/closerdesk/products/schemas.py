@@ -1,4 +1,4 @@
-"""Product shapes (SPEC §4): ``price`` in integer cents."""
+"""Product shapes (docs/api.md, "Products"): ``price`` in integer cents."""
 
 from __future__ import annotations
 

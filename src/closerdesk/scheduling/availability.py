@@ -1,6 +1,6 @@
 """Availability: a host's weekly schedule in an IANA zone, expanded to UTC. Pure, no I/O.
 
-Rule source: SPEC §5 "Availability" — per host a weekly schedule in the host's IANA zone
+Rule source: docs/api.md "Availability" — per host a weekly schedule in the host's IANA zone
 (weekday, local start, local end) plus date overrides; free = availability − busy (calls +
 calendar busy + buffers). Expand per *local date*, then convert to UTC, so DST changes land on
 the right day.
@@ -131,7 +131,7 @@ class WeeklyWindow:
 
     @classmethod
     def parse(cls, weekday: str, start: str, end: str) -> WeeklyWindow:
-        """``WeeklyWindow.parse("monday", "09:00", "17:00")`` (SPEC §5 ``weekly`` items)."""
+        """``WeeklyWindow.parse("monday", "09:00", "17:00")`` (docs/api.md: ``weekly``)."""
         return cls(Weekday.from_name(weekday), parse_hhmm(start), parse_hhmm(end, allow_24=True))
 
     @property
@@ -166,7 +166,7 @@ def _merged_minutes(windows: Iterable[LocalWindow]) -> tuple[tuple[int, int], ..
 class Schedule:
     """A host's availability: weekly windows in IANA zone ``time_zone``, plus date overrides.
 
-    Shape of SPEC §5 ``schedule``: ``{"time_zone", "weekly": [{weekday, start, end}],
+    docs/api.md's ``schedule``: ``{"time_zone", "weekly": [{weekday, start, end}],
     "overrides": [{date, intervals}]}``. Overlapping or touching windows of one day are joined.
     Raises ``ValueError`` for an unknown zone or two overrides of the same date.
     """
@@ -298,7 +298,7 @@ def expand(schedule: Schedule, start_utc: datetime, end_utc: datetime) -> list[I
     with :func:`local_to_utc` (DST rules in the module docstring), clips to the range and
     merges (22:00–24:00 and 00:00–02:00 of the next day become one interval). Sorted,
     disjoint, non-touching. ``start_utc``/``end_utc``: aware datetimes; an empty range gives
-    ``[]``. Rule source: SPEC §5 "Availability".
+    ``[]``. Rule source: docs/api.md "Availability".
     """
     start_us, end_us = _check_range(start_utc, end_utc)
     spans = window_spans(schedule, start_us, end_us)
@@ -340,7 +340,7 @@ def busy_for_booking(
     A booking ``[t, t + d)`` with buffers needs ``[t − before, t + d + after)`` free of busy. That
     holds exactly when ``[t, t + d)`` misses every busy ``[s, e)`` widened to
     ``[s − after, e + before)`` — note the swap: the buffer *after* the new call keeps it away
-    from the *start* of the next busy interval. Rule source: SPEC §5 (free = availability −
+    from the *start* of the next busy interval. Rule source: docs/api.md (free = availability −
     busy − buffers). Buffers only keep the booking away from busy time; they may fall outside
     the availability windows. Minutes ``>= 0``.
     """
@@ -357,7 +357,7 @@ def free_time(
     buffer_after_minutes: int = 0,
 ) -> list[Interval]:
     """``expand(schedule, start_utc, end_utc) − busy_for_booking(busy, buffers)``: where a new
-    booking may lie, as sorted disjoint UTC intervals (SPEC §5: free = availability − busy)."""
+    booking may lie, as sorted disjoint UTC intervals (docs/api.md: free = availability − busy)."""
     return subtract(
         expand(schedule, start_utc, end_utc),
         busy_for_booking(

@@ -1,6 +1,6 @@
 """Round robin: which free host gets the call. Pure, no I/O.
 
-Rule source: SPEC §5 "Round robin" and issue 4 — among free hosts keep the highest priority;
+Rule source: docs/api.md "Round robin" and issue 4 — among free hosts keep the highest priority;
 then the host furthest below its weighted share of bookings in the current period (the current
 month); tie → least recently booked. Completed here with:
 
@@ -24,7 +24,7 @@ from enum import StrEnum
 
 
 class Priority(StrEnum):
-    """A host's round-robin priority on a booking link (SPEC §5 ``hosts[].priority``)."""
+    """A host's round-robin priority on a booking link (docs/api.md ``hosts[].priority``)."""
 
     HIGH = "high"
     MEDIUM = "medium"
@@ -44,7 +44,7 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 class Candidate:
     """A host free for the requested slot.
 
-    ``weight``: integer ``>= 0`` (SPEC example uses 100); ``bookings_this_period``: the
+    ``weight``: integer ``>= 0`` (the API's default is 100); ``bookings_this_period``: the
     link's calls held by the host in the current period (month), ``>= 0``;
     ``last_booked_at``: aware datetime of the host's latest booking, ``None`` if
     never. ``ValueError`` for negative numbers or a naive ``last_booked_at``.
@@ -70,7 +70,7 @@ def choose_host(candidates: Iterable[Candidate]) -> Candidate | None:
     """The candidate who gets the call, or ``None`` when there is none (→ 409
     ``NO_HOST_AVAILABLE`` upstream). Pass only hosts free for the slot.
 
-    Order of rules (module docstring, SPEC §5): highest priority → weight-0 hosts only if all
+    Order of rules (module docstring, docs/api.md): highest priority → weight-0 hosts only if all
     kept weights are 0 → largest deficit against the weighted share → least recently booked
     (never booked first) → smallest ``member_id``. Deterministic and independent of input order.
     """

@@ -1,6 +1,6 @@
 """Slot generation for a booking link: bookable start times and who is free at each. Pure, no I/O.
 
-Rule source: SPEC §5 "Slots" — start times every ``slot_interval`` (default = duration) where at
+Rule source: docs/api.md "Slots" — start times every ``slot_interval`` (default = duration) where at
 least one host is free (round robin), honouring minimum notice; answered in UTC.
 
 **Alignment rule.** Each host's slot grid is anchored at the start of each of its availability
@@ -163,7 +163,7 @@ def generate_slots(
     ``>= 0``, counted from ``now`` (aware). Answer: :class:`Slot` per offered start, sorted by
     start, each with the free hosts in ``hosts`` order; a start no host can take is absent.
     Alignment and conditions: module docstring. ``ValueError`` for bad parameters or naive
-    datetimes. Rule source: SPEC §5 "Slots".
+    datetimes. Rule source: docs/api.md "Slots".
     """
     dur, step, notice = _check_params(
         duration_minutes, slot_interval_minutes, minimum_notice_minutes
@@ -200,7 +200,7 @@ def find_slots(
     buffers (minutes, ``>= 0``; the booking's ``[t − before, t + d + after)`` must miss busy),
     then generates slots as :func:`generate_slots` does. Durations and intervals in minutes;
     datetimes aware; answer sorted by start with the free hosts of each slot in ``hosts`` order.
-    Rule source: SPEC §5 "Availability" and "Slots".
+    Rule source: docs/api.md "Availability" and "Slots".
     """
     dur, step, notice = _check_params(
         duration_minutes, slot_interval_minutes, minimum_notice_minutes

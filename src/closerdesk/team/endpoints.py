@@ -1,4 +1,4 @@
-"""``/v1/team``: members, calendar connections, busy time (SPEC §4)."""
+"""``/v1/team``: members, calendar connections, busy time (docs/api.md, "Team")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Team member shapes (SPEC §4)."""
+"""Team member shapes (docs/api.md, "Team")."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ class CalDavCalendarConnect(RequestSchema):
 
 
 class NylasCalendarConnect(RequestSchema):
-    """A Nylas v3 grant (seed 000's provider): the partner ran Nylas's hosted authentication
+    """A Nylas v3 grant (Aura's provider): the partner ran Nylas's hosted authentication
     and passes the ``grant_id`` it got. closerdesk calls Nylas with
     ``CLOSERDESK_NYLAS_API_KEY``; ``conferencing`` asks Nylas to create a room with each event
     (Zoom also needs the closer's Zoom grant, ``conf_grant_id``).

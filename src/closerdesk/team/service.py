@@ -1,4 +1,4 @@
-"""Team members, their calendar connections and busy time (SPEC §4)."""
+"""Team members, their calendar connections and busy time (docs/api.md, "Team")."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ async def update_member(
     for name, value in changes.items():
         setattr(member, name, value)
     if "name" in changes or "email" in changes:
-        # The calls' copies (seed 000: closer_name/closer_email) follow for upcoming calls;
+        # The calls' copies (Aura Partner API: closer_name/closer_email) follow for upcoming calls;
         # past calls keep who the closer was then.
         await session.execute(
             update(Call)

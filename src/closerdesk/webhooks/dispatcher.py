@@ -1,4 +1,4 @@
-"""The webhook dispatcher: at-least-once delivery from the outbox (SPEC §6).
+"""The webhook dispatcher: at-least-once delivery from the outbox (docs/webhooks.md).
 
 A pipeline of three steps, so that one slow target never holds up the others:
 

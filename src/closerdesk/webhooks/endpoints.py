@@ -1,4 +1,4 @@
-"""``/v1/webhooks``: subscriptions, deliveries, test, redeliver, recover (SPEC §6)."""
+"""``/v1/webhooks``: subscriptions, deliveries, test, redeliver, recover (docs/webhooks.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The webhook event types (SPEC §6)."""
+"""The webhook event types (docs/webhooks.md)."""
 
 from __future__ import annotations
 

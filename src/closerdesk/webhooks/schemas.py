@@ -1,4 +1,4 @@
-"""Webhook subscription and delivery shapes (SPEC §6)."""
+"""Webhook subscription and delivery shapes (docs/webhooks.md)."""
 
 from __future__ import annotations
 

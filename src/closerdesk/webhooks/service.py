@@ -1,4 +1,4 @@
-"""Webhooks (SPEC §6): record events into the outbox, manage subscriptions and deliveries.
+"""Webhooks (docs/webhooks.md): record events into the outbox, manage subscriptions and deliveries.
 
 ``record_event`` runs in the transaction of the change that caused the event and writes, in
 that same transaction, one delivery per matching active subscription: an event is delivered

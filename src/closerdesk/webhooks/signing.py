@@ -1,4 +1,4 @@
-"""Standard Webhooks v1 signing (SPEC §6), with the ``standardwebhooks`` library.
+"""Standard Webhooks v1 signing (docs/webhooks.md), with the ``standardwebhooks`` library.
 
 Headers: ``webhook-id`` (the event's ``msg_…`` id, the same on every retry),
 ``webhook-timestamp`` (Unix seconds of this attempt), ``webhook-signature`` (``v1,<base64>``;

@@ -1,4 +1,4 @@
-"""Webhook target safety (SPEC §6): https only, never a private address.
+"""Webhook target safety (docs/webhooks.md): https only, never a private address.
 
 Checked at registration and again at every attempt against the resolved IP; the attempt then
 connects to that checked IP (so a DNS answer cannot change between check and connect).
