@@ -7,7 +7,7 @@ import gc
 import json
 import os
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, NoReturn, TypeVar
 
 import typer
 from alembic.util import CommandError
@@ -19,6 +19,9 @@ from closerdesk.config import Environment, Settings, get_settings
 from closerdesk.db import Database
 from closerdesk.logs import configure_logging
 from closerdesk.migrate import upgrade
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 T = TypeVar("T")
 
@@ -333,11 +336,22 @@ def serve(
     with_demo: Annotated[
         bool, typer.Option("--demo", help="Load the demo organization and print curl lines.")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes sharing the port; each also runs the background work.",
+        ),
+    ] = 1,
 ) -> None:
-    """Run the Partner API (and its in-process workers). The SQLite default is migrated on start."""
-    import uvicorn
+    """Run the Partner API (and its in-process workers). The SQLite default is migrated on start.
 
-    from closerdesk.app import create_app
+    Serves on uvloop and httptools (installed with closerdesk). With ``--workers N`` uvicorn
+    starts N processes that share the port; each builds its app from the environment (the demo's
+    settings are passed to them as ``CLOSERDESK_*`` variables) and runs its own webhook
+    dispatcher and calendar worker, which share the work through the database
+    (docs/performance.md, "Partner API hot paths")."""
+    import uvicorn
 
     settings = get_settings()
     if with_demo and settings.env is Environment.production:
@@ -347,10 +361,11 @@ def serve(
         )
         raise typer.Exit(2)
     if with_demo:
-        updates: dict[str, object] = {"webhook_allow_private_targets": True}
-        if "CLOSERDESK_PUBLIC_BASE_URL" not in os.environ:
-            updates["public_base_url"] = f"http://{_display_host(host)}:{port}"
-        settings = settings.model_copy(update=updates)
+        # Through the environment, so that every worker process reads the same settings.
+        os.environ["CLOSERDESK_WEBHOOK_ALLOW_PRIVATE_TARGETS"] = "true"
+        os.environ.setdefault("CLOSERDESK_PUBLIC_BASE_URL", f"http://{_display_host(host)}:{port}")
+        get_settings.cache_clear()
+        settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
     _require_ready(settings)
     _upgrade_sqlite(settings)
@@ -358,15 +373,33 @@ def serve(
         _print_demo(settings, as_json=False)
     else:
         _with_database(settings, _nothing)  # reachable and migrated, or one line
+    options: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "access_log": False,
+    }
+    if workers == 1:
+        uvicorn.run(serving_app(), **options)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(
+            "closerdesk.cli:serving_app",
+            factory=True,
+            workers=workers,
+            **options,  # type: ignore[arg-type]
+        )
+
+
+def serving_app() -> FastAPI:
+    """The app ``serve`` runs, built from the environment's settings, with the background work
+    in process and the start-up heap frozen (one per server process)."""
+    from closerdesk.app import create_app
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
     app_instance = create_app(settings, background=True)
     freeze_startup_heap()
-    uvicorn.run(
-        app_instance,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-    )
+    return app_instance
 
 
 @app.command()
