@@ -12,6 +12,7 @@ import httpx
 
 from closerdesk.kit.ids import ulid
 from closerdesk.kit.time import isoformat_z, utcnow
+from tests.envelopes import error, ok  # noqa: F401 - re-exported to the tests of this package
 from tests.factories import Org
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -66,21 +67,6 @@ def link_body(hosts: Sequence[dict[str, Any]], **extra: Any) -> dict[str, Any]:
 
 
 # --- API shortcuts -------------------------------------------------------------------------------
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is True, body
-    return body["data"]
-
-
-def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False, body
-    assert body["code"] == code, body
-    assert body["requestId"].startswith("req_"), body
-    assert response.headers["X-Request-Id"] == body["requestId"]
-    return body
 
 
 async def create_link(

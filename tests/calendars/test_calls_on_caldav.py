@@ -33,27 +33,11 @@ from closerdesk.models import (
 from closerdesk.providers import Providers
 from closerdesk.worker import CalendarWorker
 from tests.booking_links.helpers import create_link, host, schedule
+from tests.calendars.helpers import at
 from tests.calendars.servers import DavCalendar, DavServer, weekly_event
+from tests.envelopes import error, ok
 from tests.factories import Org, create_lead, create_member
 from tests.webhooks.test_events import documented_examples, shape
-
-
-def at(days: int, hour: int) -> datetime:
-    """``hour``:00 UTC, ``days`` from today."""
-    day = (utcnow() + timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
-    return day.replace(hour=hour)
-
-
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json()["data"]
-
-
-def fail(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code, body
-    return body
 
 
 async def connect(
@@ -154,10 +138,10 @@ async def test_connect_with_a_wrong_password_is_400_and_saves_nothing(
     calendar = radicale_auth.new_calendar(radicale_auth.new_user())
     body = {"provider": "caldav", **calendar.credentials(), "password": "not-the-password"}
     r = await client.put(f"/v1/team/{closer.id}/calendar", headers=org.headers, json=body)
-    error = fail(r, 400, "CALENDAR_AUTH_FAILED")
+    refusal = error(r, 400, "CALENDAR_AUTH_FAILED")
     assert "not-the-password" not in r.text
-    assert error["error"] == "CalDAV server refused the credentials: 401 Unauthorized"
-    fail(
+    assert refusal["error"] == "CalDAV server refused the credentials: 401 Unauthorized"
+    error(
         await client.get(f"/v1/team/{closer.id}/calendar", headers=org.headers),
         404,
         "CALENDAR_NOT_FOUND",
@@ -188,7 +172,7 @@ async def test_foreign_events_block_reassign_live_and_slots_after_a_sync(
         headers=org.headers,
         json={"new_closer_id": bruno.id},
     )
-    conflicts = fail(r, 409, "CLOSER_CONFLICT")["details"]["conflicts"]
+    conflicts = error(r, 409, "CLOSER_CONFLICT")["details"]["conflicts"]
     # The busy time within the call (14:00-14:45), as the server reports it: times only.
     assert conflicts == [
         {
@@ -203,7 +187,7 @@ async def test_foreign_events_block_reassign_live_and_slots_after_a_sync(
         headers=org.headers,
         json={"new_closer_id": bruno.id},
     )
-    [conflict] = fail(r, 409, "CLOSER_CONFLICT")["details"]["conflicts"]
+    [conflict] = error(r, 409, "CLOSER_CONFLICT")["details"]["conflicts"]
     assert conflict["source"] == "calendar"
     assert conflict["start"] == isoformat_z(start + timedelta(days=7, hours=2))
 
@@ -297,7 +281,7 @@ async def test_new_calendar_down_mid_reassign_is_502_and_changes_nothing(
             headers=org.headers,
             json={"new_closer_id": bruno.id},
         )
-        fail(r, 502, "CALENDAR_PROVIDER_ERROR")
+        error(r, 502, "CALENDAR_PROVIDER_ERROR")
     after = ok(await client.get(f"/v1/calls/{call['id']}", headers=org.headers))
     assert after == call
     assert event_of(alice_calendar, call["calendar_event_id"]) is not None
@@ -362,7 +346,7 @@ async def test_a_changed_password_turns_the_connection_invalid(
         headers=org.headers,
         json={"new_closer_id": alice.id},
     )
-    fail(r, 409, "CALENDAR_NOT_CONNECTED")
+    error(r, 409, "CALENDAR_NOT_CONNECTED")
     shown = ok(await client.get(f"/v1/team/{alice.id}/calendar", headers=org.headers))
     assert shown["status"] == "invalid"
     assert shown["invalid_reason"] == "CalDAV server refused the credentials: 401 Unauthorized"
@@ -388,7 +372,7 @@ async def test_a_changed_password_turns_the_connection_invalid(
             "duration_minutes": 30,
         },
     )
-    fail(r, 409, "CALENDAR_NOT_CONNECTED")
+    error(r, 409, "CALENDAR_NOT_CONNECTED")
     async with database.reader() as s:
         assert (await s.scalar(select(Call).where(Call.id == call["id"]))).closer_id == bruno.id
 
@@ -579,7 +563,7 @@ async def test_round_robin_passes_over_a_host_whose_server_is_down(
         with xandikos.stopped():  # nobody can be confirmed: 502, nothing booked
             body["scheduled_at"] = isoformat_z(at(3, 13))
             r = await client.post("/v1/calls", headers=org.headers, json=body)
-            fail(r, 502, "CALENDAR_PROVIDER_ERROR")
+            error(r, 502, "CALENDAR_PROVIDER_ERROR")
     shown = ok(await client.get(f"/v1/team/{alice.id}/calendar", headers=org.headers))
     assert shown["status"] == "valid"  # down is not refused
 
@@ -593,11 +577,11 @@ async def test_moving_a_closer_with_upcoming_calls_to_another_calendar_is_refuse
     r = await client.put(
         f"/v1/team/{alice.id}/calendar", headers=org.headers, json={"provider": "builtin"}
     )
-    fail(r, 409, "MEMBER_HAS_UPCOMING_CALLS")
+    error(r, 409, "MEMBER_HAS_UPCOMING_CALLS")
     other = radicale_auth.new_calendar(calendar.user)
     body = {"provider": "caldav", **calendar.credentials(url=other.url)}
     r = await client.put(f"/v1/team/{alice.id}/calendar", headers=org.headers, json=body)
-    fail(r, 409, "MEMBER_HAS_UPCOMING_CALLS")
+    error(r, 409, "MEMBER_HAS_UPCOMING_CALLS")
     # New credentials for the same calendar are always accepted (the fix for a changed password).
     assert calendar.user.username is not None
     radicale_auth.set_password(calendar.user.username, "new-password")
@@ -612,9 +596,9 @@ async def test_a_password_inside_the_url_is_refused(
     closer = await create_member(session, org, calendar=False)
     body = {"provider": "caldav", "url": "https://alice:hunter2@caldav.example.com/"}
     r = await client.put(f"/v1/team/{closer.id}/calendar", headers=org.headers, json=body)
-    error = fail(r, 400, "VALIDATION_ERROR")
+    refusal = error(r, 400, "VALIDATION_ERROR")
     assert "hunter2" not in r.text
-    assert error["details"][0]["field"] == "caldav.url"  # the provider's field
+    assert refusal["details"][0]["field"] == "caldav.url"  # the provider's field
 
 
 async def test_connect_to_a_server_that_does_not_answer_is_502_and_sync_without_a_calendar_404(
@@ -628,6 +612,6 @@ async def test_connect_to_a_server_that_does_not_answer_is_502_and_sync_without_
             headers=org.headers,
             json={"provider": "caldav", **calendar.credentials()},
         )
-        fail(r, 502, "CALENDAR_PROVIDER_ERROR")
+        error(r, 502, "CALENDAR_PROVIDER_ERROR")
     r = await client.post(f"/v1/team/{closer.id}/calendar/sync", headers=org.headers)
-    fail(r, 404, "CALENDAR_NOT_FOUND")
+    error(r, 404, "CALENDAR_NOT_FOUND")

@@ -24,13 +24,15 @@ from closerdesk.calendars import mirror
 from closerdesk.calendars.push import renew_channels
 from closerdesk.config import Settings
 from closerdesk.db import Database
-from closerdesk.kit.time import isoformat_z, utcnow
+from closerdesk.kit.time import isoformat_z
 from closerdesk.models import CalendarBusy, CalendarConnection, TeamMember, WebhookEvent
 from closerdesk.providers import Providers, default_providers
 from tests.calendars.fakes.base import FakeApi
 from tests.calendars.fakes.google import FakeGoogle
 from tests.calendars.fakes.microsoft import FakeGraph
 from tests.calendars.fakes.nylas import FakeNylas
+from tests.calendars.helpers import at
+from tests.envelopes import error, ok
 from tests.factories import Org, create_lead, create_member
 
 PROVIDERS = ("google", "microsoft", "nylas")
@@ -106,21 +108,6 @@ def fake(provider: str, fakes: dict[str, Any]) -> Any:
 
 
 # --- helpers -------------------------------------------------------------------------------------
-def at(days: int, hour: int) -> datetime:
-    day = (utcnow() + timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
-    return day.replace(hour=hour)
-
-
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json()["data"]
-
-
-def fail(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code, body
-    return body
 
 
 async def closer_on(
@@ -305,7 +292,7 @@ async def test_oauth_consent_round_trip_connects_the_calendar(
     url = httpx.URL(consent["authorization_url"])
     assert url.params["code_challenge_method"] == "S256"
     assert "offline_access" in url.params["scope"] or url.params.get("access_type") == "offline"
-    fail(  # nothing is connected until the member consents
+    error(  # nothing is connected until the member consents
         await client.get(f"/v1/team/{closer.id}/calendar", headers=org.headers),
         404,
         "CALENDAR_NOT_FOUND",
@@ -326,9 +313,9 @@ async def test_oauth_consent_round_trip_connects_the_calendar(
     assert token_requests[0].form["code_verifier"]  # PKCE
 
     # The code works once; a forged state never.
-    fail(await client.get(callback), 400, "CALENDAR_AUTH_FAILED")
+    error(await client.get(callback), 400, "CALENDAR_AUTH_FAILED")
     forged = callback.replace("state=", "state=x")
-    fail(await client.get(forged), 400, "OAUTH_STATE_INVALID")
+    error(await client.get(forged), 400, "OAUTH_STATE_INVALID")
     # The refresh token is stored encrypted and books calls.
     lead = await create_lead(session, org)
     call = await book(client, org, closer, lead.id, at(2, 9))
@@ -354,8 +341,8 @@ async def test_a_declined_consent_is_400_and_connects_nothing(
         fake.oauth.consent_denied = False
     back = httpx.URL(answer.headers["location"])
     r = await client.get(f"{back.path}?{back.query.decode()}")
-    assert "access_denied" in fail(r, 400, "CALENDAR_AUTH_FAILED")["error"]
-    fail(
+    assert "access_denied" in error(r, 400, "CALENDAR_AUTH_FAILED")["error"]
+    error(
         await client.get(f"/v1/team/{closer.id}/calendar", headers=org.headers),
         404,
         "CALENDAR_NOT_FOUND",
@@ -371,13 +358,13 @@ async def test_a_provider_without_its_client_configured_is_400(
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as plain:
         for body in ({"provider": "google"}, {"provider": "microsoft"}):
             r = await plain.put(f"/v1/team/{closer.id}/calendar", headers=org.headers, json=body)
-            assert "CLIENT_ID" in fail(r, 400, "CALENDAR_PROVIDER_NOT_CONFIGURED")["error"]
+            assert "CLIENT_ID" in error(r, 400, "CALENDAR_PROVIDER_NOT_CONFIGURED")["error"]
         r = await plain.put(
             f"/v1/team/{closer.id}/calendar",
             headers=org.headers,
             json={"provider": "nylas", "grant_id": "grant-1"},
         )
-        assert "NYLAS_API_KEY" in fail(r, 400, "CALENDAR_PROVIDER_NOT_CONFIGURED")["error"]
+        assert "NYLAS_API_KEY" in error(r, 400, "CALENDAR_PROVIDER_NOT_CONFIGURED")["error"]
 
 
 # --- push notifications keep the mirror fresh ----------------------------------------------------
@@ -441,7 +428,7 @@ async def test_a_forged_notification_is_refused(
     else:
         body = body.replace(b'"clientState": "', b'"clientState": "x')
     r = await client.post(path, headers=forged, content=body)
-    fail(r, 403, "NOTIFICATION_REJECTED")
+    error(r, 403, "NOTIFICATION_REJECTED")
 
 
 # --- tokens, revoked grants, throttling, timeouts ------------------------------------------------
@@ -493,7 +480,7 @@ async def test_a_revoked_grant_turns_the_connection_invalid(
         "scheduled_at": isoformat_z(at(2, 9)),
         "duration_minutes": 30,
     }
-    fail(
+    error(
         await client.post("/v1/calls", headers=org.headers, json=body),
         409,
         "CALENDAR_NOT_CONNECTED",
@@ -508,7 +495,7 @@ async def test_a_revoked_grant_turns_the_connection_invalid(
             )
         ).all()
     assert len(fired) == 1
-    fail(
+    error(
         await client.post("/v1/calls", headers=org.headers, json=body),
         409,
         "CALENDAR_NOT_CONNECTED",
@@ -551,7 +538,7 @@ async def test_a_provider_that_stalls_is_502_and_changes_nothing(
         "scheduled_at": isoformat_z(at(2, 9)),
         "duration_minutes": 30,
     }
-    fail(
+    error(
         await client.post("/v1/calls", headers=org.headers, json=body),
         502,
         "CALENDAR_PROVIDER_ERROR",
@@ -604,7 +591,7 @@ async def test_zoom_through_nylas_needs_the_closers_zoom_grant(
     closer = await create_member(session, org, calendar=False, time_zone="UTC")
     body = nylas.connect_body(closer.email, conferencing="zoom")
     r = await client.put(f"/v1/team/{closer.id}/calendar", headers=org.headers, json=body)
-    assert fail(r, 400, "VALIDATION_ERROR")["details"]
+    assert error(r, 400, "VALIDATION_ERROR")["details"]
     body["conf_grant_id"] = "zoom-grant-1"
     ok(await client.put(f"/v1/team/{closer.id}/calendar", headers=org.headers, json=body))
     lead = await create_lead(session, org)
@@ -631,7 +618,7 @@ async def test_an_unanswered_google_create_is_cancelled_by_its_own_id(
         "scheduled_at": isoformat_z(at(2, 9)),
         "duration_minutes": 30,
     }
-    fail(
+    error(
         await client.post("/v1/calls", headers=org.headers, json=body),
         502,
         "CALENDAR_PROVIDER_ERROR",
@@ -655,7 +642,7 @@ async def test_a_nylas_grant_belongs_to_one_member(
     stranger = await create_member(session, other_org, calendar=False)
     for member, who in ((bruno, org), (stranger, other_org)):
         r = await client.put(f"/v1/team/{member.id}/calendar", headers=who.headers, json=body)
-        fail(r, 409, "CALENDAR_GRANT_IN_USE")
+        error(r, 409, "CALENDAR_GRANT_IN_USE")
     # Alice herself may connect it again.
     ok(await client.put(f"/v1/team/{alice.id}/calendar", headers=org.headers, json=body))
 
@@ -669,7 +656,7 @@ async def test_consent_for_a_member_with_upcoming_calls_elsewhere_is_409_at_once
     r = await client.put(
         f"/v1/team/{closer.id}/calendar", headers=org.headers, json={"provider": "google"}
     )
-    fail(r, 409, "MEMBER_HAS_UPCOMING_CALLS")
+    error(r, 409, "MEMBER_HAS_UPCOMING_CALLS")
 
 
 async def test_forged_secrets_with_any_bytes_are_refused_not_crashed() -> None:

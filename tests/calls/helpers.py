@@ -22,6 +22,7 @@ from closerdesk.models import (
     WebhookEvent,
 )
 from tests.conftest import PUBLIC_BASE_URL
+from tests.envelopes import error, ok
 from tests.factories import Org
 
 MEET_PREFIX = f"{PUBLIC_BASE_URL}/meet/"
@@ -100,28 +101,6 @@ def past(*, days: float = 0, hours: float = 0, minutes: float = 0) -> datetime:
 
 def iso(value: datetime) -> str:
     return isoformat_z(value)
-
-
-# --- envelopes -----------------------------------------------------------------------------------
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    """The ``data`` of a success envelope, after checking status and envelope shape."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is True, body
-    return body["data"]
-
-
-def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The error envelope, after checking status, code and ``requestId`` == ``X-Request-Id``."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False, body
-    assert body["code"] == code, body
-    assert isinstance(body["error"], str)
-    assert body["error"]
-    assert body["requestId"].startswith("req_"), body
-    assert response.headers["X-Request-Id"] == body["requestId"]
-    return body
 
 
 def meet_path(link: str) -> str:

@@ -23,6 +23,7 @@ from closerdesk.kit.time import utcnow
 from closerdesk.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from closerdesk.webhooks.dispatcher import Dispatcher
 from closerdesk.webhooks.payloads import LeadCreatedData, LeadUpdatedData
+from tests.envelopes import error, ok  # noqa: F401 - re-exported to the tests of this package
 from tests.factories import Org
 from tests.webhooks.receiver import Received, Receiver
 
@@ -147,21 +148,6 @@ class Clock:
 
 
 # --- the webhook side of a test ------------------------------------------------------------------
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is True, body
-    return body["data"]
-
-
-def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False, body
-    assert body["code"] == code, body
-    assert body["error"]
-    assert response.headers["X-Request-Id"] == body["requestId"]
-    return dict(body)
 
 
 class Hooks:
