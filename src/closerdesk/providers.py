@@ -5,7 +5,6 @@ Tests swap them (failure injection) without touching the services.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -18,7 +17,7 @@ from closerdesk.calendars.credentials import RefreshTokenStore
 from closerdesk.calendars.google import GoogleCalendar
 from closerdesk.calendars.microsoft import MicrosoftCalendar
 from closerdesk.calendars.nylas import NylasCalendar
-from closerdesk.calendars.oauth import TokenSource, oauth_app, token_http
+from closerdesk.calendars.oauth import TokenSource
 from closerdesk.calendars.provider import CalendarError, CalendarFactory, CalendarProvider
 from closerdesk.conferencing.builtin import BuiltinConferencing
 from closerdesk.conferencing.provider import ConferencingFactory, ConferencingProvider
@@ -68,13 +67,13 @@ def cloud_calendars(settings: Settings, database: Database | None = None) -> Clo
     token a provider rotates is stored (``calendars/credentials.py``)."""
     rotated = RefreshTokenStore(database, secret_box(settings)) if database is not None else None
 
-    def tokens(provider: str) -> TokenSource:
-        app = functools.partial(oauth_app, settings, provider)
-        return TokenSource(app, token_http(settings), rotated)
-
     return CloudCalendars(
-        google=GoogleCalendar(settings, tokens=tokens("google")),
-        microsoft=MicrosoftCalendar(settings, tokens=tokens("microsoft")),
+        google=GoogleCalendar(
+            settings, tokens=TokenSource.for_provider(settings, "google", rotated)
+        ),
+        microsoft=MicrosoftCalendar(
+            settings, tokens=TokenSource.for_provider(settings, "microsoft", rotated)
+        ),
         nylas=NylasCalendar(settings),
         rotated=rotated,
     )

@@ -62,7 +62,7 @@ import httpx
 import structlog
 
 from closerdesk.calendars.http import ProviderHttp, RetryPolicy, TokenGetter
-from closerdesk.calendars.oauth import TokenSource, oauth_app, token_http
+from closerdesk.calendars.oauth import TokenSource
 from closerdesk.calendars.provider import (
     CalendarAccount,
     CalendarAuthError,
@@ -380,7 +380,8 @@ class _FullSyncRequired(Exception):
 class GoogleCalendar:
     """``CalendarProvider`` and ``PushProvider`` for Google Calendar API v3 (see the module
     docstring). ``tokens``: the access tokens (default: one ``TokenSource`` on the settings'
-    Google OAuth client); ``transport`` routes the API's requests elsewhere in tests."""
+    Google OAuth client; the provider closes it with its own client); ``transport`` routes the
+    API's requests elsewhere in tests."""
 
     name = "google"
 
@@ -400,17 +401,12 @@ class GoogleCalendar:
             refused=is_refused,
             transport=transport,
         )
-        self._token_http: ProviderHttp | None = None
-        if tokens is None:
-            self._token_http = token_http(settings)
-            tokens = TokenSource(lambda: oauth_app(settings, "google"), self._token_http)
-        self._tokens = tokens
+        self._tokens = tokens or TokenSource.for_provider(settings, "google")
 
     async def aclose(self) -> None:
         """Close the HTTP clients this provider opened."""
         await self._http.aclose()
-        if self._token_http is not None:
-            await self._token_http.aclose()
+        await self._tokens.aclose()
 
     # -- plumbing --
 

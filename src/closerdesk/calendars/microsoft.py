@@ -74,7 +74,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 
 from closerdesk.calendars.http import ProviderHttp, RetryPolicy, TokenGetter, provider_reason
-from closerdesk.calendars.oauth import TokenSource, oauth_app, token_http
+from closerdesk.calendars.oauth import TokenSource
 from closerdesk.calendars.provider import (
     CalendarAccount,
     CalendarError,
@@ -293,8 +293,8 @@ class MicrosoftCalendar:
 
     ``settings`` give the API base (``microsoft_api_uri``), the OAuth client, the bound on each
     request (``calendar_timeout_seconds``) and the retry budget (``calendar_retry_seconds``).
-    ``tokens`` defaults to a ``TokenSource`` of the ``microsoft`` OAuth app; ``transport``
-    lets a test route the API requests elsewhere.
+    ``tokens`` defaults to a ``TokenSource`` of the ``microsoft`` OAuth app (closed with the
+    provider); ``transport`` lets a test route the API requests elsewhere.
     """
 
     name = "microsoft"
@@ -313,16 +313,11 @@ class MicrosoftCalendar:
             policy=RetryPolicy(budget=settings.calendar_retry_seconds),
             transport=transport,
         )
-        self._token_http: ProviderHttp | None = None
-        if tokens is None:
-            self._token_http = token_http(settings)
-            tokens = TokenSource(lambda: oauth_app(settings, "microsoft"), self._token_http)
-        self._tokens = tokens
+        self._tokens = tokens or TokenSource.for_provider(settings, "microsoft")
 
     async def aclose(self) -> None:
         await self._http.aclose()
-        if self._token_http is not None:
-            await self._token_http.aclose()
+        await self._tokens.aclose()
 
     # -- plumbing --
 

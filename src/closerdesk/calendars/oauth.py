@@ -24,6 +24,7 @@ URLs, PKCE and token requests are built with ``authlib``; the requests themselve
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -301,6 +302,21 @@ class TokenSource:
         self._http = http
         self.on_rotate = on_rotate
         self._cache: dict[str, _Cached] = {}
+
+    @classmethod
+    def for_provider(
+        cls, settings: Settings, provider: str, on_rotate: RotateHook | None = None
+    ) -> TokenSource:
+        """The tokens of ``provider``'s OAuth app in ``settings`` (``google``, ``microsoft``),
+        on a token-endpoint client of its own (``token_http``) that ``aclose`` closes."""
+        return cls(
+            functools.partial(oauth_app, settings, provider), token_http(settings), on_rotate
+        )
+
+    async def aclose(self) -> None:
+        """Close the token endpoint's client. The calendar provider holding this source
+        closes it with its own clients."""
+        await self._http.aclose()
 
     def getter(self, account: CalendarAccount) -> TokenGetter:
         """The bearer-token function of ``account``. Raises ``CalendarAuthError`` when the
