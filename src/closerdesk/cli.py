@@ -343,6 +343,13 @@ def serve(
             help="Server processes sharing the port; each also runs the background work.",
         ),
     ] = 1,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Proxies (comma-separated addresses, or '*') whose X-Forwarded-For names the "
+            "client; default 127.0.0.1 or $FORWARDED_ALLOW_IPS.",
+        ),
+    ] = None,
 ) -> None:
     """Run the Partner API (and its in-process workers). The SQLite default is migrated on start.
 
@@ -379,6 +386,9 @@ def serve(
         "log_config": None,
         "access_log": False,
     }
+    if forwarded_allow_ips is not None:
+        # The client address counts against the per-address rate limits (docs/rate-limits.md).
+        options["forwarded_allow_ips"] = forwarded_allow_ips
     if workers == 1:
         uvicorn.run(serving_app(), **options)  # type: ignore[arg-type]
     else:

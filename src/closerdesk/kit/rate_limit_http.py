@@ -23,8 +23,8 @@ KEYED_PREFIX = "/v1/"  # routes that authenticate with an API key, counted per k
 
 
 def client_address(scope: Scope) -> str:
-    """The peer address of the connection (behind a proxy: run uvicorn with
-    ``--proxy-headers --forwarded-allow-ips …`` so that it is the client's)."""
+    """The peer address of the connection (behind a proxy: ``closerdesk serve
+    --forwarded-allow-ips …`` makes it the client's, docs/rate-limits.md)."""
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
 
