@@ -85,7 +85,9 @@ async def locked_member_with_connections(
     of that member) with its calendar connections and the connection ``connection_id`` names
     (whoever's it is), in one query; None when the member is missing or of another
     organization."""
-    on = CalendarConnection.member_id == TeamMember.id
+    # Constants on both sides of the OR: PostgreSQL answers it with two index probes (a
+    # BitmapOr), not a scan of the organization's connections.
+    on = CalendarConnection.member_id == member_id
     if connection_id is not None:
         on = or_(on, CalendarConnection.id == connection_id)
     rows = (
