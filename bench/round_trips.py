@@ -49,11 +49,32 @@ async def _reset_postgres(url: str) -> None:
     await engine.dispose()
 
 
+def category(kind: str, statement: str) -> str:
+    """What one round trip is: ``ping``, ``begin``, ``commit``, ``rollback``, ``savepoint``,
+    ``lock`` (``SELECT … FOR …``), ``read`` (other ``SELECT``), ``write``."""
+    if kind != "statements":
+        return {"checkouts": "ping", "begins": "begin", "commits": "commit"}.get(kind, "rollback")
+    words = statement.split()
+    head = words[0].upper() if words else ""
+    if head in {"SAVEPOINT", "RELEASE"} or statement.upper().startswith("ROLLBACK TO"):
+        return "savepoint"
+    if head in {"BEGIN", "COMMIT"}:
+        return head.lower()
+    if head == "SELECT":
+        return "lock" if " FOR UPDATE" in statement or " FOR NO KEY UPDATE" in statement else "read"
+    return "write"
+
+
+CATEGORIES = ("ping", "begin", "lock", "read", "write", "savepoint", "commit", "rollback")
+
+
 class RoundTrips:
-    """Counts what the engine sends while ``active``."""
+    """Counts what the engine sends while ``active``; ``log`` keeps each round trip as
+    (pool checkout number, category, statement) for the split by transaction."""
 
     def __init__(self, database: Database) -> None:
         self.counts: Counter[str] = Counter()
+        self.log: list[tuple[int, str, str]] = []
         self.active = False
         self.verbose = False
         self.postgres = database.dialect == "postgresql"
@@ -69,6 +90,10 @@ class RoundTrips:
         def count(*args: Any, **_kwargs: Any) -> None:
             if self.active:
                 self.counts[name] += 1
+                statement = str(args[2]) if name == "statements" else ""
+                if name != "checkouts" or self.postgres:
+                    checkout = self.counts["checkouts"]
+                    self.log.append((checkout, category(name, statement), statement))
                 if self.verbose:
                     what = args[2] if name == "statements" else name
                     print(f"    {' '.join(str(what).split())[:110]}")
@@ -77,12 +102,30 @@ class RoundTrips:
 
     async def measure(self, action: Callable[[], Awaitable[None]]) -> Counter[str]:
         self.counts = Counter()
+        self.log = []
         self.active = True
         try:
             await action()
         finally:
             self.active = False
         return self.counts
+
+    def split(self) -> tuple[Counter[str], Counter[str], Counter[str]]:
+        """The last measured request's round trips by category: the whole request, the API-key
+        lookup's own transaction (a pool checkout whose statements read only ``api_keys``),
+        and everything else: the operation's own transaction (pings excluded from both)."""
+        whole: Counter[str] = Counter(kind for _, kind, _ in self.log)
+        by_checkout: dict[int, list[tuple[str, str]]] = {}
+        for checkout, kind, statement in self.log:
+            if kind != "ping":
+                by_checkout.setdefault(checkout, []).append((kind, statement))
+        auth: Counter[str] = Counter()
+        own: Counter[str] = Counter()
+        for trips in by_checkout.values():
+            statements = [s for kind, s in trips if kind in {"lock", "read", "write"}]
+            is_auth = bool(statements) and all("FROM api_keys" in s for s in statements)
+            (auth if is_auth else own).update(kind for kind, _ in trips)
+        return whole, auth, own
 
     def total(self, counts: Counter[str]) -> int:
         pings = counts["checkouts"] if self.postgres else 0  # pool_pre_ping on PostgreSQL
@@ -131,6 +174,7 @@ async def main(url: str, verbose: bool) -> None:
     counter.verbose = verbose
     start = utcnow().replace(microsecond=0) + timedelta(days=3)
     rows: list[tuple[str, Counter[str]]] = []
+    splits: dict[str, tuple[Counter[str], Counter[str], Counter[str]]] = {}
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
@@ -184,6 +228,7 @@ async def main(url: str, verbose: bool) -> None:
             if verbose:
                 print(name)
             rows.append((name, await counter.measure(action)))
+            splits[name] = counter.split()
     await database.dispose()
 
     print(f"database: {database.dialect}")
@@ -193,6 +238,13 @@ async def main(url: str, verbose: bool) -> None:
             f"{name:<26}{counter.total(counts):>12}{counts['statements']:>12}"
             f"{counts['commits']:>9}{counts['checkouts']:>11}"
         )
+    print()
+    print("round trips by category (whole request = pings + API-key lookup + own transaction)")
+    print(f"{'operation':<26}{'part':<12}" + "".join(f"{c:>10}" for c in CATEGORIES) + "     total")
+    for name in ("reassign", "auto-reassign", "reschedule + new closer"):
+        for part, counts in zip(("whole", "auth", "own"), splits[name], strict=True):
+            cells = "".join(f"{counts[c]:>10}" for c in CATEGORIES)
+            print(f"{name:<26}{part:<12}{cells}{sum(counts.values()):>10}")
 
 
 if __name__ == "__main__":

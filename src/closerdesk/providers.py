@@ -117,7 +117,9 @@ def calendar_factory(settings: Settings, cloud: CloudCalendars | None = None) ->
     return calendars
 
 
-def get_providers(request: Request) -> Providers:
+async def get_providers(request: Request) -> Providers:
+    """The process's providers. A coroutine: FastAPI runs a plain ``def`` dependency in its
+    thread pool, a hop every write request would pay for one attribute read."""
     providers: Providers = request.app.state.providers
     return providers
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars.provider import (
@@ -76,25 +76,23 @@ class BuiltinCalendar:
     async def busy(
         self, account: CalendarAccount, start: datetime, end: datetime
     ) -> list[Interval]:
-        blocks = await self.session.execute(
-            select(BusyBlock.starts_at, BusyBlock.ends_at).where(
-                BusyBlock.organization_id == account.organization_id,
-                BusyBlock.member_id == account.member_id,
-                BusyBlock.starts_at < end,
-                BusyBlock.ends_at > start,
-            )
+        # One statement, two indexed reads: busy blocks, and events closerdesk did not make
+        # for calls (those are checked as calls, not twice as calendar time).
+        blocks = select(BusyBlock.starts_at, BusyBlock.ends_at).where(
+            BusyBlock.organization_id == account.organization_id,
+            BusyBlock.member_id == account.member_id,
+            BusyBlock.starts_at < end,
+            BusyBlock.ends_at > start,
         )
-        # Events closerdesk made for calls are checked as calls, not twice as calendar time.
-        events = await self.session.execute(
-            select(CalendarEvent.starts_at, CalendarEvent.ends_at).where(
-                CalendarEvent.connection_id == account.connection_id,
-                CalendarEvent.call_id.is_(None),
-                CalendarEvent.status == "confirmed",
-                CalendarEvent.starts_at < end,
-                CalendarEvent.ends_at > start,
-            )
+        events = select(CalendarEvent.starts_at, CalendarEvent.ends_at).where(
+            CalendarEvent.connection_id == account.connection_id,
+            CalendarEvent.call_id.is_(None),
+            CalendarEvent.status == "confirmed",
+            CalendarEvent.starts_at < end,
+            CalendarEvent.ends_at > start,
         )
-        return [Interval(s, e) for s, e in [*blocks.all(), *events.all()]]
+        rows = await self.session.execute(union_all(blocks, events))
+        return [Interval(s, e) for s, e in rows.all()]
 
     async def sync(
         self, account: CalendarAccount, state: str | None, window: Interval

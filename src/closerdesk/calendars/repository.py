@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.models import CalendarCleanup, CalendarConnection
@@ -32,30 +32,6 @@ async def get_connection_by_id(
             CalendarConnection.id == connection_id,
         )
     )
-
-
-async def connections_for(
-    session: AsyncSession,
-    organization_id: str,
-    *,
-    member_ids: Sequence[str] = (),
-    connection_ids: Sequence[str] = (),
-) -> Sequence[CalendarConnection]:
-    """The connections of ``member_ids`` and those with ``connection_ids``, in one query
-    (a reassign needs the new closer's and the one holding the old event)."""
-    if not member_ids and not connection_ids:
-        return []
-    return (
-        await session.scalars(
-            select(CalendarConnection).where(
-                CalendarConnection.organization_id == organization_id,
-                or_(
-                    CalendarConnection.member_id.in_(list(member_ids)),
-                    CalendarConnection.id.in_(list(connection_ids)),
-                ),
-            )
-        )
-    ).all()
 
 
 async def due_cleanups(

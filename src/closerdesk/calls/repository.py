@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from closerdesk.models import BookingLink, Call, CallEvent, Lead, TeamMember
+from closerdesk.models import BookingLink, CalendarConnection, Call, CallEvent, Lead, TeamMember
 from closerdesk.models.call import MAX_CALL_MINUTES
 
 CALL_LOOKBACK = timedelta(minutes=MAX_CALL_MINUTES + 1)
@@ -29,6 +29,30 @@ async def get_call(
     if lock:
         stmt = stmt.with_for_update(key_share=True)
     return await session.scalar(stmt)
+
+
+async def locked_call_with_lead(
+    session: AsyncSession, organization_id: str, call_id: str
+) -> tuple[Call, Lead, BookingLink | None] | None:
+    """The call row-locked (PostgreSQL ``FOR NO KEY UPDATE`` of the call only), its lead and
+    its booking link (None without one), in one query; None when the call is missing or of
+    another organization."""
+    row = (
+        await session.execute(
+            select(Call, Lead, BookingLink)
+            .join(Lead, Lead.id == Call.lead_id)
+            .outerjoin(
+                BookingLink,
+                and_(
+                    BookingLink.organization_id == Call.organization_id,
+                    BookingLink.id == Call.booking_link_id,
+                ),
+            )
+            .where(Call.organization_id == organization_id, Call.id == call_id)
+            .with_for_update(key_share=True, of=Call)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
 
 
 async def public_call(session: AsyncSession, call_id: str) -> tuple[Call, Lead] | None:
@@ -52,6 +76,34 @@ async def get_member(
     if lock:
         stmt = stmt.with_for_update(key_share=True)
     return await session.scalar(stmt)
+
+
+async def locked_member_with_connections(
+    session: AsyncSession, organization_id: str, member_id: str, *, connection_id: str | None
+) -> tuple[TeamMember, list[CalendarConnection]] | None:
+    """A team member row-locked (``FOR NO KEY UPDATE`` of the member only: serialises bookings
+    of that member) with its calendar connections and the connection ``connection_id`` names
+    (whoever's it is), in one query; None when the member is missing or of another
+    organization."""
+    # Constants on both sides of the OR: PostgreSQL answers it with two index probes (a
+    # BitmapOr), not a scan of the organization's connections.
+    on = CalendarConnection.member_id == member_id
+    if connection_id is not None:
+        on = or_(on, CalendarConnection.id == connection_id)
+    rows = (
+        await session.execute(
+            select(TeamMember, CalendarConnection)
+            .outerjoin(
+                CalendarConnection,
+                and_(CalendarConnection.organization_id == TeamMember.organization_id, on),
+            )
+            .where(TeamMember.organization_id == organization_id, TeamMember.id == member_id)
+            .with_for_update(key_share=True, of=TeamMember)
+        )
+    ).all()
+    if not rows:
+        return None
+    return rows[0][0], [row[1] for row in rows if row[1] is not None]
 
 
 async def lock_members(

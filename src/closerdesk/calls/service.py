@@ -149,6 +149,17 @@ async def _locked_call(session: AsyncSession, auth: AuthContext, call_id: str) -
     return call
 
 
+async def _locked_call_with_lead(
+    session: AsyncSession, auth: AuthContext, call_id: str
+) -> tuple[models.Call, models.Lead, BookingLink | None]:
+    """The call (row-locked), its lead and booking link, read in one query.
+    Raises ``CallNotFound`` (404)."""
+    found = await repository.locked_call_with_lead(session, auth.organization_id, call_id)
+    if found is None:
+        raise CallNotFound()
+    return found
+
+
 def _require_slot_call(call: models.Call, now: datetime) -> None:
     """Aura's reassign constraints, in the order of docs/api.md "Reassign" (after 404)."""
     if call.call_kind == "intent":
@@ -177,15 +188,14 @@ async def _closer_with_calendar(
 
     Raises ``CloserNotFound`` (404) for a missing, inactive, cross-organization or non-closer id.
     """
-    closer = await repository.get_member(session, organization_id, closer_id, lock=True)
-    if closer is None or not closer.is_active or closer.role not in CLOSER_ROLES:
-        raise CloserNotFound()
-    connections = await calendars_repository.connections_for(
-        session,
-        organization_id,
-        member_ids=[closer.id],
-        connection_ids=[old_grant_id] if old_grant_id else [],
+    found = await repository.locked_member_with_connections(
+        session, organization_id, closer_id, connection_id=old_grant_id
     )
+    if found is None:
+        raise CloserNotFound()
+    closer, connections = found
+    if not closer.is_active or closer.role not in CLOSER_ROLES:
+        raise CloserNotFound()
     mine = next((c for c in connections if c.member_id == closer.id), None)
     old = next((c for c in connections if c.id == old_grant_id), None)
     return closer, mine, old
@@ -534,7 +544,7 @@ async def reassign_closer(
     (after its commit; ``change.orphaned`` tells whether it is still there).
     """
     org = auth.organization_id
-    call = await _locked_call(session, auth, call_id)
+    call, lead, link = await _locked_call_with_lead(session, auth, call_id)
     _require_slot_call(call, utcnow())
     closer, connection, old_connection = await _closer_with_calendar(
         session, org, body.new_closer_id, old_grant_id=call.calendar_grant_id
@@ -558,6 +568,8 @@ async def reassign_closer(
         auth,
         change,
         call,
+        lead,
+        link,
         chosen,
         body.reason,
         "manual",
@@ -571,6 +583,8 @@ async def _reassign_to(
     auth: AuthContext,
     change: CalendarChange,
     call: models.Call,
+    lead: models.Lead,
+    link: BookingLink | None,
     chosen: _Closer,
     reason: str | None,
     assignment: str,
@@ -579,11 +593,11 @@ async def _reassign_to(
     override_conflict: bool = False,
 ) -> ReassignResult:
     """The effects of a reassign whose checks passed (Aura): new link, new event, the
-    call changed with its history and outbox row, the old event handed to ``change``."""
+    call changed with its history and outbox row, the old event handed to ``change``.
+    ``lead`` and ``link`` are the call's (read with its lock)."""
     org = call.organization_id
     start = required(call.scheduled_at, "scheduled_at")
     minutes = required(call.duration_minutes, "duration_minutes")
-    lead = await get_lead(session, org, call.lead_id)
     old = await _old_event(session, change.providers.secrets, call, old_connection)
     previous_id, previous_name = call.closer_id, call.closer_name
     # The new link first, so the new closer's event carries it (the old one is revoked below).
@@ -592,7 +606,7 @@ async def _reassign_to(
         call,
         lead,
         closer_name=chosen.member.name,
-        booking_link_description=await repository.booking_link_description(session, call),
+        booking_link_description=link.description if link else None,
         starts_at=start,
         minutes=minutes,
         link=new_link,
@@ -730,11 +744,10 @@ async def auto_reassign(
     """
     org = auth.organization_id
     now = utcnow()
-    call = await _locked_call(session, auth, call_id)
+    call, lead, link = await _locked_call_with_lead(session, auth, call_id)
     _require_slot_call(call, now)
     start = required(call.scheduled_at, "scheduled_at")
     end = required(call.ends_at, "ends_at")
-    link = await session.get(BookingLink, call.booking_link_id) if call.booking_link_id else None
     if link is not None:
         hosts = await booking_links.bookable_hosts(session, link, exclude=call.closer_id)
     else:
@@ -766,7 +779,9 @@ async def auto_reassign(
     )
     if chosen is None:
         raise NoHostAvailable()
-    return await _reassign_to(session, auth, change, call, chosen, reason, "round_robin")
+    return await _reassign_to(
+        session, auth, change, call, lead, link, chosen, reason, "round_robin"
+    )
 
 
 # --- POST /v1/calls/{id}/reschedule --------------------------------------------------------------
@@ -794,7 +809,7 @@ async def reschedule(
     """
     org = auth.organization_id
     now = utcnow()
-    call = await _locked_call(session, auth, call_id)
+    call, lead, link = await _locked_call_with_lead(session, auth, call_id)
     _require_slot_call(call, now)
     if body.scheduled_at <= now:
         raise SlotInPast()
@@ -821,7 +836,6 @@ async def reschedule(
         override_conflict=body.override_conflict,
     )
 
-    lead = await get_lead(session, org, call.lead_id)
     fields = ["scheduled_at", "duration_minutes", "time_zone", "notes", *_REASSIGN_FIELDS]
     before = _snapshot(call, fields)
     previous_id, previous_name = call.closer_id, call.closer_name
@@ -834,7 +848,7 @@ async def reschedule(
     )
     conferencing = change.providers.conferencing(session)
     new_link = await conferencing.issue_link(org, call.id) if changing_closer else None
-    description = await repository.booking_link_description(session, call)
+    description = link.description if link else None
     new_draft = event_draft(
         call,
         lead,
