@@ -321,10 +321,13 @@ async def busy_by_host(
     return busy
 
 
-def _margin(link: BookingLink) -> timedelta:
-    return timedelta(
+def slot_window(link: BookingLink, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The span whose busy time can block a slot of ``link`` starting in ``[start, end)``:
+    widened on both sides by the duration and both buffers."""
+    margin = timedelta(
         minutes=link.duration_minutes + link.buffer_before_minutes + link.buffer_after_minutes
     )
+    return start - margin, end + margin
 
 
 async def link_slots(
@@ -343,8 +346,7 @@ async def link_slots(
     if end - start > MAX_SLOT_RANGE:
         raise ValidationFailed.field("end", "the range spans at most 62 days")
     hosts = await bookable_hosts(session, link)
-    margin = _margin(link)
-    busy = await busy_by_host(session, link.organization_id, hosts, start - margin, end + margin)
+    busy = await busy_by_host(session, link.organization_id, hosts, *slot_window(link, start, end))
     return find_slots(
         [HostSchedule(h.member.id, h.schedule, busy[h.member.id]) for h in hosts if h.schedule],
         start_utc=start,
