@@ -6,9 +6,10 @@ back with the call; its busy time is already in the database, so it has nothing 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars.provider import (
@@ -21,6 +22,8 @@ from closerdesk.calendars.provider import (
 from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import utcnow
 from closerdesk.models import BusyBlock, CalendarEvent
+from closerdesk.models.base import epoch_us
+from closerdesk.scheduling._spans import Span, intervals_of
 from closerdesk.scheduling.intervals import Interval
 
 
@@ -76,25 +79,65 @@ class BuiltinCalendar:
     async def busy(
         self, account: CalendarAccount, start: datetime, end: datetime
     ) -> list[Interval]:
+        return intervals_of((await self.busy_spans([account], start, end))[account.connection_id])
+
+    async def busy_spans(
+        self, accounts: Sequence[CalendarAccount], start: datetime, end: datetime
+    ) -> dict[str, list[Span]]:
+        """Busy time meeting ``[start, end)`` of many built-in calendars in two queries (busy
+        blocks, events): connection id → spans (integer microseconds since the epoch, UTC, any
+        order; ``closerdesk.scheduling._spans``). The database computes the integers, so no
+        timestamp is parsed (docs/performance.md, "Slots through the API"). A row that does
+        not end after it starts is no busy time and is skipped."""
+        out: dict[str, list[Span]] = {a.connection_id: [] for a in accounts}
+        if not accounts:
+            return out
+        by_member: dict[tuple[str, str], list[str]] = {}
+        members_of: dict[str, list[str]] = {}
+        for account in accounts:
+            key = (account.organization_id, account.member_id)
+            if key not in by_member:
+                members_of.setdefault(account.organization_id, []).append(account.member_id)
+            by_member.setdefault(key, []).append(account.connection_id)
         blocks = await self.session.execute(
-            select(BusyBlock.starts_at, BusyBlock.ends_at).where(
-                BusyBlock.organization_id == account.organization_id,
-                BusyBlock.member_id == account.member_id,
+            select(
+                BusyBlock.organization_id,
+                BusyBlock.member_id,
+                epoch_us(BusyBlock.starts_at),
+                epoch_us(BusyBlock.ends_at),
+            ).where(
+                or_(
+                    *(
+                        and_(BusyBlock.organization_id == org, BusyBlock.member_id.in_(members))
+                        for org, members in members_of.items()
+                    )
+                ),
                 BusyBlock.starts_at < end,
                 BusyBlock.ends_at > start,
+                BusyBlock.ends_at > BusyBlock.starts_at,
             )
         )
+        for org, member, s, e in blocks.all():
+            for connection_id in by_member[(org, member)]:
+                out[connection_id].append((s, e))
         # Events closerdesk made for calls are checked as calls, not twice as calendar time.
         events = await self.session.execute(
-            select(CalendarEvent.starts_at, CalendarEvent.ends_at).where(
-                CalendarEvent.connection_id == account.connection_id,
+            select(
+                CalendarEvent.connection_id,
+                epoch_us(CalendarEvent.starts_at),
+                epoch_us(CalendarEvent.ends_at),
+            ).where(
+                CalendarEvent.connection_id.in_(list(out)),
                 CalendarEvent.call_id.is_(None),
                 CalendarEvent.status == "confirmed",
                 CalendarEvent.starts_at < end,
                 CalendarEvent.ends_at > start,
+                CalendarEvent.ends_at > CalendarEvent.starts_at,
             )
         )
-        return [Interval(s, e) for s, e in [*blocks.all(), *events.all()]]
+        for connection_id, s, e in events.all():
+            out[connection_id].append((s, e))
+        return out
 
     async def sync(
         self, account: CalendarAccount, state: str | None, window: Interval

@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Dialect, MetaData, String, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, MetaData, String, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from closerdesk.kit.time import as_utc, utcnow
 
@@ -57,6 +60,38 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class epoch_us(FunctionElement[int]):
+    """``epoch_us(column)``: a ``UTCDateTime`` column as integer microseconds since the Unix
+    epoch, computed by the database, so a query reads plain ints and no timestamp is parsed
+    in Python (the span form of ``closerdesk.scheduling._spans``; docs/performance.md, "Slots
+    through the API"). Exact on both databases:
+
+    * PostgreSQL (14 and later): ``EXTRACT(EPOCH …)`` is ``numeric``, times 10⁶, cast to bigint;
+    * SQLite: whole seconds from ``strftime('%s', …)`` plus the six fraction digits of the
+      stored text, which ``UTCDateTime`` always writes as ``YYYY-MM-DD HH:MM:SS.ffffff``
+      (text without a fraction counts as ``.000000``).
+    """
+
+    type = BigInteger()
+    inherit_cache = True
+    name = "epoch_us"
+
+
+@compiles(epoch_us, "postgresql")
+def _epoch_us_postgresql(element: epoch_us, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)"
+
+
+@compiles(epoch_us, "sqlite")
+def _epoch_us_sqlite(element: epoch_us, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return (
+        f"(CAST(strftime('%s', {column}) AS INTEGER) * 1000000"
+        f" + CAST(substr({column}, 21, 6) AS INTEGER))"
+    )
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
