@@ -22,7 +22,7 @@ from closerdesk.calendars.provider import (
 from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import utcnow
 from closerdesk.models import BusyBlock, CalendarEvent
-from closerdesk.models.base import epoch_us
+from closerdesk.models.base import epoch_us_list
 from closerdesk.scheduling._spans import Span, intervals_of
 from closerdesk.scheduling.intervals import Interval
 
@@ -86,9 +86,10 @@ class BuiltinCalendar:
     ) -> dict[str, list[Span]]:
         """Busy time meeting ``[start, end)`` of many built-in calendars in two queries (busy
         blocks, events): connection id → spans (integer microseconds since the epoch, UTC, any
-        order; ``closerdesk.scheduling._spans``). The database computes the integers, so no
-        timestamp is parsed (docs/performance.md, "Slots through the API"). A row that does
-        not end after it starts is no busy time and is skipped."""
+        order; ``closerdesk.scheduling._spans``). The database computes the integers and sends
+        them as lists, one row per member or calendar: no timestamp is parsed and no row made
+        per interval (docs/performance.md, "Slots through the API"). A row that does not end
+        after it starts is no busy time and is skipped."""
         out: dict[str, list[Span]] = {a.connection_id: [] for a in accounts}
         if not accounts:
             return out
@@ -99,13 +100,15 @@ class BuiltinCalendar:
             if key not in by_member:
                 members_of.setdefault(account.organization_id, []).append(account.member_id)
             by_member.setdefault(key, []).append(account.connection_id)
+        # One row per member and one per calendar, each with its busy time as two lists.
         blocks = await self.session.execute(
             select(
                 BusyBlock.organization_id,
                 BusyBlock.member_id,
-                epoch_us(BusyBlock.starts_at),
-                epoch_us(BusyBlock.ends_at),
-            ).where(
+                epoch_us_list(BusyBlock.starts_at),
+                epoch_us_list(BusyBlock.ends_at),
+            )
+            .where(
                 or_(
                     *(
                         and_(BusyBlock.organization_id == org, BusyBlock.member_id.in_(members))
@@ -116,17 +119,19 @@ class BuiltinCalendar:
                 BusyBlock.ends_at > start,
                 BusyBlock.ends_at > BusyBlock.starts_at,
             )
+            .group_by(BusyBlock.organization_id, BusyBlock.member_id)
         )
-        for org, member, s, e in blocks.all():
+        for org, member, starts, ends in blocks.all():
             for connection_id in by_member[(org, member)]:
-                out[connection_id].append((s, e))
+                out[connection_id] += zip(starts, ends, strict=True)
         # Events closerdesk made for calls are checked as calls, not twice as calendar time.
         events = await self.session.execute(
             select(
                 CalendarEvent.connection_id,
-                epoch_us(CalendarEvent.starts_at),
-                epoch_us(CalendarEvent.ends_at),
-            ).where(
+                epoch_us_list(CalendarEvent.starts_at),
+                epoch_us_list(CalendarEvent.ends_at),
+            )
+            .where(
                 CalendarEvent.connection_id.in_(list(out)),
                 CalendarEvent.call_id.is_(None),
                 CalendarEvent.status == "confirmed",
@@ -134,9 +139,10 @@ class BuiltinCalendar:
                 CalendarEvent.ends_at > start,
                 CalendarEvent.ends_at > CalendarEvent.starts_at,
             )
+            .group_by(CalendarEvent.connection_id)
         )
-        for connection_id, s, e in events.all():
-            out[connection_id].append((s, e))
+        for connection_id, starts, ends in events.all():
+            out[connection_id] += zip(starts, ends, strict=True)
         return out
 
     async def sync(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closerdesk.calendars.builtin import BuiltinCalendar
 from closerdesk.calendars.provider import CalendarAccount
 from closerdesk.models import CalendarBusy, CalendarConnection
-from closerdesk.models.base import epoch_us
+from closerdesk.models.base import epoch_us_list
 from closerdesk.scheduling._spans import Span, intervals_of
 from closerdesk.scheduling.intervals import Interval
 
@@ -43,8 +43,8 @@ async def stored_busy_spans(
     """:func:`stored_busy` in the core's span form (integer microseconds since the epoch, UTC,
     any order; ``closerdesk.scheduling._spans``), computed by the database: at most three
     queries for any number of connections (busy blocks and events of the built-in ones, the
-    mirror of the external ones) and no timestamp parsed in Python (docs/performance.md,
-    "Slots through the API")."""
+    mirror of the external ones), one row per calendar, no timestamp parsed in Python
+    (docs/performance.md, "Slots through the API")."""
     busy: dict[str, list[Span]] = {c.id: [] for c in connections}
     builtin = BuiltinCalendar(session)
     accounts = [
@@ -64,15 +64,17 @@ async def stored_busy_spans(
         rows = await session.execute(
             select(
                 CalendarBusy.connection_id,
-                epoch_us(CalendarBusy.starts_at),
-                epoch_us(CalendarBusy.ends_at),
-            ).where(
+                epoch_us_list(CalendarBusy.starts_at),
+                epoch_us_list(CalendarBusy.ends_at),
+            )
+            .where(
                 CalendarBusy.connection_id.in_(external),
                 CalendarBusy.starts_at < end,
                 CalendarBusy.ends_at > start,
                 CalendarBusy.ends_at > CalendarBusy.starts_at,
             )
+            .group_by(CalendarBusy.connection_id)
         )
-        for connection_id, s, e in rows.all():
-            busy[connection_id].append((s, e))
+        for connection_id, starts, ends in rows.all():
+            busy[connection_id] += zip(starts, ends, strict=True)
     return busy
