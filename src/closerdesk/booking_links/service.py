@@ -29,7 +29,7 @@ from closerdesk.errors import (
 from closerdesk.kit.ids import new_id
 from closerdesk.models import BookingLink, BookingLinkHost, CalendarConnection, Call, TeamMember
 from closerdesk.models.base import epoch_us
-from closerdesk.scheduling._spans import MINUTE_US, Span, intervals_of
+from closerdesk.scheduling._spans import MINUTE_US, SpanColumns, intervals_of
 from closerdesk.scheduling.availability import (
     DateOverride,
     LocalWindow,
@@ -287,7 +287,7 @@ async def busy_by_host(
 ) -> dict[str, list[Interval]]:
     """Busy time of each host in ``[start, end)``: :func:`busy_spans_by_host` as ``Interval``s."""
     spans = await busy_spans_by_host(session, organization_id, hosts, start, end)
-    return {member_id: intervals_of(s) for member_id, s in spans.items()}
+    return {member_id: intervals_of(s.spans()) for member_id, s in spans.items()}
 
 
 async def busy_spans_by_host(
@@ -296,13 +296,13 @@ async def busy_spans_by_host(
     hosts: Sequence[Host],
     start: datetime,
     end: datetime,
-) -> dict[str, list[Span]]:
-    """Busy time of each host in ``[start, end)``, member id → spans (integer microseconds
-    since the epoch, UTC, any order; the core's span form): active calls with their own link's
-    buffers (one query for all hosts) and calendar busy as closerdesk keeps it (the built-in
-    tables, the mirror of an external calendar; no provider is asked: ``docs/calendars.md``).
-    The database computes the integers (docs/performance.md, "Slots through the API")."""
-    busy: dict[str, list[Span]] = {h.member.id: [] for h in hosts}
+) -> dict[str, SpanColumns]:
+    """Busy time of each host in ``[start, end)``, member id → spans (integer microseconds since the
+    epoch, UTC, any order; the core's span form, ``SpanColumns``): active calls with their own
+    link's buffers (one query for all hosts) and calendar busy as closerdesk keeps it (the built-in
+    tables, the mirror of an external calendar; no provider is asked: ``docs/calendars.md``). The
+    database computes the integers (docs/performance.md, "Slots through the API")."""
+    busy = {h.member.id: SpanColumns() for h in hosts}
     if not hosts:
         return busy
     # A call booked through a link keeps that link's buffers around it.
@@ -325,12 +325,13 @@ async def busy_spans_by_host(
     )
     for closer_id, call_start, call_end, before, after in calls.all():
         if closer_id is not None and call_start is not None and call_end is not None:
-            busy[closer_id].append(
-                (call_start - (before or 0) * MINUTE_US, call_end + (after or 0) * MINUTE_US)
+            busy[closer_id].extend(
+                [call_start - (before or 0) * MINUTE_US], [call_end + (after or 0) * MINUTE_US]
             )
     calendars = await stored_busy_spans(session, [h.connection for h in hosts], start, end)
     for host in hosts:
-        busy[host.member.id] += calendars[host.connection.id]
+        own = calendars[host.connection.id]
+        busy[host.member.id].extend(own.starts, own.ends)
     return busy
 
 

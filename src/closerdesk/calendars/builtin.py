@@ -23,7 +23,7 @@ from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import utcnow
 from closerdesk.models import BusyBlock, CalendarEvent
 from closerdesk.models.base import epoch_us_list
-from closerdesk.scheduling._spans import Span, intervals_of
+from closerdesk.scheduling._spans import SpanColumns, intervals_of
 from closerdesk.scheduling.intervals import Interval
 
 
@@ -79,18 +79,19 @@ class BuiltinCalendar:
     async def busy(
         self, account: CalendarAccount, start: datetime, end: datetime
     ) -> list[Interval]:
-        return intervals_of((await self.busy_spans([account], start, end))[account.connection_id])
+        busy = (await self.busy_spans([account], start, end))[account.connection_id]
+        return intervals_of(busy.spans())
 
     async def busy_spans(
         self, accounts: Sequence[CalendarAccount], start: datetime, end: datetime
-    ) -> dict[str, list[Span]]:
+    ) -> dict[str, SpanColumns]:
         """Busy time meeting ``[start, end)`` of many built-in calendars in two queries (busy
         blocks, events): connection id → spans (integer microseconds since the epoch, UTC, any
-        order; ``closerdesk.scheduling._spans``). The database computes the integers and sends
-        them as lists, one row per member or calendar: no timestamp is parsed and no row made
-        per interval (docs/performance.md, "Slots through the API"). A row that does not end
-        after it starts is no busy time and is skipped."""
-        out: dict[str, list[Span]] = {a.connection_id: [] for a in accounts}
+        order; ``closerdesk.scheduling._spans.SpanColumns``). The database computes the integers and
+        sends them as lists, one row per member or calendar: no timestamp is parsed and no row made
+        per interval (docs/performance.md, "Slots through the API"). A row that does not end after
+        it starts is no busy time and is skipped."""
+        out = {a.connection_id: SpanColumns() for a in accounts}
         if not accounts:
             return out
         by_member: dict[tuple[str, str], list[str]] = {}
@@ -123,7 +124,7 @@ class BuiltinCalendar:
         )
         for org, member, starts, ends in blocks.all():
             for connection_id in by_member[(org, member)]:
-                out[connection_id] += zip(starts, ends, strict=True)
+                out[connection_id].extend(starts, ends)
         # Events closerdesk made for calls are checked as calls, not twice as calendar time.
         events = await self.session.execute(
             select(
@@ -142,7 +143,7 @@ class BuiltinCalendar:
             .group_by(CalendarEvent.connection_id)
         )
         for connection_id, starts, ends in events.all():
-            out[connection_id] += zip(starts, ends, strict=True)
+            out[connection_id].extend(starts, ends)
         return out
 
     async def sync(

@@ -17,7 +17,7 @@ from closerdesk.calendars.builtin import BuiltinCalendar
 from closerdesk.calendars.provider import CalendarAccount
 from closerdesk.models import CalendarBusy, CalendarConnection
 from closerdesk.models.base import epoch_us_list
-from closerdesk.scheduling._spans import Span, intervals_of
+from closerdesk.scheduling._spans import SpanColumns, intervals_of
 from closerdesk.scheduling.intervals import Interval
 
 
@@ -31,7 +31,7 @@ async def stored_busy(
     connection id: built-in calendars from their busy blocks and events, external ones from
     the mirror. Needs no credential. :func:`stored_busy_spans` as ``Interval``s."""
     spans = await stored_busy_spans(session, connections, start, end)
-    return {connection_id: intervals_of(s) for connection_id, s in spans.items()}
+    return {connection_id: intervals_of(s.spans()) for connection_id, s in spans.items()}
 
 
 async def stored_busy_spans(
@@ -39,13 +39,13 @@ async def stored_busy_spans(
     connections: Sequence[CalendarConnection],
     start: datetime,
     end: datetime,
-) -> dict[str, list[Span]]:
-    """:func:`stored_busy` in the core's span form (integer microseconds since the epoch, UTC,
-    any order; ``closerdesk.scheduling._spans``), computed by the database: at most three
-    queries for any number of connections (busy blocks and events of the built-in ones, the
-    mirror of the external ones), one row per calendar, no timestamp parsed in Python
-    (docs/performance.md, "Slots through the API")."""
-    busy: dict[str, list[Span]] = {c.id: [] for c in connections}
+) -> dict[str, SpanColumns]:
+    """:func:`stored_busy` in the core's span form (integer microseconds since the epoch, UTC, any
+    order, as two parallel lists: ``closerdesk.scheduling._spans.SpanColumns``), computed by the
+    database: at most three queries for any number of connections (busy blocks and events of the
+    built-in ones, the mirror of the external ones), one row per calendar, no timestamp parsed in
+    Python (docs/performance.md, "Slots through the API")."""
+    busy = {c.id: SpanColumns() for c in connections}
     builtin = BuiltinCalendar(session)
     accounts = [
         CalendarAccount(
@@ -76,5 +76,5 @@ async def stored_busy_spans(
             .group_by(CalendarBusy.connection_id)
         )
         for connection_id, starts, ends in rows.all():
-            busy[connection_id] += zip(starts, ends, strict=True)
+            busy[connection_id].extend(starts, ends)
     return busy

@@ -35,6 +35,7 @@ from itertools import pairwise
 from closerdesk.scheduling._spans import (
     MINUTE_US,
     Span,
+    SpanColumns,
     from_us,
     merge_spans,
     pad_spans,
@@ -87,14 +88,15 @@ class HostSchedule:
 
 @dataclass(frozen=True)
 class HostBusySpans:
-    """:class:`HostSchedule` with its busy time already in span form: ``(start, end)`` integer
-    microseconds since the Unix epoch (UTC), ``start < end``, any order, may overlap; e.g. as
-    the database computes them (``closerdesk.calendars.busy.stored_busy_spans``). Skips the
-    conversion of each ``Interval``; same rules otherwise."""
+    """:class:`HostSchedule` with its busy time already in span form: integer microseconds
+    since the Unix epoch (UTC) as two parallel lists (:class:`SpanColumns`, ``start < end``,
+    any order, may overlap), as the database computes them
+    (``closerdesk.calendars.busy.stored_busy_spans``). Skips the conversion of each
+    ``Interval``; same rules otherwise."""
 
     member_id: str
     schedule: Schedule
-    busy: Sequence[Span]
+    busy: SpanColumns
 
 
 def _check_params(
@@ -230,7 +232,7 @@ def find_slots(
             # Windows up to hi + dur: a slot starting just before hi may run into them.
             window_spans(h.schedule, lo, hi + dur),
             pad_spans(
-                spans_of(h.busy) if isinstance(h, HostSchedule) else h.busy,
+                spans_of(h.busy) if isinstance(h, HostSchedule) else h.busy.spans(),
                 buffer_after_minutes * MINUTE_US,  # see busy_for_booking: the swap is intended
                 buffer_before_minutes * MINUTE_US,
             ),
@@ -240,4 +242,12 @@ def find_slots(
     return _slots_from_spans(prepared, lo, hi, dur, step)
 
 
-__all__ = ["HostBusySpans", "HostSchedule", "HostWindows", "Slot", "find_slots", "generate_slots"]
+__all__ = [
+    "HostBusySpans",
+    "HostSchedule",
+    "HostWindows",
+    "Slot",
+    "SpanColumns",
+    "find_slots",
+    "generate_slots",
+]
