@@ -180,9 +180,12 @@ def test_span_columns_pair_up_by_position() -> None:
     columns.extend([3], [4])
     assert (columns.starts, columns.ends) == ([1, 5, 3], [2, 9, 4])
     assert list(columns.spans()) == [(1, 2), (5, 9), (3, 4)]
-    with pytest.raises(ValueError, match="differ in length"):
+    with pytest.raises(ValueError, match=r"^starts and ends differ in length$"):
         columns.extend([1, 2], [3])
     assert list(columns.spans()) == [(1, 2), (5, 9), (3, 4)]
+    columns.starts.append(7)  # the lists are plain lists: a lone start is refused when paired
+    with pytest.raises(ValueError, match="zip"):
+        list(columns.spans())
 
 
 def test_a_busy_span_blocks_its_slot() -> None:
