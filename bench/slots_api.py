@@ -11,7 +11,16 @@ Each size is measured twice, in interleaved rounds: with the hosts on the built-
 the same intervals. Slots never ask a provider, so the two should cost the same; the bench
 checks that both answer the same slots and prints the ratio.
 
-    .venv/bin/python bench/slots_api.py [--runs 20] [--database-url URL]
+The pure core (``find_slots``, what ``bench/slots.py`` times) is timed in the same rounds on
+exactly the same inputs: the link's hosts, schedules and busy intervals as the service reads
+them for the same range, loaded once before the timed rounds (not timed), with the link's
+parameters. The bench checks that the core answers the same slot starts as the API and prints
+the ratio API p50 / core p50 for each calendar. Target (issue 10): at most 2. The ``cpu``
+columns are this process's CPU time (``time.process_time``: the event loop and, on SQLite, the
+driver's thread; not PostgreSQL's server), which other load on a shared machine affects far
+less than the wall clock.
+
+    .venv/bin/python bench/slots_api.py [--runs 20] [--database-url URL] [--sizes 500,1000]
 
 The default database is a temporary SQLite file; a PostgreSQL URL is emptied (public schema
 dropped and recreated) first.
@@ -28,7 +37,8 @@ import random
 import statistics
 import tempfile
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +49,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from closerdesk.app import create_app
 from closerdesk.auth.service import create_organization
 from closerdesk.booking_links.schemas import BookingLinkCreate
-from closerdesk.booking_links.service import create_link
+from closerdesk.booking_links.service import (
+    bookable_hosts,
+    busy_by_host,
+    create_link,
+    get_link,
+    slot_window,
+)
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.kit.ids import new_id
@@ -47,6 +63,7 @@ from closerdesk.kit.time import isoformat_z, utcnow
 from closerdesk.logs import configure_logging
 from closerdesk.migrate import upgrade
 from closerdesk.models import BusyBlock, CalendarBusy, CalendarConnection, TeamMember
+from closerdesk.scheduling.slots import HostSchedule, Slot, find_slots
 
 HOSTS = 20
 DAYS = 30
@@ -181,6 +198,31 @@ async def use_provider(database: Database, provider: str) -> None:
         await session.commit()
 
 
+async def core_inputs(
+    database: Database, org_id: str, link_id: str, start: datetime, end: datetime
+) -> Callable[[datetime], list[Slot]]:
+    """The core on the inputs the API hands it for ``[start, end)``: hosts, schedules and busy
+    intervals read once (as ``Interval``s, the core's public input), the link's parameters."""
+    async with database.reader() as session:
+        link = await get_link(session, org_id, link_id)
+        hosts = await bookable_hosts(session, link)
+        lo, hi = slot_window(link, start, end)
+        busy = await busy_by_host(session, org_id, hosts, lo, hi)
+    inputs = [HostSchedule(h.member.id, h.schedule, busy[h.member.id]) for h in hosts if h.schedule]
+    params = {
+        "duration_minutes": link.duration_minutes,
+        "slot_interval_minutes": link.slot_interval_minutes,
+        "minimum_notice_minutes": link.minimum_notice_minutes,
+        "buffer_before_minutes": link.buffer_before_minutes,
+        "buffer_after_minutes": link.buffer_after_minutes,
+    }
+
+    def core(now: datetime) -> list[Slot]:
+        return find_slots(inputs, start_utc=start, end_utc=end, now=now, **params)
+
+    return core
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -190,7 +232,13 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--sizes",
+        default=",".join(map(str, BUSY_COUNTS)),
+        help="busy intervals per host, comma-separated",
+    )
     args = parser.parse_args()
+    sizes = tuple(int(n) for n in args.sizes.split(","))
     configure_logging("WARNING", json=True)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
@@ -215,7 +263,8 @@ async def main() -> None:
         )
         print(
             f"{'busy/host':>9} {'calendar':>9} {'slots':>6} {'p50 ms':>8} {'p95 ms':>8} "
-            f"{'p50 ratio caldav/builtin':>25}"
+            f"{'cpu p50 ms':>10} {'p50 ratio caldav/builtin':>25} {'p50 ratio API/core':>19} "
+            f"{'cpu p50 ratio API/core':>23}"
         )
         start, end = utcnow() + timedelta(days=1), utcnow() + timedelta(days=1 + DAYS)
         params = {"start": isoformat_z(start), "end": isoformat_z(end)}
@@ -223,38 +272,55 @@ async def main() -> None:
         p50s: dict[int, float] = {}
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            for per_host in BUSY_COUNTS:
+            for per_host in sizes:
                 await set_busy(database, org_id, ids, per_host)
                 url_path = f"/v1/booking-links/{link_id}/slots"
                 answers: dict[str, Any] = {}
-                timings: dict[str, list[float]] = {"builtin": [], "caldav": []}
-                for provider in timings:  # warm-up, and the answers to compare
+                timings: dict[str, list[float]] = {"builtin": [], "caldav": [], "core": []}
+                cpu: dict[str, list[float]] = {name: [] for name in timings}
+                for provider in ("builtin", "caldav"):  # warm-up, and the answers to compare
                     await use_provider(database, provider)
                     first = await client.get(url_path, params=params, headers=headers)
                     first.raise_for_status()
                     answers[provider] = first.json()["data"]
                 assert answers["builtin"] == answers["caldav"], "the mirror changed the slots"
+                core = await core_inputs(database, org_id, link_id, start, end)
+                core_starts = [isoformat_z(s.start) for s in core(utcnow())]
+                assert core_starts == [a["start"] for a in answers["builtin"]], "core differs"
+                answers["core"] = core_starts
                 for _ in range(args.runs):  # interleaved rounds
                     for provider, measured in timings.items():
+                        if provider == "core":
+                            now = utcnow()
+                            began, began_cpu = time.perf_counter(), time.process_time()
+                            core(now)
+                            measured.append((time.perf_counter() - began) * 1000)
+                            cpu[provider].append((time.process_time() - began_cpu) * 1000)
+                            continue
                         await use_provider(database, provider)
-                        began = time.perf_counter()
+                        began, began_cpu = time.perf_counter(), time.process_time()
                         response = await client.get(url_path, params=params, headers=headers)
                         measured.append((time.perf_counter() - began) * 1000)
+                        cpu[provider].append((time.process_time() - began_cpu) * 1000)
                         response.raise_for_status()
                 p50s[per_host] = statistics.median(timings["builtin"])
+                core_p50 = statistics.median(timings["core"])
+                core_cpu = statistics.median(cpu["core"])
                 for provider, measured in timings.items():
-                    ratio = statistics.median(measured) / p50s[per_host]
+                    p50, cpu_p50 = statistics.median(measured), statistics.median(cpu[provider])
                     print(
                         f"{per_host:>9} {provider:>9} {len(answers[provider]):>6} "
-                        f"{statistics.median(measured):>8.1f} {percentile(measured, 0.95):>8.1f} "
-                        f"{ratio:>25.2f}"
+                        f"{p50:>8.1f} {percentile(measured, 0.95):>8.1f} {cpu_p50:>10.1f} "
+                        f"{p50 / p50s[per_host]:>25.2f} {p50 / core_p50:>19.2f} "
+                        f"{cpu_p50 / core_cpu:>23.2f}"
                     )
-        base = p50s[BUSY_COUNTS[0]]
-        for per_host in BUSY_COUNTS[1:]:
+        base = p50s[sizes[0]]
+        for per_host in sizes[1:]:
             print(
-                f"builtin p50 ratio {per_host}/{BUSY_COUNTS[0]}: {p50s[per_host] / base:.2f} "
-                f"(busy ratio {per_host // BUSY_COUNTS[0]})"
+                f"builtin p50 ratio {per_host}/{sizes[0]}: {p50s[per_host] / base:.2f} "
+                f"(busy ratio {per_host // sizes[0]})"
             )
+        print(f"load average {os.getloadavg()[0]:.2f} at the end")
         await database.dispose()
 
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from closerdesk.scheduling._spans import spans_of, to_us
 from closerdesk.scheduling.availability import (
     DateOverride,
     LocalWindow,
@@ -21,9 +22,11 @@ from closerdesk.scheduling.availability import (
 )
 from closerdesk.scheduling.intervals import Interval, merge
 from closerdesk.scheduling.slots import (
+    HostBusySpans,
     HostSchedule,
     HostWindows,
     Slot,
+    SpanColumns,
     find_slots,
     generate_slots,
 )
@@ -132,6 +135,73 @@ def links(draw: st.DrawFn) -> Link:
 def test_slots_match_the_brute_force_oracle(link: Link) -> None:
     slots = link.slots()
     assert {s.start: list(s.member_ids) for s in slots} == oracle(link)
+
+
+def _as_columns(host: HostSchedule) -> HostBusySpans:
+    """The host with its busy time in span form, as the database hands it over: two lists,
+    filled in two pieces in reverse order (order must not matter)."""
+    columns = SpanColumns()
+    spans = spans_of(host.busy)[::-1]
+    half = len(spans) // 2
+    for piece in (spans[:half], spans[half:]):
+        columns.extend([s for s, _ in piece], [e for _, e in piece])
+    return HostBusySpans(host.member_id, host.schedule, columns)
+
+
+@settings(max_examples=250, deadline=None)
+@given(links())
+def test_busy_in_span_form_gives_the_same_slots(link: Link) -> None:
+    expected = link.slots()
+    for hosts in (
+        [_as_columns(h) for h in link.hosts],
+        [h if n % 2 else _as_columns(h) for n, h in enumerate(link.hosts)],
+    ):
+        assert (
+            find_slots(
+                hosts,
+                start_utc=link.start,
+                end_utc=link.end,
+                duration_minutes=link.duration,
+                slot_interval_minutes=link.interval,
+                minimum_notice_minutes=link.notice,
+                buffer_before_minutes=link.before,
+                buffer_after_minutes=link.after,
+                now=link.now,
+            )
+            == expected
+        )
+
+
+def test_span_columns_pair_up_by_position() -> None:
+    columns = SpanColumns()
+    assert list(columns.spans()) == []
+    columns.extend([1, 5], [2, 9])
+    columns.extend([], [])
+    columns.extend([3], [4])
+    assert (columns.starts, columns.ends) == ([1, 5, 3], [2, 9, 4])
+    assert list(columns.spans()) == [(1, 2), (5, 9), (3, 4)]
+    with pytest.raises(ValueError, match=r"^starts and ends differ in length$"):
+        columns.extend([1, 2], [3])
+    assert list(columns.spans()) == [(1, 2), (5, 9), (3, 4)]
+    columns.starts.append(7)  # the lists are plain lists: a lone start is refused when paired
+    with pytest.raises(ValueError, match="zip"):
+        list(columns.spans())
+
+
+def test_a_busy_span_blocks_its_slot() -> None:
+    host = utc_host("a", [], ("monday", "09:00", "11:00"))
+    busy = SpanColumns()
+    busy.extend([to_us(utc(2026, 1, 5, 9, 30))], [to_us(utc(2026, 1, 5, 10))])
+    slots = find_slots(
+        [HostBusySpans("a", host.schedule, busy)],
+        start_utc=utc(2026, 1, 5),
+        end_utc=utc(2026, 1, 6),
+        duration_minutes=30,
+        buffer_after_minutes=15,
+        now=utc(2026, 1, 5),
+    )
+    # 09:00 would need 09:30 + 15 minutes clear; 10:00 is free, 10:30 too.
+    assert starts(slots) == ["10:00", "10:30"]
 
 
 @settings(max_examples=250, deadline=None)

@@ -14,6 +14,7 @@ from closerdesk.kit.schemas import (
     StrictSchema,
     TimeZoneName,
     UTCDateTime,
+    UTCDateTimeOut,
 )
 from closerdesk.models.call import MAX_CALL_MINUTES
 
@@ -151,8 +152,8 @@ class BookingLinkUpdate(RequestSchema):
 class Slot(Schema):
     """A bookable start: UTC ``start``/``end`` and ``local_start`` in the requested zone."""
 
-    start: UTCDateTime
-    end: UTCDateTime
+    start: UTCDateTimeOut
+    end: UTCDateTimeOut
     local_start: str = Field(
         examples=["2027-03-15T09:00:00-04:00"],
         json_schema_extra={"format": "date-time"},

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.booking_links import schemas
 from closerdesk.booking_links.schemas import BookingLinkCreate, BookingLinkUpdate
-from closerdesk.calendars.busy import stored_busy
+from closerdesk.calendars.busy import stored_busy_spans
 from closerdesk.calls import repository as calls_repository
 from closerdesk.errors import (
     BookingLinkNotFound,
@@ -28,6 +28,8 @@ from closerdesk.errors import (
 )
 from closerdesk.kit.ids import new_id
 from closerdesk.models import BookingLink, BookingLinkHost, CalendarConnection, Call, TeamMember
+from closerdesk.models.base import epoch_us
+from closerdesk.scheduling._spans import MINUTE_US, SpanColumns, intervals_of
 from closerdesk.scheduling.availability import (
     DateOverride,
     LocalWindow,
@@ -37,7 +39,7 @@ from closerdesk.scheduling.availability import (
 )
 from closerdesk.scheduling.intervals import Interval
 from closerdesk.scheduling.round_robin import Candidate, Priority, choose_host
-from closerdesk.scheduling.slots import HostSchedule, Slot, find_slots
+from closerdesk.scheduling.slots import HostBusySpans, Slot, find_slots
 
 MAX_SLOT_RANGE = timedelta(days=62)
 CLOSER_ROLES = frozenset({"closer", "admin"})
@@ -283,18 +285,32 @@ async def busy_by_host(
     start: datetime,
     end: datetime,
 ) -> dict[str, list[Interval]]:
-    """Busy time of each host in ``[start, end)``: active calls with their own link's buffers
-    (one query for all hosts) and calendar busy as closerdesk keeps it (the built-in tables,
-    the mirror of an external calendar; no provider is asked: ``docs/calendars.md``)."""
-    busy: dict[str, list[Interval]] = {h.member.id: [] for h in hosts}
+    """Busy time of each host in ``[start, end)``: :func:`busy_spans_by_host` as ``Interval``s."""
+    spans = await busy_spans_by_host(session, organization_id, hosts, start, end)
+    return {member_id: intervals_of(s.spans()) for member_id, s in spans.items()}
+
+
+async def busy_spans_by_host(
+    session: AsyncSession,
+    organization_id: str,
+    hosts: Sequence[Host],
+    start: datetime,
+    end: datetime,
+) -> dict[str, SpanColumns]:
+    """Busy time of each host in ``[start, end)``, member id → spans (integer microseconds since the
+    epoch, UTC, any order; the core's span form, ``SpanColumns``): active calls with their own
+    link's buffers (one query for all hosts) and calendar busy as closerdesk keeps it (the built-in
+    tables, the mirror of an external calendar; no provider is asked: ``docs/calendars.md``). The
+    database computes the integers (docs/performance.md, "Slots through the API")."""
+    busy = {h.member.id: SpanColumns() for h in hosts}
     if not hosts:
         return busy
     # A call booked through a link keeps that link's buffers around it.
     calls = await session.execute(
         select(
             Call.closer_id,
-            Call.scheduled_at,
-            Call.ends_at,
+            epoch_us(Call.scheduled_at),
+            epoch_us(Call.ends_at),
             BookingLink.buffer_before_minutes,
             BookingLink.buffer_after_minutes,
         )
@@ -309,22 +325,23 @@ async def busy_by_host(
     )
     for closer_id, call_start, call_end, before, after in calls.all():
         if closer_id is not None and call_start is not None and call_end is not None:
-            busy[closer_id].append(
-                Interval(
-                    call_start - timedelta(minutes=before or 0),
-                    call_end + timedelta(minutes=after or 0),
-                )
+            busy[closer_id].extend(
+                [call_start - (before or 0) * MINUTE_US], [call_end + (after or 0) * MINUTE_US]
             )
-    calendars = await stored_busy(session, [h.connection for h in hosts], start, end)
+    calendars = await stored_busy_spans(session, [h.connection for h in hosts], start, end)
     for host in hosts:
-        busy[host.member.id] += calendars[host.connection.id]
+        own = calendars[host.connection.id]
+        busy[host.member.id].extend(own.starts, own.ends)
     return busy
 
 
-def _margin(link: BookingLink) -> timedelta:
-    return timedelta(
+def slot_window(link: BookingLink, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The span whose busy time can block a slot of ``link`` starting in ``[start, end)``:
+    widened on both sides by the duration and both buffers."""
+    margin = timedelta(
         minutes=link.duration_minutes + link.buffer_before_minutes + link.buffer_after_minutes
     )
+    return start - margin, end + margin
 
 
 async def link_slots(
@@ -343,10 +360,11 @@ async def link_slots(
     if end - start > MAX_SLOT_RANGE:
         raise ValidationFailed.field("end", "the range spans at most 62 days")
     hosts = await bookable_hosts(session, link)
-    margin = _margin(link)
-    busy = await busy_by_host(session, link.organization_id, hosts, start - margin, end + margin)
+    busy = await busy_spans_by_host(
+        session, link.organization_id, hosts, *slot_window(link, start, end)
+    )
     return find_slots(
-        [HostSchedule(h.member.id, h.schedule, busy[h.member.id]) for h in hosts if h.schedule],
+        [HostBusySpans(h.member.id, h.schedule, busy[h.member.id]) for h in hosts if h.schedule],
         start_utc=start,
         end_utc=end,
         duration_minutes=link.duration_minutes,

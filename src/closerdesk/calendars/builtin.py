@@ -6,9 +6,10 @@ back with the call; its busy time is already in the database, so it has nothing 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, union_all, update
+from sqlalchemy import and_, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars.provider import (
@@ -21,6 +22,8 @@ from closerdesk.calendars.provider import (
 from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import utcnow
 from closerdesk.models import BusyBlock, CalendarEvent
+from closerdesk.models.base import epoch_us_list
+from closerdesk.scheduling._spans import SpanColumns
 from closerdesk.scheduling.intervals import Interval
 
 
@@ -83,6 +86,7 @@ class BuiltinCalendar:
             BusyBlock.member_id == account.member_id,
             BusyBlock.starts_at < end,
             BusyBlock.ends_at > start,
+            BusyBlock.ends_at > BusyBlock.starts_at,
         )
         events = select(CalendarEvent.starts_at, CalendarEvent.ends_at).where(
             CalendarEvent.connection_id == account.connection_id,
@@ -90,9 +94,74 @@ class BuiltinCalendar:
             CalendarEvent.status == "confirmed",
             CalendarEvent.starts_at < end,
             CalendarEvent.ends_at > start,
+            CalendarEvent.ends_at > CalendarEvent.starts_at,
         )
         rows = await self.session.execute(union_all(blocks, events))
         return [Interval(s, e) for s, e in rows.all()]
+
+    async def busy_spans(
+        self, accounts: Sequence[CalendarAccount], start: datetime, end: datetime
+    ) -> dict[str, SpanColumns]:
+        """Busy time meeting ``[start, end)`` of many built-in calendars in two queries (busy
+        blocks, events): connection id → spans (integer microseconds since the epoch, UTC, any
+        order; ``closerdesk.scheduling._spans.SpanColumns``). The database computes the integers and
+        sends them as lists, one row per member or calendar: no timestamp is parsed and no row made
+        per interval (docs/performance.md, "Slots through the API"). A row that does not end after
+        it starts is no busy time and is skipped."""
+        out = {a.connection_id: SpanColumns() for a in accounts}
+        if not accounts:
+            return out
+        by_member: dict[tuple[str, str], list[str]] = {}
+        members_of: dict[str, list[str]] = {}
+        for account in accounts:
+            key = (account.organization_id, account.member_id)
+            if key not in by_member:
+                members_of.setdefault(account.organization_id, []).append(account.member_id)
+            by_member.setdefault(key, []).append(account.connection_id)
+        # One row per member and one per calendar, each with its busy time as two lists.
+        blocks = await self.session.execute(
+            select(
+                BusyBlock.organization_id,
+                BusyBlock.member_id,
+                epoch_us_list(BusyBlock.starts_at),
+                epoch_us_list(BusyBlock.ends_at),
+            )
+            .where(
+                or_(
+                    *(
+                        and_(BusyBlock.organization_id == org, BusyBlock.member_id.in_(members))
+                        for org, members in members_of.items()
+                    )
+                ),
+                BusyBlock.starts_at < end,
+                BusyBlock.ends_at > start,
+                BusyBlock.ends_at > BusyBlock.starts_at,
+            )
+            .group_by(BusyBlock.organization_id, BusyBlock.member_id)
+        )
+        for org, member, starts, ends in blocks.all():
+            for connection_id in by_member[(org, member)]:
+                out[connection_id].extend(starts, ends)
+        # Events closerdesk made for calls are checked as calls, not twice as calendar time.
+        events = await self.session.execute(
+            select(
+                CalendarEvent.connection_id,
+                epoch_us_list(CalendarEvent.starts_at),
+                epoch_us_list(CalendarEvent.ends_at),
+            )
+            .where(
+                CalendarEvent.connection_id.in_(list(out)),
+                CalendarEvent.call_id.is_(None),
+                CalendarEvent.status == "confirmed",
+                CalendarEvent.starts_at < end,
+                CalendarEvent.ends_at > start,
+                CalendarEvent.ends_at > CalendarEvent.starts_at,
+            )
+            .group_by(CalendarEvent.connection_id)
+        )
+        for connection_id, starts, ends in events.all():
+            out[connection_id].extend(starts, ends)
+        return out
 
     async def sync(
         self, account: CalendarAccount, state: str | None, window: Interval

@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closerdesk.calendars.builtin import BuiltinCalendar
 from closerdesk.calendars.provider import CalendarAccount
 from closerdesk.models import CalendarBusy, CalendarConnection
+from closerdesk.models.base import epoch_us_list
+from closerdesk.scheduling._spans import SpanColumns, intervals_of
 from closerdesk.scheduling.intervals import Interval
 
 
@@ -27,28 +29,52 @@ async def stored_busy(
 ) -> dict[str, list[Interval]]:
     """Busy intervals meeting ``[start, end)`` (UTC) of each connection's calendar, keyed by
     connection id: built-in calendars from their busy blocks and events, external ones from
-    the mirror (one query for all of them). Needs no credential."""
-    busy: dict[str, list[Interval]] = {c.id: [] for c in connections}
+    the mirror. Needs no credential. :func:`stored_busy_spans` as ``Interval``s."""
+    spans = await stored_busy_spans(session, connections, start, end)
+    return {connection_id: intervals_of(s.spans()) for connection_id, s in spans.items()}
+
+
+async def stored_busy_spans(
+    session: AsyncSession,
+    connections: Sequence[CalendarConnection],
+    start: datetime,
+    end: datetime,
+) -> dict[str, SpanColumns]:
+    """:func:`stored_busy` in the core's span form (integer microseconds since the epoch, UTC, any
+    order, as two parallel lists: ``closerdesk.scheduling._spans.SpanColumns``), computed by the
+    database: at most three queries for any number of connections (busy blocks and events of the
+    built-in ones, the mirror of the external ones), one row per calendar, no timestamp parsed in
+    Python (docs/performance.md, "Slots through the API")."""
+    busy = {c.id: SpanColumns() for c in connections}
     builtin = BuiltinCalendar(session)
+    accounts = [
+        CalendarAccount(
+            connection_id=c.id,
+            organization_id=c.organization_id,
+            member_id=c.member_id,
+            provider=c.provider,
+            calendar_id=c.calendar_id,
+        )
+        for c in connections
+        if c.provider == builtin.name
+    ]
+    busy.update(await builtin.busy_spans(accounts, start, end))
     external = [c.id for c in connections if c.provider != builtin.name]
-    for connection in connections:
-        if connection.provider == builtin.name:
-            account = CalendarAccount(
-                connection_id=connection.id,
-                organization_id=connection.organization_id,
-                member_id=connection.member_id,
-                provider=connection.provider,
-                calendar_id=connection.calendar_id,
-            )
-            busy[connection.id] = await builtin.busy(account, start, end)
     if external:
         rows = await session.execute(
-            select(CalendarBusy.connection_id, CalendarBusy.starts_at, CalendarBusy.ends_at).where(
+            select(
+                CalendarBusy.connection_id,
+                epoch_us_list(CalendarBusy.starts_at),
+                epoch_us_list(CalendarBusy.ends_at),
+            )
+            .where(
                 CalendarBusy.connection_id.in_(external),
                 CalendarBusy.starts_at < end,
                 CalendarBusy.ends_at > start,
+                CalendarBusy.ends_at > CalendarBusy.starts_at,
             )
+            .group_by(CalendarBusy.connection_id)
         )
-        for connection_id, starts_at, ends_at in rows.all():
-            busy[connection_id].append(Interval(starts_at, ends_at))
+        for connection_id, starts, ends in rows.all():
+            busy[connection_id].extend(starts, ends)
     return busy

@@ -189,6 +189,13 @@ UTCDateTime = Annotated[
 ]
 """RFC 3339 timestamp: offsets normalised to UTC; a naive one is a 400 (docs/api.md)."""
 
+UTCDateTimeOut = Annotated[datetime, Field(json_schema_extra={"format": "date-time"})]
+"""A response-only timestamp for values closerdesk computed itself, already aware UTC (slot
+starts, say): validated and serialised by pydantic's Rust core, ``2026-01-20T15:00:00Z`` as
+``UTCDateTime`` writes it, with no Python call per value; a list of hundreds costs next to
+nothing (docs/performance.md, "Slots through the API"). The same OpenAPI shape as
+``UTCDateTime``; never for input (it does not normalise offsets) or for stored values."""
+
 
 # Names tzdata ships that are not zones a person lives in: the host's own zone, the POSIX
 # and leap-second ("right") trees, and the placeholder zone.

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Dialect, MetaData, String, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, MetaData, String, Text, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from closerdesk.kit.time import as_utc, utcnow
 
@@ -57,6 +61,78 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class epoch_us(FunctionElement[int]):
+    """``epoch_us(column)``: a ``UTCDateTime`` column as integer microseconds since the Unix
+    epoch, computed by the database, so a query reads plain ints and no timestamp is parsed
+    in Python (the span form of ``closerdesk.scheduling._spans``; docs/performance.md, "Slots
+    through the API"). Exact on both databases:
+
+    * PostgreSQL (14 and later): ``EXTRACT(EPOCH …)`` is ``numeric``, times 10⁶, cast to bigint;
+    * SQLite: the whole seconds of the text's first 19 characters (``julianday`` of a whole
+      second, rounded: its float error is far below a second; the whole text would be rounded
+      to milliseconds) plus its six fraction digits, which ``UTCDateTime`` always writes
+      (``YYYY-MM-DD HH:MM:SS.ffffff``; none counts as zero). ``julianday`` is a direct float,
+      cheaper than ``strftime('%s', …)``, which formats text to be cast back.
+    """
+
+    type = BigInteger()
+    inherit_cache = True
+    name = "epoch_us"
+
+
+@compiles(epoch_us, "postgresql")
+def _epoch_us_postgresql(element: epoch_us, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)"
+
+
+@compiles(epoch_us, "sqlite")
+def _epoch_us_sqlite(element: epoch_us, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return (
+        f"(CAST(round((julianday(substr({column}, 1, 19)) - 2440587.5) * 86400) AS INTEGER)"
+        " * 1000000"
+        f" + CAST(substr({column}, 21, 6) AS INTEGER))"
+    )
+
+
+class _IntList(TypeDecorator[list[int]]):
+    """What :class:`epoch_us_list` answers: a PostgreSQL array (a list from the driver) or
+    SQLite's JSON array text, both read as ``list[int]``."""
+
+    impl = Text()
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[int] | None:
+        if value is None or isinstance(value, list):
+            return value
+        loaded: list[int] = json.loads(value)
+        return loaded
+
+
+class epoch_us_list(FunctionElement[list[int]]):
+    """``epoch_us_list(column)``: the aggregate of :class:`epoch_us` over a group, as one
+    ``list[int]`` (PostgreSQL ``array_agg``, SQLite ``json_group_array``). Reading a group's
+    busy time as two such lists, one row per group, costs far less than one row per interval
+    (docs/performance.md, "Slots through the API"). Several of them in one query see the
+    group's rows in the same order (each database feeds every aggregate of a group the same
+    rows in one pass), so their items pair up by position."""
+
+    type = _IntList()
+    inherit_cache = True
+    name = "epoch_us_list"
+
+
+@compiles(epoch_us_list, "postgresql")
+def _epoch_us_list_postgresql(element: epoch_us_list, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"array_agg({compiler.process(epoch_us(*element.clauses), **kw)})"
+
+
+@compiles(epoch_us_list, "sqlite")
+def _epoch_us_list_sqlite(element: epoch_us_list, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_group_array({compiler.process(epoch_us(*element.clauses), **kw)})"
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")

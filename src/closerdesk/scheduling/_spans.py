@@ -8,7 +8,8 @@ generation linear and cheap (``bench/slots.py``). Integers are exact, so nothing
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from closerdesk.scheduling.intervals import Interval
@@ -46,6 +47,27 @@ def spans_of(intervals: Iterable[Interval]) -> list[Span]:
 def intervals_of(spans: Iterable[Span]) -> list[Interval]:
     """Span → ``Interval`` (UTC), order kept."""
     return [Interval(from_us(s), from_us(e)) for s, e in spans]
+
+
+@dataclass
+class SpanColumns:
+    """Spans as two parallel lists, ``starts[i] < ends[i]``, any order: the shape a database
+    hands back when it aggregates busy time (``closerdesk.models.base.epoch_us_list``).
+    Extending and concatenating lists costs no tuple per span; the core pairs them up once."""
+
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+
+    def extend(self, starts: Sequence[int], ends: Sequence[int]) -> None:
+        """Append ``zip(starts, ends)``; ``ValueError`` when their lengths differ."""
+        if len(starts) != len(ends):
+            raise ValueError("starts and ends differ in length")
+        self.starts += starts
+        self.ends += ends
+
+    def spans(self) -> Iterator[Span]:
+        """The spans, in list order."""
+        return zip(self.starts, self.ends, strict=True)
 
 
 def merge_spans(spans: Iterable[Span]) -> list[Span]:

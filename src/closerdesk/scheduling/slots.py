@@ -35,6 +35,7 @@ from itertools import pairwise
 from closerdesk.scheduling._spans import (
     MINUTE_US,
     Span,
+    SpanColumns,
     from_us,
     merge_spans,
     pad_spans,
@@ -83,6 +84,19 @@ class HostSchedule:
     member_id: str
     schedule: Schedule
     busy: Sequence[Interval]
+
+
+@dataclass(frozen=True)
+class HostBusySpans:
+    """:class:`HostSchedule` with its busy time already in span form: integer microseconds
+    since the Unix epoch (UTC) as two parallel lists (:class:`SpanColumns`, ``start < end``,
+    any order, may overlap), as the database computes them
+    (``closerdesk.calendars.busy.stored_busy_spans``). Skips the conversion of each
+    ``Interval``; same rules otherwise."""
+
+    member_id: str
+    schedule: Schedule
+    busy: SpanColumns
 
 
 def _check_params(
@@ -182,7 +196,7 @@ def generate_slots(
 
 
 def find_slots(
-    hosts: Sequence[HostSchedule],
+    hosts: Sequence[HostSchedule | HostBusySpans],
     *,
     start_utc: datetime,
     end_utc: datetime,
@@ -198,9 +212,10 @@ def find_slots(
     Expands each host's :class:`Schedule` (per local date, DST-correct, see
     :mod:`closerdesk.scheduling.availability`), blocks its busy time widened by the link's
     buffers (minutes, ``>= 0``; the booking's ``[t − before, t + d + after)`` must miss busy),
-    then generates slots as :func:`generate_slots` does. Durations and intervals in minutes;
-    datetimes aware; answer sorted by start with the free hosts of each slot in ``hosts`` order.
-    Rule source: docs/api.md "Availability" and "Slots".
+    then generates slots as :func:`generate_slots` does. Busy time comes as ``Interval``s
+    (:class:`HostSchedule`) or as spans (:class:`HostBusySpans`), host by host. Durations and
+    intervals in minutes; datetimes aware; answer sorted by start with the free hosts of each
+    slot in ``hosts`` order. Rule source: docs/api.md "Availability" and "Slots".
     """
     dur, step, notice = _check_params(
         duration_minutes, slot_interval_minutes, minimum_notice_minutes
@@ -217,7 +232,7 @@ def find_slots(
             # Windows up to hi + dur: a slot starting just before hi may run into them.
             window_spans(h.schedule, lo, hi + dur),
             pad_spans(
-                spans_of(h.busy),
+                spans_of(h.busy) if isinstance(h, HostSchedule) else h.busy.spans(),
                 buffer_after_minutes * MINUTE_US,  # see busy_for_booking: the swap is intended
                 buffer_before_minutes * MINUTE_US,
             ),
@@ -227,4 +242,12 @@ def find_slots(
     return _slots_from_spans(prepared, lo, hi, dur, step)
 
 
-__all__ = ["HostSchedule", "HostWindows", "Slot", "find_slots", "generate_slots"]
+__all__ = [
+    "HostBusySpans",
+    "HostSchedule",
+    "HostWindows",
+    "Slot",
+    "SpanColumns",
+    "find_slots",
+    "generate_slots",
+]
