@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -396,19 +396,17 @@ async def count_round_trips(
         base = f"http://127.0.0.1:{COUNTED_PORT}"
         async with httpx.AsyncClient(base_url=base) as client:
             for path in ("G1", "G2", "G3 10", "G3 10000"):
+                await _send(client, await _counted_requests(path, targets, url))  # warm-up
                 requests = await _counted_requests(path, targets, url)
-                await _send(client, requests)  # warm-up
-                idle = await _idle_rate(proxy)
                 proxy.reset()
                 proxy.active = True
-                began = time.perf_counter()
                 await _send(client, requests)
                 proxy.active = False
-                background = idle * (time.perf_counter() - began)
+                kept, dropped = proxy.request_counts()
                 n = len(requests)
-                counts = {kind: count / n for kind, count in proxy.counts.items()}
-                counts["total"] = (proxy.total() - background) / n
-                counts["background"] = -background / n
+                counts = {kind: count / n for kind, count in kept.items()}
+                counts["total"] = sum(kept.values()) / n
+                counts["background checkouts left out"] = dropped / n
                 results.round_trips[(name, path)] = counts
     finally:
         await asyncio.to_thread(server.stop)
@@ -420,16 +418,6 @@ async def _send(client: httpx.AsyncClient, requests: Sequence[tuple[str, str, st
         headers = {"Authorization": f"Bearer {key}"}
         response = await client.request(method, target, headers=headers, json=body)
         assert response.status_code == 200, response.text[:300]
-
-
-async def _idle_rate(proxy: RoundTripProxy, seconds: float = 3.0) -> float:
-    """Round trips per second with no request in flight: closerdesk's in-process workers
-    (webhook dispatcher, calendar worker) polling; subtracted from the counted phase."""
-    proxy.reset()
-    proxy.active = True
-    await asyncio.sleep(seconds)
-    proxy.active = False
-    return proxy.total() / seconds
 
 
 async def _counted_requests(
@@ -504,7 +492,7 @@ def print_round_trip_detail(results: Results) -> None:
     print("round trips per request, by kind (counted on the wire):")
     for (server, path), counts in sorted(results.round_trips.items()):
         detail = ", ".join(
-            f"{kind} {value:.1f}" for kind, value in sorted(counts.items()) if kind != "total"
+            f"{kind} {value:.2f}" for kind, value in sorted(counts.items()) if kind != "total"
         )
         print(f"  {server:<12}{path:<10}{counts['total']:5.1f}  ({detail})")
 

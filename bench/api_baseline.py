@@ -23,18 +23,20 @@ server. Run by bench/api.py with the same uvicorn options as ``closerdesk serve`
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import uvicorn
 
 Scope = dict[str, Any]
@@ -199,11 +201,47 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+class Pool:
+    """``size`` connections handed out in turn. No reset query when one comes back (asyncpg's
+    pool sends one): the baseline leaves no session state behind (no SET, LISTEN or lock)."""
+
+    def __init__(self, connections: list[asyncpg.Connection]) -> None:
+        self.idle: asyncio.Queue[asyncpg.Connection] = asyncio.Queue()
+        for connection in connections:
+            self.idle.put_nowait(connection)
+        self.all = connections
+
+    @classmethod
+    async def open(cls, url: str, size: int) -> Pool:
+        return cls([await asyncpg.connect(url) for _ in range(size)])
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        connection = await self.idle.get()
+        try:
+            yield connection
+        finally:
+            self.idle.put_nowait(connection)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self.acquire() as connection:
+            return await connection.fetchrow(query, *args)
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.acquire() as connection:
+            rows: list[asyncpg.Record] = await connection.fetch(query, *args)
+            return rows
+
+    async def close(self) -> None:
+        for connection in self.all:
+            await connection.close()
+
+
 class Baseline:
     def __init__(self, url: str, secret_key: str, public_base_url: str, pool_size: int) -> None:
         self.url, self.secret_key = url, secret_key.encode()
         self.public_base_url, self.pool_size = public_base_url, pool_size
-        self.pool: asyncpg.Pool | None = None
+        self.pool: Pool | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -226,7 +264,7 @@ class Baseline:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
+                self.pool = await Pool.open(self.url, self.pool_size)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.pool is not None:

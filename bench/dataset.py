@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 
 from closerdesk.auth.service import KEY_PREFIX, hash_key
 from closerdesk.config import Settings

@@ -8,6 +8,11 @@ message after which the client waits for the server: a simple ``Query`` ('Q') or
 ``Parse``/``Describe`` exchange with no ``Bind``: asyncpg preparing a statement it has not
 seen on that connection), or ``statement``. No server setting is needed (no
 ``log_statement``, no ``pg_stat_statements``).
+
+A server's own background work (closerdesk's in-process webhook dispatcher and calendar
+worker poll the database) shares the wire. ``request_counts`` leaves it out: it cuts each
+connection's round trips into pool checkouts (SQLAlchemy's pre-ping, ``BEGIN; ;
+ROLLBACK``, opens each one) and drops the checkouts that ran a background statement.
 """
 
 from __future__ import annotations
@@ -15,6 +20,15 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections import Counter
+from collections.abc import Sequence
+from itertools import count as serials
+
+BACKGROUND = (
+    "SET next_attempt_at",  # the webhook dispatcher's claim
+    "SKIP LOCKED",
+    "calendar_cleanups",
+)
+"""Text of statements only background work sends."""
 
 SSL_REQUEST = 80877103
 
@@ -22,8 +36,8 @@ SSL_REQUEST = 80877103
 class Wire:
     """The client half of one connection: buffers bytes, counts round trips."""
 
-    def __init__(self, counts: Counter[str], proxy: RoundTripProxy) -> None:
-        self.counts, self.proxy = counts, proxy
+    def __init__(self, counts: Counter[str], proxy: RoundTripProxy, number: int) -> None:
+        self.counts, self.proxy, self.number = counts, proxy, number
         self.buffer = b""
         self.started = False
         self.prepared: dict[str, str] = {}  # statement name -> SQL
@@ -66,7 +80,7 @@ class Wire:
             if binds:
                 self.count(binds[-1])
             else:
-                self.bump("prepare")
+                self.bump("prepare", self.pending[-1][1] if self.pending else "")
             self.pending = []
         elif kind == b"C" and body[:1] == b"S":  # Close of a statement: forget it
             self.prepared.pop(body[1:].split(b"\0")[0].decode(), None)
@@ -75,17 +89,18 @@ class Wire:
         text = sql.strip().rstrip(";").strip()
         word = text.split(None, 1)[0].upper() if text else ""
         if word in {"BEGIN", "START"}:
-            self.bump("begin")
+            self.bump("begin", sql)
         elif word in {"COMMIT", "ROLLBACK", "END"}:
-            self.bump("commit")
+            self.bump("commit", sql)
         elif text in {"", "SELECT 1"}:
-            self.bump("ping")
+            self.bump("ping", sql)
         else:
-            self.bump("statement")
+            self.bump("statement", sql)
 
-    def bump(self, what: str) -> None:
+    def bump(self, what: str, sql: str) -> None:
         if self.proxy.active:
             self.counts[what] += 1
+            self.proxy.events.append((self.number, what, sql))
 
 
 class RoundTripProxy:
@@ -94,6 +109,8 @@ class RoundTripProxy:
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.counts: Counter[str] = Counter()
+        self.events: list[tuple[int, str, str]] = []  # (connection, kind, SQL)
+        self.connections = serials()
         self.active = False
         self.port = 0
         self.server: asyncio.Server | None = None
@@ -108,13 +125,29 @@ class RoundTripProxy:
 
     def reset(self) -> None:
         self.counts = Counter()
+        self.events = []
 
     def total(self) -> int:
         return sum(self.counts.values())
 
+    def request_counts(self) -> tuple[Counter[str], int]:
+        """Round trips by kind without the background checkouts, and how many were dropped."""
+        by_connection: dict[int, list[tuple[str, str]]] = {}
+        for number, what, sql in self.events:
+            by_connection.setdefault(number, []).append((what, sql))
+        kept: Counter[str] = Counter()
+        dropped = 0
+        for events in by_connection.values():
+            for checkout in _checkouts(events):
+                if any(mark in sql for _, sql in checkout for mark in BACKGROUND):
+                    dropped += 1
+                else:
+                    kept.update(what for what, _ in checkout)
+        return kept, dropped
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        wire = Wire(self.counts, self)
+        wire = Wire(self.counts, self, next(self.connections))
 
         async def client_to_server() -> None:
             while data := await reader.read(65536):
@@ -135,3 +168,14 @@ class RoundTripProxy:
         except (ConnectionError, OSError):
             writer.close()
             up_writer.close()
+
+
+def _checkouts(events: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Cut one connection's round trips where a pre-ping (``BEGIN``, ``;``) starts."""
+    cuts: list[list[tuple[str, str]]] = [[]]
+    for index, event in enumerate(events):
+        pinged = index + 1 < len(events) and events[index + 1][0] == "ping"
+        if event[0] == "begin" and pinged and cuts[-1]:
+            cuts.append([])
+        cuts[-1].append(event)
+    return cuts
