@@ -539,14 +539,16 @@ def g3_calls(orgs: list[Org], now: datetime, ids: Serials) -> tuple[Rows, dict[s
 
 # --- loading ----------------------------------------------------------------------------------
 async def set_aside(conn: asyncpg.Connection) -> list[str]:
-    """Drop the secondary indexes and non-key constraints of the bulk tables; returns the
-    statements that rebuild them exactly (their own definitions)."""
+    """Drop the secondary indexes, unique and exclusion constraints of the bulk tables; returns
+    the statements that rebuild them exactly (their own definitions). Foreign keys stay: the
+    load runs with ``session_replication_role = replica`` (no FK triggers), the rows being
+    consistent by construction."""
     tables = list(BULK)
     constraints = await conn.fetch(
         """SELECT c.conrelid::regclass::text AS tbl, c.conname,
                   pg_get_constraintdef(c.oid) AS def
            FROM pg_constraint c
-           WHERE c.conrelid = ANY($1::text[]::regclass[]) AND c.contype IN ('u', 'x', 'f')""",
+           WHERE c.conrelid = ANY($1::text[]::regclass[]) AND c.contype IN ('u', 'x')""",
         tables,
     )
     indexes = await conn.fetch(
@@ -611,6 +613,7 @@ async def load(url: str) -> dict[str, Any]:
     encryption_key = generate_key()
     box = SecretBox([encryption_key])
     orgs = plan_orgs(secret_key, rng, ids)
+    started = time.perf_counter()
     conn = await asyncpg.connect(url)
     try:
         before = await schema_signature(conn)
@@ -624,7 +627,9 @@ async def load(url: str) -> dict[str, Any]:
             await copy(conn, foreign_events(org, now, ids))
         await copy(conn, g3_rows)
         await conn.execute("SET session_replication_role = origin")
+        print(f"  copied in {time.perf_counter() - started:.1f} s", flush=True)
         await rebuild(url, statements)
+        print(f"  indexes rebuilt at {time.perf_counter() - started:.1f} s", flush=True)
         await conn.execute("ANALYZE")
         assert await schema_signature(conn) == before, "the rebuilt schema differs"
         total = await conn.fetchval("SELECT count(*) FROM calls")
