@@ -174,16 +174,23 @@ def shaped(name: str, value: Any) -> Any:
     return transcript
 
 
+TIME_FIELDS = (
+    "scheduled_at", "started_at", "ended_at", "guest_rsvp_confirmed_at", "created_at",
+    "updated_at", "cancelled_at",
+)  # fmt: skip
+
+
 def call_object(row: asyncpg.Record) -> dict[str, Any]:
-    """The call object of docs/api.md from a row of ``CALL_FIELDS``."""
-    out: dict[str, Any] = {}
-    for name in CALL_FIELDS:
-        value = row[name]
-        if isinstance(value, datetime):
-            value = isoformat_z(value)
-        elif name in JSON_FIELDS and value is not None:
-            value = shaped(name, json.loads(value))
-        out[name] = value
+    """The call object of docs/api.md from a row of ``CALL_FIELDS`` (selected in that order)."""
+    out = dict(zip(CALL_FIELDS, row.values(), strict=True))
+    for name in TIME_FIELDS:
+        value = out[name]
+        if value is not None:
+            out[name] = isoformat_z(value)
+    for name in JSON_FIELDS:
+        value = out[name]
+        if value is not None:
+            out[name] = shaped(name, json.loads(value))
     out["has_recording"] = out["recording_url"] is not None
     out["has_analysis"] = out["ai_summary"] is not None or bool(out["action_items"])
     return out
