@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, SessionTransaction
 
 log = structlog.get_logger(__name__)
@@ -102,17 +102,19 @@ class OutboxListener:
         self.connection: Any = None
 
     def _connect_kwargs(self) -> dict[str, Any]:
-        from sqlalchemy.dialects.postgresql.asyncpg import dialect
-        from sqlalchemy.engine import make_url
-
-        _, options = dialect().create_connect_args(make_url(self.url))
+        """``asyncpg.connect`` arguments from the SQLAlchemy URL, as its asyncpg dialect does."""
+        url = make_url(self.url)
+        options: dict[str, Any] = url.translate_connect_args(username="user", database="database")
+        options.update(url.query)
         for name in ("prepared_statement_cache_size", "prepared_statement_name_func"):
             options.pop(name, None)
-        return dict(options)
+        if "port" in options:
+            options["port"] = int(options["port"])
+        return options
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen until ``stop`` is set, reconnecting after a loss."""
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped]
 
         delay = 0.2
         while not stop.is_set():
@@ -125,7 +127,7 @@ class OutboxListener:
                 delay = min(delay * 2, 5.0)
                 continue
             try:
-                connection.add_termination_listener(lambda _c: lost.set())
+                connection.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await connection.add_listener(CHANNEL, lambda *_args: self.wake())
                 self.connection, self.listening, delay = connection, True, 0.2
                 log.info("webhooks.listener_connected")
