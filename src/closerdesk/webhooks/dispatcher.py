@@ -181,7 +181,9 @@ class Dispatcher:
     ``listen`` (default: on PostgreSQL) wakes ``run`` by ``LISTEN``/``NOTIFY``;
     ``poll_interval`` is the longest idle wait in seconds (default: the sweep,
     ``settings.webhook_sweep_seconds``, when listening; ``settings.webhook_poll_seconds``
-    otherwise, and while the listening connection is down).
+    otherwise, and while the listening connection is down). ``wake_ups=False`` turns every
+    wake-up off (no listening, no in-process wake-up, no retry timer): ``run`` then only polls,
+    as before docs/performance.md's "Waking up" (the bench's baseline).
     """
 
     def __init__(
@@ -195,6 +197,7 @@ class Dispatcher:
         concurrency: int = 50,
         poll_interval: float | None = None,
         listen: bool | None = None,
+        wake_ups: bool = True,
         lease: timedelta | None = None,
         rng: random.Random | None = None,
         box: SecretBox | None = None,
@@ -207,7 +210,8 @@ class Dispatcher:
         self.clock = clock
         self.batch_size = max(1, batch_size)
         self.concurrency = max(1, concurrency)
-        self.listen = database.dialect == "postgresql" if listen is None else listen
+        self.wake_ups = wake_ups
+        self.listen = wake_ups and (database.dialect == "postgresql" if listen is None else listen)
         self.poll_seconds = settings.webhook_poll_seconds
         if poll_interval is not None:
             self.poll_seconds = min(self.poll_seconds, poll_interval)
@@ -234,12 +238,12 @@ class Dispatcher:
 
     def _local_wake_up(self) -> None:
         # A commit in this process; when listening, its NOTIFY wakes us just as well.
-        if self.listener is None or not self.listener.listening:
+        if self.wake_ups and (self.listener is None or not self.listener.listening):
             self.wake_up()
 
     def _note_due(self, when: datetime) -> None:
         """A delivery becomes due at ``when`` (a retry or a lease): wake up then."""
-        if self._next_due is None or when < self._next_due:
+        if self.wake_ups and (self._next_due is None or when < self._next_due):
             self._next_due = when
             self._wake.set()  # recompute the wait, no claim
 
