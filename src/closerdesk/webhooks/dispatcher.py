@@ -219,7 +219,7 @@ class Dispatcher:
         self.poll_interval = default_wait if poll_interval is None else poll_interval
         self.listener: OutboxListener | None = None
         self.idle = False
-        """True while ``run`` waits for a wake-up with nothing in flight (tests look)."""
+        """True while ``run`` sleeps, nothing being due, until a wake-up (tests look)."""
         self._wake = asyncio.Event()
         self._claim_now = False
         self._next_due: datetime | None = None
