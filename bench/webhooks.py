@@ -1,4 +1,4 @@
-"""Benchmark: webhook delivery from the outbox on PostgreSQL (issue 3, part 7).
+"""Benchmark: webhook delivery from the outbox on PostgreSQL (issues 3 and 10).
 
 Not a test: it prints its figures. Run from the repository root:
 
@@ -11,16 +11,23 @@ DATABASE_URL (or ``CLOSERDESK_BENCH_DATABASE_URL``) defaults to
 A loopback receiver runs in a child process (a bare ASGI app on uvicorn answering 200 and
 noting when each ``webhook-id`` arrived). In the same run:
 
-1. *bare loop*: one ``httpx.AsyncClient`` posts the N signed bodies to the receiver, at most
-   ``--concurrency`` at once — the ceiling for this machine, receiver and client;
+1. *bare loops*: one ``httpx.AsyncClient`` posts the N signed bodies to the receiver, at most
+   ``--concurrency`` at once — the ceiling for the dispatcher's own client; then the same with
+   ``aiohttp`` (when installed), the fastest asyncio HTTP client here: how far the dispatcher
+   is from what this machine can send;
 2. *outbox*: N events are written to the outbox (not timed), then one in-process ``Dispatcher``
    (``--concurrency`` sends at once, batches of 100, as ``closerdesk worker``) delivers them;
    timed from its start until every delivery is recorded ``succeeded`` in the database;
-3. *latency*: a producer commits 50 events/s for ``--seconds`` (one transaction each, like an
+3. *idle*: statements per second of an idle dispatcher over ``--idle-seconds``, counted with
+   a SQLAlchemy engine event (and on PostgreSQL, transactions in ``pg_stat_database``), on
+   PostgreSQL and on a SQLite file; against the poll-only dispatcher (``wake_ups=False``,
+   every 0.1 s, as before issue 10) in the same run;
+4. *latency*: a producer commits 50 events/s for ``--seconds`` (one transaction each, like an
    API request) while a dispatcher runs; commit-to-receipt latency is the receiver's arrival
-   time minus the producer's time right after the commit.
+   time minus the producer's time right after the commit; again against the poll-only one.
 
-Target: outbox throughput ≥ 0.5 × the bare loop; p99 latency < 1 s.
+Targets: outbox throughput ≥ 0.85 × the bare httpx loop; p99 latency < 1 s; no statement
+from an idle dispatcher on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -34,11 +41,13 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from closerdesk.config import Settings
@@ -55,6 +64,7 @@ from closerdesk.webhooks.service import record_event
 from closerdesk.webhooks.signing import new_secret, signed_headers
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test_c"
+NAMES_SQLITE = ("poll-only 0.1 s (before)", "woken (in-process, poll 1 s)")
 LEAD = {
     "id": "lead_01BENCH",
     "email": "dana@example.com",
@@ -212,6 +222,33 @@ async def bare_loop(
         return len(bodies) / elapsed, (time.process_time() - cpu) / len(bodies)
 
 
+async def bare_aiohttp(
+    target: str, bodies: list[tuple[str, str]], concurrency: int
+) -> tuple[float, float] | None:
+    """The same as ``bare_loop`` with aiohttp; None when it is not installed."""
+    try:
+        import aiohttp
+    except ImportError:
+        return None
+    secret = new_secret()
+    semaphore = asyncio.Semaphore(concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as client:
+
+        async def post(msg_id: str, body: str) -> None:
+            async with semaphore:
+                headers = signed_headers([secret], msg_id, utcnow(), body)
+                async with client.post(target, data=body.encode(), headers=headers) as r:
+                    await r.read()
+                    assert r.status == 200
+
+        cpu = time.process_time()
+        started = time.perf_counter()
+        await asyncio.gather(*(post(i, b) for i, b in bodies))
+        elapsed = time.perf_counter() - started
+        return len(bodies) / elapsed, (time.process_time() - cpu) / len(bodies)
+
+
 async def outbox(
     database: Database, settings: Settings, total: int, concurrency: int
 ) -> tuple[float, float]:
@@ -232,11 +269,82 @@ async def outbox(
     return total / elapsed, cpu / total
 
 
+async def transactions(url: str) -> int:
+    """Committed plus rolled-back transactions of the database so far (``pg_stat_database``),
+    read on a connection of its own that then exits (which flushes its own statistics)."""
+    engine = create_async_engine(url)
+    async with engine.connect() as conn:
+        count = await conn.scalar(
+            text(
+                "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                "WHERE datname = current_database()"
+            )
+        )
+    await engine.dispose()
+    return int(count or 0)
+
+
+async def idle(url: str, settings: Settings, seconds: float, *, wake_ups: bool) -> str:
+    """What one idle dispatcher sends in ``seconds``, as a line of text."""
+    database = Database(url)
+    statements = 0
+
+    def count(*_args: Any) -> None:
+        nonlocal statements
+        statements += 1
+
+    if wake_ups:
+        dispatcher = Dispatcher(database, settings)
+    else:
+        dispatcher = Dispatcher(database, settings, poll_interval=0.1, wake_ups=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run(stop))
+    postgres = database.dialect == "postgresql"
+    # Started, listening and idle; on PostgreSQL also past the 10 s after which an idle
+    # backend reports its statistics (its LISTEN, the bench's earlier work).
+    await asyncio.sleep(11.5 if postgres else 1.5)
+    before = await transactions(url) if postgres else 0
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    await asyncio.sleep(seconds)
+    event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+    stop.set()
+    await task
+    await dispatcher.aclose()
+    await database.dispose()  # its connections exit: their statistics are flushed
+    line = f"{statements / seconds:5.1f} statements/s (engine events)"
+    if postgres:
+        await asyncio.sleep(0.5)
+        xacts = await transactions(url) - before - 1  # less the first read's own
+        line += f", {xacts / seconds:5.1f} transactions/s (pg_stat_database)"
+    return line
+
+
+async def idle_sqlite(settings: Settings, seconds: float) -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite+aiosqlite:///{Path(tmp) / 'idle.db'}"
+        await asyncio.to_thread(upgrade, url)
+        sqlite = settings.model_copy(update={"database_url": url})
+        return [
+            await idle(url, sqlite, seconds, wake_ups=False),
+            await idle(url, sqlite, seconds, wake_ups=True),
+        ]
+
+
 async def latency(
-    database: Database, settings: Settings, org_id: str, base: str, rate: float, seconds: float
+    database: Database,
+    settings: Settings,
+    org_id: str,
+    base: str,
+    rate: float,
+    seconds: float,
+    *,
+    wake_ups: bool = True,
 ) -> list[float]:
     """Commit-to-receipt latencies (seconds) at a steady ``rate`` events per second."""
-    dispatcher = Dispatcher(database, settings)
+    if wake_ups:
+        dispatcher = Dispatcher(database, settings)
+    else:
+        dispatcher = Dispatcher(database, settings, poll_interval=0.1, wake_ups=False)
     stop = asyncio.Event()
     task = asyncio.create_task(dispatcher.run(stop))
     committed: dict[str, float] = {}
@@ -295,34 +403,55 @@ async def main(args: argparse.Namespace) -> None:
                 }
             bodies = [(i, payloads[i]) for i in ids]
             bare, bare_cpu = await bare_loop(target, bodies, args.concurrency)
+            fastest = await bare_aiohttp(target, bodies, args.concurrency)
             await arrivals(base, reset=True)
             rate, cpu = await outbox(database, settings, args.events, args.concurrency)
             received = await arrivals(base, reset=True)
             lost = set(ids) - set(received)
             duplicates = sum(len(v) for v in received.values()) - len(received)
-            rounds.append((bare, rate, bare_cpu, cpu))
+            fast, fast_cpu = fastest or (float("nan"), float("nan"))
+            rounds.append((bare, rate, bare_cpu, cpu, fast, fast_cpu))
             print(
-                f"round {round_}: bare httpx loop {bare:5.0f}/s ({bare_cpu * 1000:.2f} ms CPU "
-                f"each) | outbox dispatcher {rate:5.0f}/s ({cpu * 1000:.2f} ms CPU each) | "
-                f"ratio {rate / bare:.2f} | lost {len(lost)}, duplicates {duplicates}"
+                f"round {round_}: bare httpx {bare:5.0f}/s ({bare_cpu * 1000:.2f} ms CPU each) "
+                f"| bare aiohttp {fast:5.0f}/s ({fast_cpu * 1000:.2f} ms) | outbox dispatcher "
+                f"{rate:5.0f}/s ({cpu * 1000:.2f} ms) | outbox/httpx {rate / bare:.2f}, "
+                f"outbox/aiohttp {rate / fast:.2f} | lost {len(lost)}, duplicates {duplicates}"
             )
         bare = statistics.median(r[0] for r in rounds)
         rate = statistics.median(r[1] for r in rounds)
+        fast = statistics.median(r[4] for r in rounds)
         ratio = statistics.median(r[1] / r[0] for r in rounds)
+        fast_ratio = statistics.median(r[1] / r[4] for r in rounds)
         cpu_ratio = statistics.median(r[2] / r[3] for r in rounds)
         print(
-            f"throughput (medians of {len(rounds)} rounds): bare {bare:.0f}/s, outbox "
-            f"{rate:.0f}/s; ratio outbox/bare {ratio:.2f} (target ≥ 0.50); CPU per delivery "
-            f"bare/outbox {cpu_ratio:.2f}"
+            f"throughput (medians of {len(rounds)} rounds): bare httpx {bare:.0f}/s, bare "
+            f"aiohttp {fast:.0f}/s, outbox {rate:.0f}/s; ratio outbox/httpx {ratio:.2f} "
+            f"(target ≥ 0.85), outbox/aiohttp {fast_ratio:.2f}; CPU per delivery "
+            f"httpx/outbox {cpu_ratio:.2f}"
         )
         await clear_deliveries(database)
-        latencies = await latency(database, settings, org_id, base, args.rate, args.seconds)
-        p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
-        print(
-            f"latency at {args.rate:.0f} events/s for {args.seconds:.0f} s "
-            f"({len(latencies)} events, commit → receipt): p50 {p50 * 1000:.0f} ms, "
-            f"p99 {p99 * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms (target p99 < 1000 ms)"
-        )
+        await database.engine.dispose()  # idle connections would report their work late
+        for wake_ups in (False, True):
+            name = "woken (NOTIFY)" if wake_ups else "poll-only 0.1 s (before)"
+            print(f"idle dispatcher, PostgreSQL, {name}: ", end="", flush=True)
+            print(await idle(url, settings, args.idle_seconds, wake_ups=wake_ups))
+        lines = await idle_sqlite(settings, args.idle_seconds)
+        for name, line in zip(NAMES_SQLITE, lines, strict=True):
+            print(f"idle dispatcher, SQLite, {name}: {line}")
+        for wake_ups in (False, True):
+            await clear_deliveries(database)
+            await arrivals(base, reset=True)
+            latencies = await latency(
+                database, settings, org_id, base, args.rate, args.seconds, wake_ups=wake_ups
+            )
+            p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+            name = "woken (NOTIFY)" if wake_ups else "poll-only 0.1 s (before)"
+            print(
+                f"latency, {name}, at {args.rate:.0f} events/s for {args.seconds:.0f} s "
+                f"({len(latencies)} events, commit → receipt): p50 {p50 * 1000:.0f} ms, "
+                f"p99 {p99 * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
+                "(target p99 < 1000 ms)"
+            )
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -341,6 +470,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
 

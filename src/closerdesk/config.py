@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     webhook_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
     """How long a dispatcher owns a claimed delivery; a crashed one's deliveries are taken
     again after it. Keep it above the 15 s attempt timeout."""
+    webhook_sweep_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """On PostgreSQL, an idle dispatcher is woken by ``NOTIFY`` and otherwise looks for due
+    deliveries only this often (seconds): retries scheduled by other workers, leases run out,
+    notifications lost while its listening connection was down."""
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    """How often an idle dispatcher looks for due deliveries on SQLite (commits in its own
+    process wake it at once), and on PostgreSQL while its listening connection is down."""
     calendar_sync_seconds: float = Field(default=300.0, ge=5, le=86400)
     """Every external calendar's busy mirror is re-synced at least this often (seconds)."""
     calendar_mirror_days: int = Field(default=120, ge=7, le=730)

@@ -19,6 +19,14 @@ A pipeline of three steps, so that one slow target never holds up the others:
   disabled, with the reason recorded; its pending deliveries are then marked ``failed``
   without being sent.
 
+Waking up (docs/webhooks.md, "How fast a delivery leaves"): an idle dispatcher issues no
+statement. It sleeps until a transaction that wrote deliveries commits (``wakeup.py``:
+``NOTIFY`` on PostgreSQL, heard on a dedicated ``LISTEN`` connection; a direct call within this
+process on every database), until the earliest retry it scheduled itself is due, or until the
+sweep (``CLOSERDESK_WEBHOOK_SWEEP_SECONDS``, 30 s; while not listening, and always on SQLite,
+``CLOSERDESK_WEBHOOK_POLL_SECONDS``, 1 s), which finds whatever no wake-up announced: retries
+scheduled by other processes, leases run out, notifications lost while the connection was down.
+
 Health (docs/webhooks.md, "Webhook health"): when a run of failures has lasted an hour,
 ``webhook.failing`` is recorded once for that run, and when closerdesk disables a subscription,
 ``webhook.disabled``; both go to the organization's other subscriptions that ask for them, in
@@ -58,6 +66,7 @@ from closerdesk.webhooks.service import (
 )
 from closerdesk.webhooks.signing import signed_headers
 from closerdesk.webhooks.targets import TargetNotAllowed, resolve_target
+from closerdesk.webhooks.wakeup import OutboxListener, local_wakeups
 
 log = structlog.get_logger(__name__)
 
@@ -168,6 +177,13 @@ class Dispatcher:
     ``box`` opens the stored signing secrets (default: ``secret_box(settings)``).
     ``run`` is the long-running pipeline; ``run_once``/``drain`` handle one batch at a time
     (tests, and anything that wants a deterministic step).
+
+    ``listen`` (default: on PostgreSQL) wakes ``run`` by ``LISTEN``/``NOTIFY``;
+    ``poll_interval`` is the longest idle wait in seconds (default: the sweep,
+    ``settings.webhook_sweep_seconds``, when listening; ``settings.webhook_poll_seconds``
+    otherwise, and while the listening connection is down). ``wake_ups=False`` turns every
+    wake-up off (no listening, no in-process wake-up, no retry timer): ``run`` then only polls,
+    as before docs/performance.md's "Waking up" (the bench's baseline).
     """
 
     def __init__(
@@ -179,7 +195,9 @@ class Dispatcher:
         clock: Clock = utcnow,
         batch_size: int = 100,
         concurrency: int = 50,
-        poll_interval: float = 0.1,
+        poll_interval: float | None = None,
+        listen: bool | None = None,
+        wake_ups: bool = True,
         lease: timedelta | None = None,
         rng: random.Random | None = None,
         box: SecretBox | None = None,
@@ -192,7 +210,19 @@ class Dispatcher:
         self.clock = clock
         self.batch_size = max(1, batch_size)
         self.concurrency = max(1, concurrency)
-        self.poll_interval = poll_interval
+        self.wake_ups = wake_ups
+        self.listen = wake_ups and (database.dialect == "postgresql" if listen is None else listen)
+        self.poll_seconds = settings.webhook_poll_seconds
+        if poll_interval is not None:
+            self.poll_seconds = min(self.poll_seconds, poll_interval)
+        default_wait = settings.webhook_sweep_seconds if self.listen else self.poll_seconds
+        self.poll_interval = default_wait if poll_interval is None else poll_interval
+        self.listener: OutboxListener | None = None
+        self.idle = False
+        """True while ``run`` sleeps, nothing being due, until a wake-up (tests look)."""
+        self._wake = asyncio.Event()
+        self._claim_now = False
+        self._next_due: datetime | None = None
         self.lease = lease or timedelta(seconds=settings.webhook_lease_seconds)
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
 
@@ -200,13 +230,50 @@ class Dispatcher:
         if self._owns_http:
             await self.http.aclose()
 
+    # --- waking up -------------------------------------------------------------------------------
+    def wake_up(self) -> None:
+        """Claim again now (the outbox was written): the ``LISTEN`` callback and tests."""
+        self._claim_now = True
+        self._wake.set()
+
+    def _local_wake_up(self) -> None:
+        # A commit in this process; when listening, its NOTIFY wakes us just as well.
+        if self.wake_ups and (self.listener is None or not self.listener.listening):
+            self.wake_up()
+
+    def _note_due(self, when: datetime) -> None:
+        """A delivery becomes due at ``when`` (a retry or a lease): wake up then."""
+        if self.wake_ups and (self._next_due is None or when < self._next_due):
+            self._next_due = when
+            self._wake.set()  # recompute the wait, no claim
+
+    async def _sleep_until_due(self, stop: asyncio.Event) -> None:
+        """Until a wake-up, the earliest known due time, the sweep, or ``stop``."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self.idle = True
+        try:
+            while not stop.is_set() and not self._claim_now:
+                listening = self.listener is not None and self.listener.listening
+                limit = self.poll_interval if listening or not self.listen else self.poll_seconds
+                timeout = started + limit - loop.time()
+                if self._next_due is not None:
+                    timeout = min(timeout, (self._next_due - self.clock()).total_seconds())
+                if timeout <= 0:
+                    return
+                self._wake.clear()
+                await _wait(self._wake, timeout)
+        finally:
+            self.idle = False
+
     # --- the pipeline ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Deliver until ``stop`` is set (or the task is cancelled).
 
         Claims whenever at least a quarter of the sending slots are free (or all of them are),
-        sends each delivery in its own task, and records results as they come in. On stop, the
-        deliveries in flight are finished and recorded first.
+        sends each delivery in its own task, and records results as they come in. When nothing
+        is due it sleeps, issuing no statement, until woken (see the module's docstring). On
+        stop, the deliveries in flight are finished and recorded first.
         """
         stop = stop or asyncio.Event()
         results: asyncio.Queue[AttemptResult | None] = asyncio.Queue()
@@ -219,7 +286,14 @@ class Dispatcher:
             in_flight.discard(task)
             slot_freed.set()
 
-        log.info("webhooks.dispatcher_started", concurrency=self.concurrency)
+        stop_watch = asyncio.create_task(stop.wait())
+        stop_watch.add_done_callback(lambda _task: self._wake.set())
+        local_wakeups.add(self._local_wake_up)
+        listening: asyncio.Task[None] | None = None
+        if self.listen:
+            self.listener = OutboxListener(self.database.engine.url, self.wake_up)
+            listening = asyncio.create_task(self.listener.run(stop))
+        log.info("webhooks.dispatcher_started", concurrency=self.concurrency, listen=self.listen)
         try:
             while not stop.is_set():
                 slot_freed.clear()
@@ -227,6 +301,8 @@ class Dispatcher:
                 wanted = min(free, self.batch_size)
                 busy = free < threshold and bool(in_flight)
                 if not busy:
+                    self._claim_now = False
+                    claimed_at = self.clock()
                     try:
                         jobs = await self.claim(limit=wanted)
                     except Exception:
@@ -241,15 +317,23 @@ class Dispatcher:
                         if len(in_flight) < self.concurrency:
                             continue
                         busy = True
-                if busy:  # every slot taken: wait for one to free
-                    await _wait(slot_freed, self.poll_interval)
-                else:  # nothing more due: poll
-                    await _wait(stop, self.poll_interval)
+                    elif self._next_due is not None and self._next_due <= claimed_at:
+                        self._next_due = None  # what was due then has just been claimed
+                if busy:  # every slot taken: wait for one to free (no statement meanwhile)
+                    await _wait(slot_freed, 1.0)
+                else:  # nothing more due now
+                    await self._sleep_until_due(stop)
         finally:
+            local_wakeups.discard(self._local_wake_up)
             if in_flight:
                 await asyncio.wait(set(in_flight))
             results.put_nowait(None)
             await recorder
+            stop_watch.cancel()
+            if listening is not None:
+                listening.cancel()
+                await asyncio.gather(listening, return_exceptions=True)
+            self.listener = None
 
     async def _attempt_into(self, job: Job, results: asyncio.Queue[AttemptResult | None]) -> None:
         results.put_nowait(await self.attempt(job))
@@ -280,6 +364,7 @@ class Dispatcher:
                     # Not lost: the deliveries are still pending under a lease that runs out,
                     # so they are sent again (at-least-once).
                     log.exception("webhooks.record_failed", deliveries=len(batch))
+                    self._note_due(self.clock() + self.lease)
                     return
                 log.warning("webhooks.record_retry", attempt=attempt, exc_info=True)
                 await asyncio.sleep(0.2 * 2**attempt)
@@ -627,6 +712,7 @@ class Dispatcher:
         )
         delivery.status = "pending"
         delivery.next_attempt_at = now + delay
+        self._note_due(delivery.next_attempt_at)
         return False
 
     def _jittered(self, delay: timedelta) -> timedelta:

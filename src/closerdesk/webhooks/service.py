@@ -2,7 +2,9 @@
 
 ``record_event`` runs in the transaction of the change that caused the event and writes, in
 that same transaction, one delivery per matching active subscription: an event is delivered
-if and only if its change committed. The dispatcher (``dispatcher.py``) sends the deliveries.
+if and only if its change committed. The dispatcher (``dispatcher.py``) sends the deliveries;
+whatever queues deliveries due now calls ``outbox_written`` so that dispatchers wake up when
+the transaction commits (``wakeup.py``).
 
 Signing secrets are stored as Fernet tokens (``kit/secrets.py``): ``create_subscription`` and
 ``rotate_secret`` seal them, ``shown_secret`` and ``signing_secrets`` open them.
@@ -31,6 +33,7 @@ from closerdesk.webhooks.payloads import EVENT_MODELS, EventData
 from closerdesk.webhooks.schemas import WebhookSubscriptionCreate, WebhookSubscriptionUpdate
 from closerdesk.webhooks.signing import new_secret
 from closerdesk.webhooks.targets import TargetNotAllowed, resolve_target
+from closerdesk.webhooks.wakeup import outbox_written
 
 __all__ = ["SUBSCRIBABLE", "EventType", "record_event"]
 
@@ -90,6 +93,8 @@ async def record_event(
         if only_subscription_id is None and not subscribed(subscription.event_types, event_type):
             continue
         active = subscription.is_active
+        if active and due_at is None:
+            outbox_written(session)  # dispatchers are woken when this commits
         session.add(
             WebhookDelivery(
                 id=new_id("dlv"),
@@ -300,6 +305,7 @@ async def redeliver(
     delivery.attempt_count = 0
     delivery.next_attempt_at = utcnow()
     await session.flush()
+    outbox_written(session)
     return delivery
 
 
@@ -328,4 +334,7 @@ async def recover(
         .values(status="pending", attempt_count=0, next_attempt_at=utcnow(), updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    count = int(getattr(result, "rowcount", 0) or 0)
+    if count:
+        outbox_written(session)
+    return count

@@ -1,0 +1,228 @@
+"""Waking the dispatcher (docs/webhooks.md, "How fast a delivery leaves"): idle, it issues no
+statement on PostgreSQL; ``NOTIFY`` from another engine wakes it; a killed listening
+connection comes back; the sweep finds what nobody announced; on SQLite (and on PostgreSQL
+without listening) a commit in the same process wakes it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+
+from closerdesk.config import Settings
+from closerdesk.db import Database
+from closerdesk.kit.time import utcnow
+from closerdesk.webhooks.dispatcher import Dispatcher
+from closerdesk.webhooks.service import record_event
+from tests.webhooks.helpers import Hooks, lead_created
+from tests.webhooks.receiver import Reply
+
+ON_POSTGRES = os.environ.get("CLOSERDESK_TEST_DATABASE_URL", "").startswith("postgresql")
+postgres_only = pytest.mark.skipif(not ON_POSTGRES, reason="LISTEN/NOTIFY is PostgreSQL's")
+
+
+class Statements:
+    """Counts what an engine sends: statements, and connections taken from its pool."""
+
+    def __init__(self, database: Database) -> None:
+        self.sql: list[str] = []
+        self.checkouts = 0
+        engine = database.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", self._statement)
+        event.listen(engine.pool, "checkout", self._checkout)
+
+    def _statement(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self.sql.append(statement)
+
+    def _checkout(self, *_args: Any) -> None:
+        self.checkouts += 1
+
+
+@pytest.fixture
+async def own_database(settings: Settings) -> AsyncIterator[Database]:
+    """A second engine on the test database: the dispatcher's own, so that what it sends can
+    be counted apart from the test's (and commits on the test's engine come from elsewhere)."""
+    db = Database(settings.database_url)
+    yield db
+    await db.dispose()
+
+
+async def until(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+class Running:
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(dispatcher.run(self.stop))
+
+    async def settled(self) -> None:
+        """Until it listens (when it should) and waits with nothing to do."""
+        d = self.dispatcher
+
+        def ready() -> bool:
+            listening = d.listener is not None and d.listener.listening
+            return d.idle and (listening or not d.listen)
+
+        await until(ready)
+
+    async def close(self) -> None:
+        self.stop.set()
+        await self.task
+
+
+async def commit_event(database: Database, hooks: Hooks, lead_id: str, **options: Any) -> str:
+    async with database.writer() as s:
+        event_id = (await record_event(s, hooks.org.id, lead_created(lead_id), **options)).id
+        await s.commit()
+    return event_id
+
+
+def dispatcher_on(database: Database, hooks: Hooks, **settings: Any) -> Dispatcher:
+    dispatcher = Dispatcher(database, hooks.settings.model_copy(update=settings))
+    hooks._dispatchers.append(dispatcher)
+    return dispatcher
+
+
+@postgres_only
+async def test_an_idle_dispatcher_issues_no_statement(hooks: Hooks, own_database: Database) -> None:
+    dispatcher = dispatcher_on(own_database, hooks, webhook_sweep_seconds=60)
+    running = Running(dispatcher)
+    try:
+        await running.settled()
+        counted = Statements(own_database)
+        await asyncio.sleep(2)
+        assert counted.sql == []
+        assert counted.checkouts == 0
+        assert dispatcher.idle
+    finally:
+        await running.close()
+
+
+@postgres_only
+async def test_a_commit_elsewhere_wakes_it_through_notify(
+    hooks: Hooks, own_database: Database
+) -> None:
+    sub = await hooks.subscribe(event_types=["lead.created"])
+    dispatcher = dispatcher_on(own_database, hooks, webhook_sweep_seconds=60)
+    running = Running(dispatcher)
+    try:
+        await running.settled()
+        # the test's engine, not the dispatcher's: only the notification can tell it
+        event_id = await commit_event(hooks.database, hooks, "lead_n")
+        await hooks.receiver.wait_async(lambda seen: len(seen) == 1, seconds=10)
+    finally:
+        await running.close()
+    assert [r.webhook_id for r in hooks.receiver.requests(sub["name"])] == [event_id]
+
+
+@postgres_only
+async def test_one_notify_per_transaction_and_none_without_deliveries(
+    hooks: Hooks, own_database: Database
+) -> None:
+    await hooks.subscribe(event_types=["lead.created"])
+    counted = Statements(own_database)
+    async with own_database.writer() as s:
+        for i in range(3):
+            await record_event(s, hooks.org.id, lead_created(f"lead_{i}"))
+        await s.commit()
+    assert sum("pg_notify" in sql for sql in counted.sql) == 1
+    counted.sql.clear()
+    async with own_database.writer() as s:  # addressed to no subscription: no delivery
+        await record_event(s, hooks.org.id, lead_created("x"), only_subscription_id="wh_none")
+        await s.commit()
+    assert not any("pg_notify" in sql for sql in counted.sql)
+
+
+@postgres_only
+async def test_a_killed_listening_connection_comes_back(
+    hooks: Hooks, own_database: Database
+) -> None:
+    sub = await hooks.subscribe(event_types=["lead.created"])
+    dispatcher = dispatcher_on(own_database, hooks, webhook_sweep_seconds=60)
+    running = Running(dispatcher)
+    try:
+        await running.settled()
+        assert dispatcher.listener is not None
+        first_pid = dispatcher.listener.connection.get_server_pid()
+        async with hooks.database.writer() as s:
+            await s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
+            await s.commit()
+        # committed while the connection is down or coming back: found all the same
+        lost = await commit_event(hooks.database, hooks, "lead_lost")
+        await hooks.receiver.wait_async(lambda seen: len(seen) == 1, seconds=10)
+
+        def reconnected() -> bool:
+            listener = dispatcher.listener
+            return bool(
+                listener
+                and listener.listening
+                and listener.connection.get_server_pid() != first_pid
+            )
+
+        await until(reconnected)
+        await running.settled()
+        after = await commit_event(hooks.database, hooks, "lead_after")
+        await hooks.receiver.wait_async(lambda seen: len(seen) == 2, seconds=10)
+    finally:
+        await running.close()
+    assert [r.webhook_id for r in hooks.receiver.requests(sub["name"])] == [lost, after]
+
+
+async def test_the_sweep_finds_what_nobody_announced(hooks: Hooks, own_database: Database) -> None:
+    """A delivery due later (as another worker's retry would be) is announced by nobody."""
+    sub = await hooks.subscribe(event_types=["lead.created"])
+    dispatcher = dispatcher_on(own_database, hooks, webhook_sweep_seconds=1, webhook_poll_seconds=1)
+    running = Running(dispatcher)
+    try:
+        await running.settled()
+        event_id = await commit_event(
+            hooks.database, hooks, "lead_later", due_at=utcnow() + timedelta(seconds=0.5)
+        )
+        await hooks.receiver.wait_async(lambda seen: len(seen) == 1, seconds=10)
+    finally:
+        await running.close()
+    assert [r.webhook_id for r in hooks.receiver.requests(sub["name"])] == [event_id]
+
+
+async def test_a_commit_in_the_same_process_wakes_it(hooks: Hooks, own_database: Database) -> None:
+    """SQLite has no notifications (nor PostgreSQL without listening): the commit wakes the
+    dispatchers of its own process; the hour-long poll never comes into play."""
+    sub = await hooks.subscribe(event_types=["lead.created"])
+    dispatcher = Dispatcher(own_database, hooks.settings, listen=False, poll_interval=3600)
+    hooks._dispatchers.append(dispatcher)
+    running = Running(dispatcher)
+    try:
+        await running.settled()
+        event_id = await commit_event(hooks.database, hooks, "lead_local")
+        await hooks.receiver.wait_async(lambda seen: len(seen) == 1, seconds=10)
+    finally:
+        await running.close()
+    assert [r.webhook_id for r in hooks.receiver.requests(sub["name"])] == [event_id]
+
+
+async def test_it_wakes_for_the_retry_it_scheduled(hooks: Hooks, own_database: Database) -> None:
+    """The first retry (5 s ± 10 %) is sent when due, not at the hour-long sweep."""
+    sub = await hooks.subscribe(event_types=["lead.created"])
+    hooks.receiver.script(sub["name"], [Reply(500)])
+    dispatcher = Dispatcher(own_database, hooks.settings, poll_interval=3600)
+    hooks._dispatchers.append(dispatcher)
+    running = Running(dispatcher)
+    try:
+        await running.settled()
+        await commit_event(hooks.database, hooks, "lead_retry")
+        await hooks.receiver.wait_async(lambda seen: len(seen) == 2, seconds=20)
+    finally:
+        await running.close()
+    assert [r.status for r in hooks.receiver.requests(sub["name"])] == [500, 200]
