@@ -50,6 +50,8 @@ class Call(TimestampMixin, Base):
             ["team_members.organization_id", "team_members.id"],
         ),
         Index("ix_calls_closer_span", "organization_id", "closer_id", "scheduled_at"),
+        # Round robin's count of this period's calls per host (migration 0012).
+        Index("ix_calls_closer_created", "organization_id", "closer_id", "created_at"),
         Index("ix_calls_org_scheduled", "organization_id", "scheduled_at", "id"),
         # One rule, written per dialect (migration 0006). SQLite's julianday() keeps whole
         # milliseconds, hence its small tolerance; overlap queries look back a minute further.
