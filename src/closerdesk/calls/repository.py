@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from pydantic import BaseModel
+from sqlalchemy import ColumnElement, Row, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closerdesk.kit.rows import shaped
 from closerdesk.models import BookingLink, Call, CallEvent, Lead, TeamMember
 from closerdesk.models.call import MAX_CALL_MINUTES
 
@@ -29,6 +32,16 @@ async def get_call(
     if lock:
         stmt = stmt.with_for_update(key_share=True)
     return await session.scalar(stmt)
+
+
+async def call_row(
+    session: AsyncSession, organization_id: str, call_id: str, schema: type[BaseModel]
+) -> Row[Any] | None:
+    """The call's columns that ``schema`` shows, as a Core row (``closerdesk.kit.rows``), or
+    None when missing or of another organization."""
+    stmt = select(Call).where(Call.organization_id == organization_id, Call.id == call_id)
+    row: Row[Any] | None = (await session.execute(shaped(stmt, schema))).first()
+    return row
 
 
 async def public_call(session: AsyncSession, call_id: str) -> tuple[Call, Lead] | None:
