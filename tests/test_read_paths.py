@@ -5,7 +5,7 @@ the server killed costing at most one failed request."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
@@ -106,7 +106,7 @@ class _Counting(asyncpg.Connection):  # type: ignore[misc]
     """Counts what asyncpg sends besides prepared statements' executions: BEGIN/COMMIT/
     ROLLBACK and other simple queries, statements prepared, pings."""
 
-    counts: Counter[str] = Counter()
+    counts: ClassVar[Counter[str]] = Counter()
 
     async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
         _Counting.counts[query.split()[0].rstrip(";").upper()] += 1
