@@ -195,7 +195,15 @@ def main() -> None:
     uvicorn = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning"]
     servers = {
         "baseline": [*uvicorn, "--port", "8791", "--app-dir", str(HERE), "_reads_baseline:app"],
-        "closerdesk": [*uvicorn, "--port", "8792", "--factory", "closerdesk.app:create_app"],
+        "closerdesk": [
+            *uvicorn,
+            "--port",
+            "8792",
+            "--app-dir",
+            str(HERE),
+            "--factory",
+            "_reads_app:app",
+        ],
     }
     ports = {"baseline": 8791, "closerdesk": 8792}
     paths = {

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from closerdesk.errors import ValidationFailed
-from closerdesk.kit.rows import shaped, validate_rows
+from closerdesk.kit.rows import all_rows, shaped, validate_rows
 from closerdesk.kit.schemas import ListEnvelope, Pagination
 from closerdesk.kit.time import as_utc
 
@@ -201,7 +201,7 @@ async def paginate_as(
 
     Raises ``ValidationFailed`` (400, field ``cursor``) for a cursor not made by this API."""
     query = _page_query(shaped(stmt, schema, *keys), keys, limit, cursor)
-    rows = (await session.execute(query)).all()
+    rows = await all_rows(session, query)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

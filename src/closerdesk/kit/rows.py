@@ -8,12 +8,13 @@ validating each by attribute.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Column, Row, Select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -38,6 +39,24 @@ def shaped(stmt: Select[Any], schema: type[BaseModel], *extra: Any) -> Select[An
     return stmt.with_only_columns(*columns, *(e for e in extra if e.key not in names))
 
 
+async def first_row(
+    session: AsyncSession, stmt: Select[Any], params: Mapping[str, Any] | None = None
+) -> Row[Any] | None:
+    """The first row of a Core ``stmt`` (from ``shaped``), run on the session's connection:
+    no ORM execution machinery. A statement built once with ``bindparam``s and reused (see
+    ``closerdesk.calls.repository.call_row``) is neither rebuilt nor re-keyed per request."""
+    connection = await session.connection()
+    row: Row[Any] | None = (await connection.execute(stmt, dict(params or {}))).first()
+    return row
+
+
+async def all_rows(session: AsyncSession, stmt: Select[Any]) -> Sequence[Row[Any]]:
+    """Every row of a Core ``stmt`` (from ``shaped``), run on the session's connection."""
+    connection = await session.connection()
+    rows: Sequence[Row[Any]] = (await connection.execute(stmt)).all()
+    return rows
+
+
 @cache
 def _list_adapter(schema: type[BaseModel]) -> TypeAdapter[list[Any]]:
     return TypeAdapter(list[schema])  # type: ignore[valid-type]
@@ -54,4 +73,11 @@ def validate_row(schema: type[S], row: Row[Any]) -> S:
     return schema.model_validate(row._asdict())
 
 
-__all__: Sequence[str] = ("columns_of", "shaped", "validate_row", "validate_rows")
+__all__: Sequence[str] = (
+    "all_rows",
+    "columns_of",
+    "first_row",
+    "shaped",
+    "validate_row",
+    "validate_rows",
+)
