@@ -156,20 +156,23 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: committed when the endpoint returns, rolled back if it raises.
 
     Read requests get ``Database.read_only`` (no transaction on PostgreSQL), the others
-    ``Database.writer``.
+    ``Database.writer``. A read request's session is only closed (it wrote nothing: its
+    connection goes back to the pool without a ``COMMIT``, and without the ORM's commit
+    bookkeeping).
 
     Runs with ``scope="function"``, so the commit happens before the response is sent: a client
     never sees a success whose commit failed.
     """
     database: Database = request.app.state.database
-    factory = database.read_only if request.method in _READ_METHODS else database.writer
+    read = request.method in _READ_METHODS
+    factory = database.read_only if read else database.writer
     async with factory() as session:
         try:
             yield session
         except BaseException:
             await session.rollback()
             raise
-        if session.in_transaction():
+        if not read and session.in_transaction():
             await session.commit()
 
 

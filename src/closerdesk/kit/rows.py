@@ -8,13 +8,14 @@ validating each by attribute.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from functools import cache
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Column, Row, Select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -45,16 +46,28 @@ async def first_row(
     """The first row of a Core ``stmt`` (from ``shaped``), run on the session's connection:
     no ORM execution machinery. A statement built once with ``bindparam``s and reused (see
     ``closerdesk.calls.repository.call_row``) is neither rebuilt nor re-keyed per request."""
-    connection = await session.connection()
-    row: Row[Any] | None = (await connection.execute(stmt, dict(params or {}))).first()
+    async with _connection(session) as connection:
+        row: Row[Any] | None = (await connection.execute(stmt, dict(params or {}))).first()
     return row
 
 
 async def all_rows(session: AsyncSession, stmt: Select[Any]) -> Sequence[Row[Any]]:
     """Every row of a Core ``stmt`` (from ``shaped``), run on the session's connection."""
-    connection = await session.connection()
-    rows: Sequence[Row[Any]] = (await connection.execute(stmt)).all()
+    async with _connection(session) as connection:
+        rows: Sequence[Row[Any]] = (await connection.execute(stmt)).all()
     return rows
+
+
+@asynccontextmanager
+async def _connection(session: AsyncSession) -> AsyncIterator[AsyncConnection]:
+    """The session's connection when it has one (its transaction, its snapshot on SQLite);
+    else a connection of the session's engine held only for this statement, without the
+    ORM's transaction bookkeeping (a request never holds two at once)."""
+    if session.in_transaction() or not isinstance(session.bind, AsyncEngine):
+        yield await session.connection()
+        return
+    async with session.bind.connect() as connection:
+        yield connection
 
 
 @cache
