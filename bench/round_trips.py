@@ -1,12 +1,16 @@
 """Benchmark: database round trips of each calendar-changing call operation, through the API.
 
 Not a test: it prints its figures. Book, reassign, reschedule (same closer and new closer),
-auto-reassign and cancel run in process over ASGI against built-in calendars; engine and pool
-events count what reaches the database:
+auto-reassign and cancel run in process over ASGI against built-in calendars, and the reads
+``GET /v1/calls/{id}`` and ``GET /v1/calls?closer_id=…&limit=100`` (each first on a connection
+that has not prepared its statement yet, then as in steady state, and the get once more with
+the API key dropped from the process's cache, docs/api.md "Authentication"); engine, pool and
+driver events count what reaches the database:
 
 * statements (every cursor execute, ``BEGIN IMMEDIATE`` on SQLite included),
 * transaction begins (PostgreSQL: asyncpg sends ``BEGIN``), commits and rollbacks,
-* pool checkouts, and the pre-ping each one costs on PostgreSQL.
+* pool checkouts (no pre-ping since docs/performance.md "Read paths": a checkout alone is no
+  round trip).
 
     .venv/bin/python bench/round_trips.py [--database-url URL] [--verbose]
 
@@ -25,6 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -49,11 +54,20 @@ async def _reset_postgres(url: str) -> None:
     await engine.dispose()
 
 
-def category(kind: str, statement: str) -> str:
-    """What one round trip is: ``ping``, ``begin``, ``commit``, ``rollback``, ``savepoint``,
-    ``lock`` (``SELECT … FOR …``), ``read`` (other ``SELECT``), ``write``."""
+def category(kind: str, statement: str) -> str | None:
+    """What one round trip is: ``ping``, ``prepare``, ``begin``, ``commit``, ``rollback``,
+    ``savepoint``, ``lock`` (``SELECT … FOR …``), ``read`` (other ``SELECT``), ``write``; None
+    for a pool checkout (no round trip: it numbers the transactions)."""
+    if kind == "checkouts":
+        return None
     if kind != "statements":
-        return {"checkouts": "ping", "begins": "begin", "commits": "commit"}.get(kind, "rollback")
+        return {
+            "pings": "ping",
+            "prepares": "prepare",
+            "begins": "begin",
+            "commits": "commit",
+            "rollbacks": "rollback",
+        }.get(kind, "read")
     words = statement.split()
     head = words[0].upper() if words else ""
     if head in {"SAVEPOINT", "RELEASE"} or statement.upper().startswith("ROLLBACK TO"):
@@ -65,12 +79,53 @@ def category(kind: str, statement: str) -> str:
     return "write"
 
 
-CATEGORIES = ("ping", "begin", "lock", "read", "write", "savepoint", "commit", "rollback")
+CATEGORIES = (
+    "ping",
+    "prepare",
+    "begin",
+    "lock",
+    "read",
+    "write",
+    "savepoint",
+    "commit",
+    "rollback",
+)
+
+
+class CountingConnection(asyncpg.Connection):  # type: ignore[misc]
+    """asyncpg's connection, counting what it sends besides prepared statements' executions
+    (those are the engine's statements): simple queries (``BEGIN``, ``COMMIT``,
+    ``ROLLBACK``), statements prepared (a round trip each, once per connection), pings."""
+
+    counter: RoundTrips | None = None
+
+    def _count(self, name: str) -> None:
+        if CountingConnection.counter is not None:
+            CountingConnection.counter.count(name, name)
+
+    async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        word = query.split()[0].rstrip(";").upper() if query.strip() else "EMPTY"
+        self._count(
+            {"BEGIN": "begins", "COMMIT": "commits", "ROLLBACK": "rollbacks"}.get(
+                word, "simple queries"
+            )
+        )
+        return await super().execute(query, *args, **kwargs)
+
+    async def prepare(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        self._count("prepares")
+        return await super().prepare(query, *args, **kwargs)
+
+    async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        self._count("pings" if query == ";" else "simple queries")
+        return await super().fetchrow(query, *args, **kwargs)
 
 
 class RoundTrips:
-    """Counts what the engine sends while ``active``; ``log`` keeps each round trip as
-    (pool checkout number, category, statement) for the split by transaction."""
+    """Counts what the engine sends while ``active``: on PostgreSQL what asyncpg sends
+    (``CountingConnection``), on SQLite every cursor execute (``BEGIN IMMEDIATE`` included);
+    ``log`` keeps each round trip as (pool checkout number, category, statement) for the split
+    by transaction."""
 
     def __init__(self, database: Database) -> None:
         self.counts: Counter[str] = Counter()
@@ -80,23 +135,26 @@ class RoundTrips:
         self.postgres = database.dialect == "postgresql"
         sync = database.engine.sync_engine
         event.listen(sync, "before_cursor_execute", self._on("statements"))
-        event.listen(sync, "commit", self._on("commits"))
-        event.listen(sync, "rollback", self._on("rollbacks"))
-        if self.postgres:  # SQLite's BEGIN IMMEDIATE is a statement, counted above
-            event.listen(sync, "begin", self._on("begins"))
+        if self.postgres:
+            CountingConnection.counter = self
+        else:
+            event.listen(sync, "commit", self._on("commits"))
+            event.listen(sync, "rollback", self._on("rollbacks"))
         event.listen(sync.pool, "checkout", self._on("checkouts"))
+
+    def count(self, name: str, what: object) -> None:
+        if self.active:
+            self.counts[name] += 1
+            statement = str(what) if name == "statements" else ""
+            kind = category(name, statement)
+            if kind is not None:
+                self.log.append((self.counts["checkouts"], kind, statement))
+            if self.verbose:
+                print(f"    {' '.join(str(what).split())[:110]}")
 
     def _on(self, name: str) -> Callable[..., None]:
         def count(*args: Any, **_kwargs: Any) -> None:
-            if self.active:
-                self.counts[name] += 1
-                statement = str(args[2]) if name == "statements" else ""
-                if name != "checkouts" or self.postgres:
-                    checkout = self.counts["checkouts"]
-                    self.log.append((checkout, category(name, statement), statement))
-                if self.verbose:
-                    what = args[2] if name == "statements" else name
-                    print(f"    {' '.join(str(what).split())[:110]}")
+            self.count(name, args[2] if name == "statements" else name)
 
         return count
 
@@ -128,19 +186,13 @@ class RoundTrips:
         return whole, auth, own
 
     def total(self, counts: Counter[str]) -> int:
-        pings = counts["checkouts"] if self.postgres else 0  # pool_pre_ping on PostgreSQL
-        return (
-            counts["statements"]
-            + counts["begins"]
-            + counts["commits"]
-            + counts["rollbacks"]
-            + pings
-        )
+        return sum(v for k, v in counts.items() if k != "checkouts")
 
 
 async def main(url: str, verbose: bool) -> None:
     settings = Settings(database_url=url, env="test", log_json=True)
-    database = Database(url)
+    connect_args = {"connection_class": CountingConnection} if url.startswith("postgres") else {}
+    database = Database(url, connect_args=connect_args)
     async with database.writer() as session:
         org, key = await create_organization(session, secret_key=settings.secret_key, name="rt")
         for member_id in CLOSERS:
@@ -217,8 +269,27 @@ async def main(url: str, verbose: bool) -> None:
         async def cancel() -> None:
             await post(f"/v1/calls/{call['id']}/cancel", {})
 
+        async def get_call_uncached() -> None:
+            app.state.key_cache.clear()  # as the first request of a key in a process
+            await get_call()
+
+        async def get_call() -> None:
+            response = await client.get(f"/v1/calls/{call['id']}", headers=headers)
+            assert response.status_code == 200, response.text
+
+        async def list_calls() -> None:
+            response = await client.get(
+                "/v1/calls", params={"closer_id": CLOSERS[0], "limit": 100}, headers=headers
+            )
+            assert response.status_code == 200, response.text
+
         for name, action in (
             ("book", book),
+            ("get (first)", get_call),
+            ("get", get_call),
+            ("get (key not cached)", get_call_uncached),
+            ("list (first)", list_calls),
+            ("list", list_calls),
             ("reassign", reassign),
             ("reschedule", reschedule),
             ("reschedule + new closer", reschedule_new_closer),
@@ -232,11 +303,15 @@ async def main(url: str, verbose: bool) -> None:
     await database.dispose()
 
     print(f"database: {database.dialect}")
-    print(f"{'operation':<26}{'round trips':>12}{'statements':>12}{'commits':>9}{'checkouts':>11}")
+    print(
+        f"{'operation':<26}{'round trips':>12}{'statements':>12}{'begins':>8}{'commits':>9}"
+        f"{'prepares':>10}{'checkouts':>11}"
+    )
     for name, counts in rows:
         print(
             f"{name:<26}{counter.total(counts):>12}{counts['statements']:>12}"
-            f"{counts['commits']:>9}{counts['checkouts']:>11}"
+            f"{counts['begins']:>8}{counts['commits']:>9}{counts['prepares']:>10}"
+            f"{counts['checkouts']:>11}"
         )
     print()
     print("round trips by category (whole request = pings + API-key lookup + own transaction)")

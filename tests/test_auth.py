@@ -86,8 +86,10 @@ async def test_every_api_route_needs_a_key(client: httpx.AsyncClient, app: FastA
 
 
 async def test_revoked_key_is_401(
-    client: httpx.AsyncClient, org: Org, database: Database, settings: Settings
+    app: FastAPI, client: httpx.AsyncClient, org: Org, database: Database, settings: Settings
 ) -> None:
+    """Revoked in this process (its key cache told): refused at once (docs/api.md,
+    "Authentication"); tests/test_read_paths.py covers a revocation by another process."""
     async with database.writer() as s:
         issued = await issue_key(
             s, secret_key=settings.secret_key, organization_id=org.id, scope="admin"
@@ -96,7 +98,7 @@ async def test_revoked_key_is_401(
     headers = {"Authorization": f"Bearer {issued.api_key}"}
     assert (await client.get("/v1/leads", headers=headers)).status_code == 200
     async with database.writer() as s:
-        assert await revoke_key(s, issued.id) is True
+        assert await revoke_key(s, issued.id, cache=app.state.key_cache) is True
         await s.commit()
     _assert_error(await client.get("/v1/leads", headers=headers), 401, "UNAUTHORIZED")
     r = await client.post("/v1/leads", headers=headers, json={"email": "x@example.com"})

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
 from closerdesk import __version__
+from closerdesk.auth.service import KeyCache
 from closerdesk.booking_links.endpoints import router as booking_links_router
 from closerdesk.calls.endpoints import router as calls_router
 from closerdesk.calls.public_endpoints import router as ics_router
@@ -90,7 +91,11 @@ def create_app(
     settings = settings or get_settings()
     settings.check_production_ready()
     box = secret_box(settings)
-    database = database or Database(settings.database_url)
+    database = database or Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
     active_providers = providers or default_providers(settings, database)
     own_providers = providers is None
 
@@ -132,6 +137,7 @@ def create_app(
     app.state.providers = active_providers
     app.state.secret_box = box
     app.state.dispatcher = dispatcher
+    app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     app.state.rate_limiter = rate_limiter = RateLimiter(
         per_key=settings.rate_limit_per_key,
         per_org=settings.rate_limit_per_org,

@@ -98,6 +98,17 @@ class Settings(BaseSettings):
     """Delivered webhook deliveries (and their attempts) older than this many days are pruned
     by the worker (docs/idempotency.md, "Retention"); undelivered ones are never pruned."""
 
+    # Database pool and read path (docs/performance.md, "Read paths").
+    db_pool_size: int = Field(default=20, ge=1, le=500)
+    """PostgreSQL connections each process keeps open (and at most uses, plus the overflow)."""
+    db_max_overflow: int = Field(default=0, ge=0, le=500)
+    """Extra PostgreSQL connections opened under load and closed again when returned: each
+    costs a new connection (and its authentication) every time, hence 0 by default."""
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    """How long a process trusts an API key it has looked up (docs/api.md, "Authentication"):
+    a key revoked by another process stops working within this many seconds; 0 looks every
+    key up on every request."""
+
     # Rate limits (docs/rate-limits.md): ``limits`` strings, counted in fixed windows.
     rate_limit_per_key: str = "600/minute"
     """Requests per API key."""

@@ -8,10 +8,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.kit.ids import new_id
@@ -65,27 +67,96 @@ async def issue_key(
     return IssuedKey(row.id, organization_id, scope, clear)
 
 
-async def revoke_key(session: AsyncSession, key_id: str) -> bool:
-    """Revoke by id; False if there is no such live key."""
+class KeyCache:
+    """Live keys this process has looked up, by HMAC digest (never the clear key), each
+    trusted for ``seconds`` (docs/api.md, "Authentication").
+
+    Only live keys are kept: an unknown or revoked key is looked up every time, so a new key
+    works at once. A key revoked by ``revoke_key`` with this cache is forgotten at once; one
+    revoked by another process (``closerdesk key revoke``) stops working within ``seconds``.
+    At most ``max_keys`` entries (the oldest go first). ``clock`` is monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        seconds: float,
+        *,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.seconds = seconds
+        self.max_keys = max_keys
+        self.clock = clock
+        self._entries: dict[str, tuple[float, AuthContext]] = {}
+
+    def get(self, digest: str) -> AuthContext | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if entry[0] <= self.clock():
+            self._entries.pop(digest, None)
+            return None
+        return entry[1]
+
+    def put(self, digest: str, context: AuthContext) -> None:
+        if self.seconds <= 0:
+            return
+        if len(self._entries) >= self.max_keys:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[digest] = (self.clock() + self.seconds, context)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def forget(self, key_id: str) -> None:
+        """Drop the key ``key_id`` (revoked in this process)."""
+        for digest, (_, context) in list(self._entries.items()):
+            if context.api_key_id == key_id:
+                del self._entries[digest]
+
+
+async def revoke_key(session: AsyncSession, key_id: str, *, cache: KeyCache | None = None) -> bool:
+    """Revoke by id; False if there is no such live key. ``cache`` (this process's) forgets
+    the key at once, and again after the commit (a request between the two would have cached
+    the key while the revocation was not yet visible)."""
     row = await session.get(ApiKey, key_id)
     if row is None or row.revoked_at is not None:
         return False
     row.revoked_at = utcnow()
     await session.flush()
+    if cache is not None:
+        cache.forget(key_id)
+        event.listen(
+            session.sync_session, "after_commit", lambda _s: cache.forget(key_id), once=True
+        )
     return True
 
 
 async def authenticate(
-    session: AsyncSession, *, secret_key: str, api_key: str
+    session: AsyncSession, *, secret_key: str, api_key: str, cache: KeyCache | None = None
 ) -> AuthContext | None:
-    """The context of a live key, or None for an unknown or revoked one."""
+    """The context of a live key, or None for an unknown or revoked one. With ``cache``, a key
+    looked up less than ``cache.seconds`` ago is answered without the database."""
     if not api_key.startswith(KEY_PREFIX) or len(api_key) > 200:
         return None
     digest = hash_key(secret_key, api_key)
-    row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    if cache is not None:
+        cached = cache.get(digest)
+        if cached is not None:
+            return cached
+    row = (
+        await session.execute(
+            select(ApiKey.organization_id, ApiKey.id, ApiKey.scope, ApiKey.revoked_at).where(
+                ApiKey.key_hash == digest
+            )
+        )
+    ).first()
     if row is None or row.revoked_at is not None:
         return None
-    return AuthContext(row.organization_id, row.id, row.scope)
+    context = AuthContext(row.organization_id, row.id, row.scope)
+    if cache is not None:
+        cache.put(digest, context)
+    return context
 
 
 async def create_organization(

@@ -52,7 +52,8 @@ from closerdesk.errors import (
     SlotNotAvailable,
     responses,
 )
-from closerdesk.kit.pagination import Cursor, Limit, paginate
+from closerdesk.kit.pagination import Cursor, Limit, paginate_as
+from closerdesk.kit.rows import validate_row
 from closerdesk.kit.schemas import Envelope, ListEnvelope, UTCDateTime
 from closerdesk.kit.time import utcnow
 from closerdesk.models import Call as CallRow
@@ -94,10 +95,9 @@ async def list_calls(
     )
     if is_upcoming is not None:
         stmt = repository.filter_upcoming(stmt, utcnow(), upcoming=is_upcoming)
-    page = await paginate(
-        session, stmt, keys=[CallRow.scheduled_at, CallRow.id], limit=limit, cursor=cursor
+    return await paginate_as(
+        session, Call, stmt, keys=[CallRow.scheduled_at, CallRow.id], limit=limit, cursor=cursor
     )
-    return page.envelope([Call.model_validate(c) for c in page.items])
 
 
 @router.post(
@@ -135,7 +135,10 @@ async def book_call(
 async def get_call(call_id: str, session: Session, auth: ReadKey) -> Envelope[Call]:
     """The full call object (Aura: get call) plus closer name/email, time zone, calendar event id,
     cancellation and reschedule count."""
-    return Envelope(data=Call.model_validate(await service.get_call(session, auth, call_id)))
+    row = await repository.call_row(session, auth.organization_id, call_id, Call)
+    if row is None:
+        raise CallNotFound()
+    return Envelope[Call].model_construct(data=validate_row(Call, row))
 
 
 @router.patch(

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from pydantic import BaseModel
+from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closerdesk.kit.rows import first_row, shaped
 from closerdesk.models import BookingLink, CalendarConnection, Call, CallEvent, Lead, TeamMember
 from closerdesk.models.call import MAX_CALL_MINUTES
 
@@ -53,6 +57,26 @@ async def locked_call_with_lead(
         )
     ).first()
     return None if row is None else (row[0], row[1], row[2])
+
+
+async def call_row(
+    session: AsyncSession, organization_id: str, call_id: str, schema: type[BaseModel]
+) -> Row[Any] | None:
+    """The call's columns that ``schema`` shows, as a Core row (``closerdesk.kit.rows``), or
+    None when missing or of another organization."""
+    return await first_row(
+        session, _call_by_id(schema), {"organization_id": organization_id, "call_id": call_id}
+    )
+
+
+@cache
+def _call_by_id(schema: type[BaseModel]) -> Select[Any]:
+    """Built once per schema: reused, it is neither rebuilt nor re-keyed for SQLAlchemy's
+    compiled cache per request."""
+    stmt = select(Call).where(
+        Call.organization_id == bindparam("organization_id"), Call.id == bindparam("call_id")
+    )
+    return shaped(stmt, schema)
 
 
 async def public_call(session: AsyncSession, call_id: str) -> tuple[Call, Lead] | None:

@@ -16,12 +16,11 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
-    PlainSerializer,
     StringConstraints,
     model_validator,
 )
 
-from closerdesk.kit.time import as_utc, is_valid_time_zone, isoformat_z
+from closerdesk.kit.time import as_utc, is_valid_time_zone
 
 
 class Schema(BaseModel):
@@ -169,6 +168,8 @@ CalendarDate = Annotated[date, BeforeValidator(_parse_iso_date)]
 
 
 def _require_aware(value: datetime) -> datetime:
+    if value.tzinfo is UTC and _EARLIEST <= value < _LATEST:
+        return value  # what the databases hand back: no conversion needed
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry a UTC offset, e.g. 2026-01-20T15:00:00Z")
     try:
@@ -184,10 +185,13 @@ UTCDateTime = Annotated[
     datetime,
     BeforeValidator(_parse_rfc3339),
     AfterValidator(_require_aware),
-    PlainSerializer(isoformat_z, return_type=str, when_used="json"),
     Field(json_schema_extra={"format": "date-time"}),
 ]
-"""RFC 3339 timestamp: offsets normalised to UTC; a naive one is a 400 (docs/api.md)."""
+"""RFC 3339 timestamp: offsets normalised to UTC; a naive one is a 400 (docs/api.md).
+
+On the wire it is written by pydantic's own (Rust) serialiser, which writes a UTC time as
+``2026-01-20T15:00:00Z`` (microseconds when there are some), as ``isoformat_z`` does; every
+value held is UTC, the validator made it so."""
 
 UTCDateTimeOut = Annotated[datetime, Field(json_schema_extra={"format": "date-time"})]
 """A response-only timestamp for values closerdesk computed itself, already aware UTC (slot
