@@ -442,9 +442,12 @@ def _median(values: Sequence[float]) -> float:
 
 
 def ratio_of(results: Results, path: str, attribute: str, server: str = "closerdesk") -> float:
-    """Median over the rounds of closerdesk / baseline for one figure."""
+    """Median over the rounds of closerdesk / baseline for one figure. A server measured in
+    fewer rounds (``--workers 2``, once, after the last round) is paired with the baseline's
+    last rounds, the nearest in time."""
     ours = results.figures.get((server, path), [])
     theirs = results.figures.get(("baseline", path), [])
+    theirs = theirs[len(theirs) - len(ours) :]
     return _median(
         [getattr(a, attribute) / getattr(b, attribute) for a, b in zip(ours, theirs, strict=True)]
     )
