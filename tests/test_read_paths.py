@@ -191,3 +191,20 @@ async def test_a_killed_connection_costs_at_most_one_failed_request(
         assert answers[-4:] == [200] * 4, answers
     finally:
         await killed.dispose()
+
+
+async def test_a_key_the_cache_still_accepts_keeps_its_idempotency(
+    app: FastAPI, client: httpx.AsyncClient, org: Org, database: Database, settings: Settings
+) -> None:
+    """Revoked by another process, a key works until the cache lets it go; meanwhile a retried
+    POST with an ``Idempotency-Key`` is still replayed, never run twice (docs/idempotency.md)."""
+    headers = {**org.auth("write"), "Idempotency-Key": "retry-after-revoke"}
+    body = {"email": "ada@example.com", "full_name": "Ada Lovelace"}
+    assert (await client.get("/v1/leads", headers=headers)).status_code == 200  # now cached
+    await _revoke_elsewhere(database, await _key_id(database, settings, org.write_key))
+    first = await client.post("/v1/leads", headers=headers, json=body)
+    again = await client.post("/v1/leads", headers=headers, json=body)
+    assert first.status_code == 201, first.text
+    assert again.status_code == 201, again.text
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json()["data"]["id"] == first.json()["data"]["id"]

@@ -2,12 +2,13 @@
 request sends to the database, counted through the engine's events on the real database.
 
 A round trip is every statement, every ``BEGIN`` / ``COMMIT`` / ``ROLLBACK`` and, on
-PostgreSQL, the pre-ping of each pool checkout. The request's own transaction is the checkout
-that is not the API-key lookup's.
+PostgreSQL, the pre-ping of each pool checkout (none: the pool does not pre-ping). The
+request's own transaction is the checkout that is not the API-key lookup's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -18,15 +19,17 @@ from typing import Any
 import httpx
 from sqlalchemy import event
 
+from closerdesk.calls import repository
 from closerdesk.db import Database
+from closerdesk.models import CalendarConnection
 from tests.calls.helpers import book, future, ok
 from tests.factories import Org, create_call, create_lead, create_member
 
-OWN_TRANSACTION_BOUND = 15
-"""``BEGIN``; the call with its lead and link, locked; the new closer with its connections,
-locked; the overlap query; the busy time; the new link and event; the old link revoked; the
-call and the closer updated; history and outbox rows; the subscriptions read; the old event
-cancelled; ``COMMIT``."""
+OWN_TRANSACTION_BOUND = 16
+"""``BEGIN``; the call with its lead and link, locked; the new closer, locked, then its
+connections (read after the lock, see the last test); the overlap query; the busy time; the
+new link and event; the old link revoked; the call and the closer updated; history and outbox
+rows; the subscriptions read; the old event cancelled; ``COMMIT``."""
 
 
 @dataclass
@@ -131,3 +134,39 @@ async def test_reassign_round_trips_do_not_grow_with_the_new_closers_calls(
     many = await _reassign_counted(client, org, session, database, history=12)
     assert [k for k, _ in many.own()] == [k for k, _ in few.own()]
     assert many.whole == few.whole
+
+
+async def test_the_new_closers_connections_are_read_after_its_lock(
+    org: Org, session: Any, database: Database
+) -> None:
+    """A reassign that waits for the closer's lock (held by a calendar connect) sees the
+    connection that the lock holder committed, not the state from before it waited."""
+    closer = await create_member(session, org, calendar=False)
+    holder = database.writer()
+    await repository.get_member(holder, org.id, closer.id, lock=True)
+    holder.add(
+        CalendarConnection(
+            id="cal_connected_while_waiting",
+            organization_id=org.id,
+            member_id=closer.id,
+            provider="builtin",
+            provider_grant_id="cal_connected_while_waiting",
+            calendar_id=f"builtin:{closer.id}",
+        )
+    )
+    await holder.flush()
+
+    async def reassign_reads() -> list[str]:
+        async with database.writer() as waiter:
+            found = await repository.locked_member_with_connections(
+                waiter, org.id, closer.id, connection_id=None
+            )
+            assert found is not None
+            return [c.id for c in found[1]]
+
+    waiting = asyncio.create_task(reassign_reads())
+    await asyncio.sleep(0.5)
+    assert not waiting.done()  # blocked on the lock (PostgreSQL) or on BEGIN IMMEDIATE (SQLite)
+    await holder.commit()
+    await holder.close()
+    assert await asyncio.wait_for(waiting, 30) == ["cal_connected_while_waiting"]

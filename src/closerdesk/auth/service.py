@@ -73,7 +73,7 @@ class KeyCache:
 
     Only live keys are kept: an unknown or revoked key is looked up every time, so a new key
     works at once. A key revoked by ``revoke_key`` with this cache is forgotten at once; one
-    revoked by another process (``closerdesk key revoke``) stops working within ``seconds``.
+    revoked by another process (``closerdesk apikey revoke``) stops working within ``seconds``.
     At most ``max_keys`` entries (the oldest go first). ``clock`` is monotonic seconds.
     """
 

@@ -40,7 +40,11 @@ async def locked_call_with_lead(
 ) -> tuple[Call, Lead, BookingLink | None] | None:
     """The call row-locked (PostgreSQL ``FOR NO KEY UPDATE`` of the call only), its lead and
     its booking link (None without one), in one query; None when the call is missing or of
-    another organization."""
+    another organization.
+
+    The lead and the link come from the snapshot the statement started with, even when it
+    waited for the call's lock: no change that holds that lock edits them, and what is read
+    of them (contact details, the link's description) is copied, not checked."""
     row = (
         await session.execute(
             select(Call, Lead, BookingLink)
@@ -105,29 +109,30 @@ async def get_member(
 async def locked_member_with_connections(
     session: AsyncSession, organization_id: str, member_id: str, *, connection_id: str | None
 ) -> tuple[TeamMember, list[CalendarConnection]] | None:
-    """A team member row-locked (``FOR NO KEY UPDATE`` of the member only: serialises bookings
-    of that member) with its calendar connections and the connection ``connection_id`` names
-    (whoever's it is), in one query; None when the member is missing or of another
-    organization."""
+    """A team member row-locked (``FOR NO KEY UPDATE``: serialises bookings of that member),
+    then its calendar connections and the connection ``connection_id`` names (whoever's it is);
+    None when the member is missing or of another organization.
+
+    Two statements on purpose: connecting or disconnecting a calendar holds the same lock, and
+    on PostgreSQL a statement that waited for a lock still reads the other tables of its join
+    from the snapshot it started with. Read after the lock, the connections are the ones the
+    lock holder committed."""
+    member = await session.scalar(
+        select(TeamMember)
+        .where(TeamMember.organization_id == organization_id, TeamMember.id == member_id)
+        .with_for_update(key_share=True)
+    )
+    if member is None:
+        return None
     # Constants on both sides of the OR: PostgreSQL answers it with two index probes (a
     # BitmapOr), not a scan of the organization's connections.
     on = CalendarConnection.member_id == member_id
     if connection_id is not None:
         on = or_(on, CalendarConnection.id == connection_id)
-    rows = (
-        await session.execute(
-            select(TeamMember, CalendarConnection)
-            .outerjoin(
-                CalendarConnection,
-                and_(CalendarConnection.organization_id == TeamMember.organization_id, on),
-            )
-            .where(TeamMember.organization_id == organization_id, TeamMember.id == member_id)
-            .with_for_update(key_share=True, of=TeamMember)
-        )
-    ).all()
-    if not rows:
-        return None
-    return rows[0][0], [row[1] for row in rows if row[1] is not None]
+    connections = await session.scalars(
+        select(CalendarConnection).where(CalendarConnection.organization_id == organization_id, on)
+    )
+    return member, list(connections.all())
 
 
 async def lock_members(

@@ -120,9 +120,14 @@ async def _organization(request: Request, database: Database) -> str | None:
     if scheme.lower() != "bearer" or not credentials:
         return None
     settings: Settings = request.app.state.settings
-    async with database.reader() as session:
+    # The same key cache as the API-key dependency: both decide alike for the same key, so a
+    # request that key accepts is never run without its claim (docs/api.md, "Authentication").
+    async with database.read_only() as session:
         context = await authenticate(
-            session, secret_key=settings.secret_key, api_key=credentials.strip()
+            session,
+            secret_key=settings.secret_key,
+            api_key=credentials.strip(),
+            cache=request.app.state.key_cache,
         )
     return None if context is None else context.organization_id
 

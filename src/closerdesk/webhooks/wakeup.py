@@ -66,16 +66,18 @@ def outbox_written(session: Any) -> None:
 @event.listens_for(Session, "before_commit")
 def _notify_before_commit(session: Session) -> None:
     info = session.info
-    if not info.get(_WRITTEN) or info.get(_NOTIFIED):
+    # A savepoint's commit fires this too: the NOTIFY waits for the outermost commit, where a
+    # savepoint rolled back later cannot take it away.
+    if not info.get(_WRITTEN) or info.get(_NOTIFIED) or session.in_nested_transaction():
         return
-    info[_NOTIFIED] = True  # once per transaction (this also runs when a savepoint commits)
+    info[_NOTIFIED] = True  # once per transaction
     if session.get_bind().dialect.name == "postgresql":
         session.execute(_NOTIFY)
 
 
 @event.listens_for(Session, "after_commit")
 def _wake_after_commit(session: Session) -> None:
-    if session.info.get(_WRITTEN):
+    if session.info.get(_WRITTEN) and not session.in_nested_transaction():
         local_wakeups.wake()
 
 
