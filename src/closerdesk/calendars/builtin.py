@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, union_all, update
+from sqlalchemy import ColumnElement, and_, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars.provider import (
@@ -79,22 +79,16 @@ class BuiltinCalendar:
     async def busy(
         self, account: CalendarAccount, start: datetime, end: datetime
     ) -> list[Interval]:
-        # One statement, two indexed reads: busy blocks, and events closerdesk did not make
-        # for calls (those are checked as calls, not twice as calendar time).
+        """Busy time of ``account`` meeting ``[start, end)`` (UTC): its member's busy blocks and
+        its events closerdesk did not make for calls, in one statement of two indexed reads."""
         blocks = select(BusyBlock.starts_at, BusyBlock.ends_at).where(
             BusyBlock.organization_id == account.organization_id,
             BusyBlock.member_id == account.member_id,
-            BusyBlock.starts_at < end,
-            BusyBlock.ends_at > start,
-            BusyBlock.ends_at > BusyBlock.starts_at,
+            *_blocks_meeting(start, end),
         )
         events = select(CalendarEvent.starts_at, CalendarEvent.ends_at).where(
             CalendarEvent.connection_id == account.connection_id,
-            CalendarEvent.call_id.is_(None),
-            CalendarEvent.status == "confirmed",
-            CalendarEvent.starts_at < end,
-            CalendarEvent.ends_at > start,
-            CalendarEvent.ends_at > CalendarEvent.starts_at,
+            *_foreign_events_meeting(start, end),
         )
         rows = await self.session.execute(union_all(blocks, events))
         return [Interval(s, e) for s, e in rows.all()]
@@ -133,9 +127,7 @@ class BuiltinCalendar:
                         for org, members in members_of.items()
                     )
                 ),
-                BusyBlock.starts_at < end,
-                BusyBlock.ends_at > start,
-                BusyBlock.ends_at > BusyBlock.starts_at,
+                *_blocks_meeting(start, end),
             )
             .group_by(BusyBlock.organization_id, BusyBlock.member_id)
         )
@@ -151,11 +143,7 @@ class BuiltinCalendar:
             )
             .where(
                 CalendarEvent.connection_id.in_(list(out)),
-                CalendarEvent.call_id.is_(None),
-                CalendarEvent.status == "confirmed",
-                CalendarEvent.starts_at < end,
-                CalendarEvent.ends_at > start,
-                CalendarEvent.ends_at > CalendarEvent.starts_at,
+                *_foreign_events_meeting(start, end),
             )
             .group_by(CalendarEvent.connection_id)
         )
@@ -174,3 +162,25 @@ class BuiltinCalendar:
         if event is None or event.connection_id != account.connection_id:
             return None
         return event
+
+
+def _blocks_meeting(start: datetime, end: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Busy blocks sharing time with ``[start, end)``; a block that does not end after it
+    starts is no busy time."""
+    return (
+        BusyBlock.starts_at < end,
+        BusyBlock.ends_at > start,
+        BusyBlock.ends_at > BusyBlock.starts_at,
+    )
+
+
+def _foreign_events_meeting(start: datetime, end: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Confirmed calendar events sharing time with ``[start, end)`` that closerdesk did not
+    make for a call (a call's own event is checked as the call, not twice)."""
+    return (
+        CalendarEvent.call_id.is_(None),
+        CalendarEvent.status == "confirmed",
+        CalendarEvent.starts_at < end,
+        CalendarEvent.ends_at > start,
+        CalendarEvent.ends_at > CalendarEvent.starts_at,
+    )

@@ -17,6 +17,8 @@ from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import Column, Row, Select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from closerdesk.db import READ_ONLY_OPTION
+
 S = TypeVar("S", bound=BaseModel)
 
 
@@ -60,13 +62,19 @@ async def all_rows(session: AsyncSession, stmt: Select[Any]) -> Sequence[Row[Any
 
 @asynccontextmanager
 async def _connection(session: AsyncSession) -> AsyncIterator[AsyncConnection]:
-    """The session's connection when it has one (its transaction, its snapshot on SQLite);
-    else a connection of the session's engine held only for this statement, without the
-    ORM's transaction bookkeeping (a request never holds two at once)."""
-    if session.in_transaction() or not isinstance(session.bind, AsyncEngine):
+    """The session's connection, except for a read-only session (``Database.read_only``) that
+    has not begun: then a connection of its engine held only for this statement, without the
+    ORM's transaction bookkeeping (a request never holds two at once). A writer's reads stay
+    in its transaction."""
+    bind = session.bind
+    if (
+        session.in_transaction()
+        or not isinstance(bind, AsyncEngine)
+        or not bind.get_execution_options().get(READ_ONLY_OPTION, False)
+    ):
         yield await session.connection()
         return
-    async with session.bind.connect() as connection:
+    async with bind.connect() as connection:
         yield connection
 
 
