@@ -231,28 +231,19 @@ async def test_it_wakes_for_the_retry_it_scheduled(hooks: Hooks, own_database: D
 
 @postgres_only
 async def test_a_savepoint_rolled_back_after_the_write_does_not_take_the_notify(
-    database: Database,
+    own_database: Database,
 ) -> None:
     """Deliveries written, then a savepoint that commits and one that rolls back: the NOTIFY is
     sent once, with the outermost commit (a NOTIFY inside a savepoint dies with it)."""
-    sent: list[str] = []
-
-    def remember(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "pg_notify" in statement:
-            sent.append(statement)
-
-    event.listen(database.engine.sync_engine, "before_cursor_execute", remember)
-    try:
-        async with database.writer() as session:
+    counted = Statements(own_database)
+    async with own_database.writer() as session:
+        await session.execute(text("SELECT 1"))
+        outbox_written(session)
+        async with session.begin_nested():
             await session.execute(text("SELECT 1"))
-            outbox_written(session)
-            async with session.begin_nested():
-                await session.execute(text("SELECT 1"))
-            savepoint = await session.begin_nested()
-            await session.execute(text("SELECT 1"))
-            await savepoint.rollback()
-            assert sent == []
-            await session.commit()
-    finally:
-        event.remove(database.engine.sync_engine, "before_cursor_execute", remember)
-    assert len(sent) == 1
+        savepoint = await session.begin_nested()
+        await session.execute(text("SELECT 1"))
+        await savepoint.rollback()
+        assert not any("pg_notify" in sql for sql in counted.sql)
+        await session.commit()
+    assert sum("pg_notify" in sql for sql in counted.sql) == 1
