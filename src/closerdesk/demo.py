@@ -19,7 +19,7 @@ from closerdesk.booking_links import service as booking_links
 from closerdesk.booking_links.schemas import BookingLinkCreate
 from closerdesk.calendars.provider import CalendarAccount
 from closerdesk.calendars.unit_of_work import calendar_change
-from closerdesk.calls import service as calls
+from closerdesk.calls import booking as calls
 from closerdesk.calls.schemas import CallCreate, LeadInline
 from closerdesk.config import Settings
 from closerdesk.db import Database

@@ -8,7 +8,15 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from closerdesk.auth.dependencies import ReadKey, WriteKey
 from closerdesk.calendars.unit_of_work import calendar_change
-from closerdesk.calls import calendar_links, ics_token, repository, service
+from closerdesk.calls import (
+    booking,
+    calendar_links,
+    ics_token,
+    reassign,
+    repository,
+    service,
+    steps,
+)
 from closerdesk.calls.schemas import (
     AutoReassign,
     CalendarLinks,
@@ -127,7 +135,7 @@ async def book_call(
     conferencing link. An ``intent`` call has neither. Fires ``call.booked``."""
     async with calendar_change(session, providers) as change:
         # The answer is read before the commit: nothing after it may touch the ORM rows.
-        data = Call.model_validate(await service.book(session, auth, change, body))
+        data = Call.model_validate(await booking.book(session, auth, change, body))
     return Envelope(data=data)
 
 
@@ -198,7 +206,7 @@ async def reassign_closer(
     removed after the commit (``old_event_orphaned`` if that failed; it is retried).
     Fires ``call.closer_reassigned``."""
     async with calendar_change(session, providers) as change:
-        result = await service.reassign_closer(session, auth, change, call_id, body)
+        result = await reassign.reassign_closer(session, auth, change, call_id, body)
     return Envelope(data=result.model_copy(update={"old_event_orphaned": change.orphaned}))
 
 
@@ -280,7 +288,7 @@ async def auto_reassign_call(
     as ``reassign-closer``; the webhook carries ``assignment: "round_robin"``."""
     reason = body.reason if body is not None else None
     async with calendar_change(session, providers) as change:
-        result = await service.auto_reassign(session, auth, change, call_id, reason)
+        result = await reassign.auto_reassign(session, auth, change, call_id, reason)
     return Envelope(data=result.model_copy(update={"old_event_orphaned": change.orphaned}))
 
 
@@ -295,7 +303,7 @@ async def get_calendar_links(
     """Add-to-calendar links for the lead: Google, Outlook (live), Office 365, Yahoo, and the
     ``.ics`` download: a public signed ``/ics/{token}`` that needs no API key and always
     serves the call as it is now (``docs/links.md``, "The calendar file")."""
-    call, lead = await service.call_with_lead(session, auth, call_id)
+    call, lead = await steps.call_with_lead(session, auth, call_id)
     if call.call_kind == "intent" or call.scheduled_at is None:
         raise CallNotScheduled()
     if call.status == "cancelled":
@@ -319,7 +327,7 @@ async def get_calendar_links(
 async def get_ics(call_id: str, session: Session, auth: ReadKey) -> Response:
     """The call as an iCalendar file (``text/calendar``): stable UID, ``SEQUENCE`` bumped on
     every reschedule/reassign/cancel, ``STATUS:CANCELLED`` once cancelled."""
-    call, lead = await service.call_with_lead(session, auth, call_id)
+    call, lead = await steps.call_with_lead(session, auth, call_id)
     if call.call_kind == "intent" or call.scheduled_at is None:
         raise CallNotScheduled()
     description = await repository.booking_link_description(session, call)
@@ -340,6 +348,6 @@ async def call_history(
     call_id: str, session: Session, auth: ReadKey
 ) -> Envelope[list[CallHistoryEntry]]:
     """Every change of the call, oldest first: who, when, before/after, reason."""
-    await service.get_call(session, auth, call_id)
+    await steps.get_call(session, auth, call_id)
     rows = await repository.history(session, auth.organization_id, call_id)
     return Envelope(data=[CallHistoryEntry.model_validate(r) for r in rows])

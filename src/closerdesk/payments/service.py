@@ -7,7 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.auth.service import AuthContext
 from closerdesk.calls import repository as calls_repository
-from closerdesk.calls.service import call_json, record_call_change, unlink_previous_payment
+from closerdesk.calls.service import record_call_change, unlink_previous_payment
+from closerdesk.calls.steps import call_json
 from closerdesk.errors import CallLeadMismatch, CallNotFound, PaymentNotFound
 from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import utcnow

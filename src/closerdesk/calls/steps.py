@@ -1,0 +1,188 @@
+"""Steps shared by the call operations: reading a call, locking it and its closer, the history
+row and its snapshot, the checks every slot-changing operation makes (docs/api.md "Reassign").
+
+Concurrency: the closer's row is locked (PostgreSQL ``FOR NO KEY UPDATE``; SQLite write
+transactions begin ``IMMEDIATE``) before the conflict check, so two requests can never both
+place one closer into overlapping time without ``override_conflict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from closerdesk import models
+from closerdesk.auth.service import AuthContext
+from closerdesk.booking_links.service import CLOSER_ROLES
+from closerdesk.calendars import repository as calendars_repository
+from closerdesk.calendars.accounts import account_of
+from closerdesk.calendars.provider import CalendarAccount
+from closerdesk.calls import repository
+from closerdesk.calls.schemas import (
+    Call,
+)
+from closerdesk.errors import (
+    CalendarNotConnected,
+    CallCancelled,
+    CallInPast,
+    CallNotFound,
+    CallNotReassignable,
+    CloserNotFound,
+)
+from closerdesk.kit.ids import new_id
+from closerdesk.kit.secrets import SecretBox
+from closerdesk.leads.service import get_lead
+from closerdesk.models import BookingLink, CalendarConnection, CallEvent, TeamMember
+
+
+# --- reading -------------------------------------------------------------------------------------
+async def get_call(session: AsyncSession, auth: AuthContext, call_id: str) -> models.Call:
+    """Raises ``CallNotFound`` (404) when missing or of another organization."""
+    call = await repository.get_call(session, auth.organization_id, call_id)
+    if call is None:
+        raise CallNotFound()
+    return call
+
+
+async def call_with_lead(
+    session: AsyncSession, auth: AuthContext, call_id: str
+) -> tuple[models.Call, models.Lead]:
+    """The call and its lead. Raises ``CallNotFound`` (404)."""
+    call = await get_call(session, auth, call_id)
+    return call, await get_lead(session, call.organization_id, call.lead_id)
+
+
+def call_json(call: models.Call) -> dict[str, Any]:
+    """The call object as it goes on the wire (and into webhook payloads)."""
+    return Call.model_validate(call).model_dump(mode="json")
+
+
+# --- shared steps --------------------------------------------------------------------------------
+def actor(auth: AuthContext) -> dict[str, str]:
+    return {"type": "api_key", "id": auth.api_key_id}
+
+
+def record_change(
+    session: AsyncSession,
+    call: models.Call,
+    auth: AuthContext,
+    kind: str,
+    *,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    reason: str | None = None,
+) -> None:
+    session.add(
+        CallEvent(
+            id=new_id("cev"),
+            organization_id=call.organization_id,
+            call_id=call.id,
+            type=kind,
+            actor_type="api_key",
+            actor_id=auth.api_key_id,
+            reason=reason,
+            before=before,
+            after=after,
+        )
+    )
+
+
+def snapshot(call: models.Call, fields: Sequence[str]) -> dict[str, Any]:
+    """The JSON values of ``fields`` of the call, for history rows."""
+    full = call_json(call)
+    return {name: full[name] for name in fields}
+
+
+async def locked_call(session: AsyncSession, auth: AuthContext, call_id: str) -> models.Call:
+    call = await repository.get_call(session, auth.organization_id, call_id, lock=True)
+    if call is None:
+        raise CallNotFound()
+    return call
+
+
+async def locked_call_with_lead(
+    session: AsyncSession, auth: AuthContext, call_id: str
+) -> tuple[models.Call, models.Lead, BookingLink | None]:
+    """The call (row-locked), its lead and booking link, read in one query.
+    Raises ``CallNotFound`` (404)."""
+    found = await repository.locked_call_with_lead(session, auth.organization_id, call_id)
+    if found is None:
+        raise CallNotFound()
+    return found
+
+
+def require_slot_call(call: models.Call, now: datetime) -> None:
+    """Aura's reassign constraints, in the order of docs/api.md "Reassign" (after 404)."""
+    if call.call_kind == "intent":
+        raise CallNotReassignable()
+    if call.status == "cancelled":
+        raise CallCancelled()
+    if call.scheduled_at is None or call.scheduled_at <= now:
+        raise CallInPast()
+
+
+@dataclass(frozen=True)
+class Closer:
+    """A closer able to take the call: the row (locked) and its calendar as the provider
+    sees it."""
+
+    member: TeamMember
+    account: CalendarAccount
+
+
+async def closer_with_calendar(
+    session: AsyncSession, organization_id: str, closer_id: str, *, old_grant_id: str | None = None
+) -> tuple[TeamMember, CalendarConnection | None, CalendarConnection | None]:
+    """The closer, row-locked for the rest of the transaction, its connection (or None), and
+    the connection ``old_grant_id`` names (the calendar of the call's current event), read
+    together in one query.
+
+    Raises ``CloserNotFound`` (404) for a missing, inactive, cross-organization or non-closer id.
+    """
+    found = await repository.locked_member_with_connections(
+        session, organization_id, closer_id, connection_id=old_grant_id
+    )
+    if found is None:
+        raise CloserNotFound()
+    closer, connections = found
+    if not closer.is_active or closer.role not in CLOSER_ROLES:
+        raise CloserNotFound()
+    mine = next((c for c in connections if c.member_id == closer.id), None)
+    old = next((c for c in connections if c.id == old_grant_id), None)
+    return closer, mine, old
+
+
+def require_valid(
+    closer: TeamMember, connection: CalendarConnection | None, box: SecretBox
+) -> Closer:
+    if connection is None or connection.status != "valid":
+        raise CalendarNotConnected()
+    return Closer(closer, account_of(connection, box))
+
+
+async def old_event(
+    session: AsyncSession,
+    box: SecretBox,
+    call: models.Call,
+    known: CalendarConnection | None = None,
+) -> tuple[CalendarAccount, str] | None:
+    """The call's current calendar event and the calendar holding it (None: no event, or its
+    calendar was disconnected, and the built-in events went with it)."""
+    if call.calendar_event_id is None or call.calendar_grant_id is None:
+        return None
+    connection = known
+    if connection is None or connection.id != call.calendar_grant_id:
+        connection = await calendars_repository.get_connection_by_id(
+            session, call.organization_id, call.calendar_grant_id
+        )
+    if connection is None:
+        return None
+    return account_of(connection, box), call.calendar_event_id
+
+
+def set_closer(call: models.Call, closer: TeamMember) -> None:
+    call.closer_id, call.closer_name, call.closer_email = closer.id, closer.name, closer.email
