@@ -29,6 +29,7 @@ from closerdesk.errors import (
 from closerdesk.kit.ids import new_id
 from closerdesk.models import BookingLink, BookingLinkHost, CalendarConnection, Call, TeamMember
 from closerdesk.models.base import epoch_us
+from closerdesk.models.call import FREED_STATUSES
 from closerdesk.scheduling._spans import MINUTE_US, SpanColumns, intervals_of
 from closerdesk.scheduling.availability import (
     DateOverride,
@@ -319,7 +320,7 @@ async def busy_spans_by_host(
             Call.organization_id == organization_id,
             Call.closer_id.in_(list(busy)),
             Call.call_kind == "booking",
-            Call.status != "cancelled",
+            Call.status.not_in(FREED_STATUSES),
             calls_repository.overlaps(start, end),
         )
     )
@@ -453,7 +454,7 @@ async def round_robin_choice(
         .where(
             Call.organization_id == organization_id,
             Call.closer_id.in_(list(member_ids)),
-            Call.status != "cancelled",
+            Call.status.not_in(FREED_STATUSES),
             Call.created_at >= _month_start(now),
         )
         .group_by(Call.closer_id)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.kit.rows import first_row, shaped
 from closerdesk.models import BookingLink, CalendarConnection, Call, CallEvent, Lead, TeamMember
-from closerdesk.models.call import MAX_CALL_MINUTES
+from closerdesk.models.call import FREED_STATUSES, MAX_CALL_MINUTES
 
 CALL_LOOKBACK = timedelta(minutes=MAX_CALL_MINUTES + 1)
 """How far before ``start`` a call sharing time with it may have started: the longest call
@@ -193,7 +193,7 @@ async def overlapping_calls(
         Call.organization_id == organization_id,
         Call.closer_id == closer_id,
         Call.call_kind == "booking",
-        Call.status != "cancelled",
+        Call.status.not_in(FREED_STATUSES),
         overlaps(start, end),
     )
     if exclude_call_id is not None:
@@ -242,7 +242,7 @@ async def history(session: AsyncSession, organization_id: str, call_id: str) -> 
 def filter_upcoming(stmt: Select[Call], now: datetime, *, upcoming: bool) -> Select[Call]:
     """Upcoming = not cancelled and ``scheduled_at`` in the future."""
     if upcoming:
-        return stmt.where(and_(Call.status != "cancelled", Call.scheduled_at > now))
+        return stmt.where(and_(Call.status.not_in(FREED_STATUSES), Call.scheduled_at > now))
     return stmt.where(
-        or_(Call.status == "cancelled", Call.scheduled_at.is_(None), Call.scheduled_at <= now)
+        or_(Call.status.in_(FREED_STATUSES), Call.scheduled_at.is_(None), Call.scheduled_at <= now)
     )

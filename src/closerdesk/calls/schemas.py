@@ -22,7 +22,19 @@ from closerdesk.leads.schemas import LeadText
 from closerdesk.models.call import MAX_CALL_MINUTES
 
 CallKind = Literal["booking", "intent"]
-CallStatus = Literal["scheduled", "cancelled", "shown", "no_show", "closed", "lost", "follow_up"]
+CallStatus = Literal[
+    "pending",
+    "scheduled",
+    "declined",
+    "cancelled",
+    "shown",
+    "no_show",
+    "closed",
+    "lost",
+    "follow_up",
+]
+"""``pending``: booked through a link that requires confirmation, holding its slot;
+``declined``: a pending call that was declined (its slot is free again)."""
 OutcomeStatus = Literal["shown", "no_show", "closed", "lost", "follow_up"]
 RsvpStatus = Literal["yes", "no", "maybe", "pending"]
 HistoryType = Literal[
@@ -31,6 +43,18 @@ HistoryType = Literal[
 """What a call history entry records."""
 Duration = Annotated[int, Field(ge=5, le=MAX_CALL_MINUTES, description="Minutes, 5–1440")]
 Reason = Annotated[str, Field(max_length=1000)]
+CancelReasonCode = Literal[
+    "lead_requested", "closer_unavailable", "not_qualified", "duplicate", "other"
+]
+"""Why a call was cancelled or declined (docs/sales-floor.md, "Reason codes")."""
+ChangeReasonCode = Literal["closer_unavailable", "lead_requested", "rebalance", "other"]
+"""Why a call was rescheduled or reassigned (docs/sales-floor.md, "Reason codes")."""
+ReasonCode = Literal[
+    "lead_requested", "closer_unavailable", "not_qualified", "duplicate", "rebalance", "other"
+]
+"""Any reason code: the call's ``reason_code`` and the list filter take each of them."""
+LossReason = Literal["price", "timing", "authority", "need", "competitor", "other"]
+"""Why a ``lost`` call was lost (docs/sales-floor.md, "Reason codes")."""
 
 
 class ActionItem(StrictSchema):

@@ -18,6 +18,7 @@ from closerdesk.models.member import TeamMember
 from closerdesk.models.organization import Organization
 from closerdesk.models.payment import Payment
 from closerdesk.models.product import Product
+from closerdesk.models.slot_reservation import SlotReservation
 from closerdesk.models.webhook_attempt import WebhookAttempt
 from closerdesk.models.webhook_delivery import WebhookDelivery
 from closerdesk.models.webhook_event import WebhookEvent
@@ -41,6 +42,7 @@ __all__ = [
     "Organization",
     "Payment",
     "Product",
+    "SlotReservation",
     "TeamMember",
     "WebhookAttempt",
     "WebhookDelivery",

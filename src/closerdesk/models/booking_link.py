@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import String, Text, UniqueConstraint
+from sqlalchemy import String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from closerdesk.models.base import Base, TimestampMixin, org_fk
@@ -30,3 +30,11 @@ class BookingLink(TimestampMixin, Base):
     buffer_before_minutes: Mapped[int] = mapped_column(default=0)
     buffer_after_minutes: Mapped[int] = mapped_column(default=0)
     is_active: Mapped[bool] = mapped_column(default=True)
+    fairness_period: Mapped[str] = mapped_column(
+        String(16), default="month", server_default="month"
+    )
+    """The period round robin counts each host's share over: ``month``, ``week`` or
+    ``rolling_30_days`` (docs/sales-floor.md, "Round-robin controls")."""
+    requires_confirmation: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """Calls booked through the link start ``pending`` and hold their slot until confirmed or
+    declined (docs/sales-floor.md, "Confirmation")."""

@@ -26,6 +26,11 @@ the ``span_within_limit`` check refuses a longer ``scheduled_at``..``ends_at`` i
 overlap queries may rely on it as a lower bound (``closerdesk.calls.repository.overlaps``)."""
 
 
+FREED_STATUSES = ("cancelled", "declined")
+"""Statuses whose call no longer holds its slot: it is neither busy time for its closer nor
+counted by round robin. Every other status holds the slot (``pending`` included)."""
+
+
 NO_DOUBLE_BOOKING = "ex_calls_no_double_booking"
 """The PostgreSQL exclusion constraint refusing a closer two live booking calls at once."""
 
@@ -73,7 +78,8 @@ class Call(TimestampMixin, Base):
             name=NO_DOUBLE_BOOKING,
             using="gist",
             where=text(
-                "call_kind = 'booking' AND status <> 'cancelled' AND NOT override_conflict"
+                "call_kind = 'booking' AND status NOT IN ('cancelled', 'declined')"
+                " AND NOT override_conflict"
                 " AND closer_id IS NOT NULL AND scheduled_at IS NOT NULL AND ends_at IS NOT NULL"
             ),
         ).ddl_if(dialect="postgresql"),
@@ -128,3 +134,15 @@ class Call(TimestampMixin, Base):
     override_conflict: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """The call's current time and closer were set with ``override_conflict``: it may share
     time with the closer's other calls, and ``NO_DOUBLE_BOOKING`` leaves it out."""
+    host_no_show: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The closer missed the call (``POST /v1/calls/{id}/absence``); round robin does not
+    count it toward the closer's share."""
+    reason_code: Mapped[str | None] = mapped_column(String(32))
+    """The code of the latest cancel, decline, reschedule or reassign of the call
+    (docs/sales-floor.md, "Reason codes")."""
+    loss_reason: Mapped[str | None] = mapped_column(String(16))
+    """Why a ``lost`` call was lost: ``price``, ``timing``, ``authority``, ``need``,
+    ``competitor`` or ``other``."""
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    declined_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decline_reason: Mapped[str | None] = mapped_column(Text)

@@ -29,6 +29,7 @@ class CallEvent(Base):
     actor_type: Mapped[str] = mapped_column(String(10))
     actor_id: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
+    reason_code: Mapped[str | None] = mapped_column(String(32))
     before: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     after: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

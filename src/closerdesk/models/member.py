@@ -29,3 +29,8 @@ class TeamMember(TimestampMixin, Base):
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     is_active: Mapped[bool] = mapped_column(default=True)
     last_booked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    max_bookings_per_day: Mapped[int | None]
+    """Round robin's daily cap: at most this many live calls on one day of the member's
+    ``time_zone``; ``None`` = no cap (docs/sales-floor.md, "Round-robin controls")."""
+    max_bookings_per_week: Mapped[int | None]
+    """The weekly cap, weeks starting Monday in the member's ``time_zone``; ``None`` = no cap."""
