@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, text
+from structlog.testing import capture_logs
 
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.kit.time import utcnow
 from closerdesk.webhooks.dispatcher import Dispatcher
 from closerdesk.webhooks.service import record_event
-from closerdesk.webhooks.wakeup import outbox_written
+from closerdesk.webhooks.wakeup import Backoff, outbox_written
 from tests.webhooks.helpers import Hooks, lead_created
 from tests.webhooks.receiver import Reply
 
@@ -247,3 +248,52 @@ async def test_a_savepoint_rolled_back_after_the_write_does_not_take_the_notify(
         assert not any("pg_notify" in sql for sql in counted.sql)
         await session.commit()
     assert sum("pg_notify" in sql for sql in counted.sql) == 1
+
+
+def test_the_backoff_doubles_while_connections_fail_or_drop_at_once() -> None:
+    backoff = Backoff(first=0.2, ceiling=5.0, stable=30.0)
+    waits = [backoff.lost(now=float(t)) for t in range(7)]  # seven failed attempts
+    assert waits == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+    backoff.connected(now=100.0)
+    assert backoff.lost(now=129.9) == 5.0  # dropped before it was stable: no reset
+
+
+def test_only_a_stable_connection_resets_the_backoff() -> None:
+    backoff = Backoff(first=0.2, ceiling=5.0, stable=30.0)
+    for t in range(4):
+        backoff.lost(now=float(t))
+    backoff.connected(now=10.0)
+    assert backoff.lost(now=40.0) == 0.2  # lasted 30 s
+    assert backoff.lost(now=41.0) == 0.4  # the next failure doubles from the start again
+
+
+@postgres_only
+async def test_a_connection_dropped_at_once_again_and_again_backs_off(
+    hooks: Hooks, own_database: Database
+) -> None:
+    dispatcher = dispatcher_on(own_database, hooks, webhook_sweep_seconds=60)
+    running = Running(dispatcher)
+    pids: list[int] = []
+    try:
+        with capture_logs() as logs:
+            for _ in range(3):
+
+                def new_connection() -> bool:
+                    listener = dispatcher.listener
+                    return bool(
+                        listener
+                        and listener.listening
+                        and listener.connection.get_server_pid() not in pids
+                    )
+
+                await until(new_connection)
+                assert dispatcher.listener is not None
+                pids.append(dispatcher.listener.connection.get_server_pid())
+                async with hooks.database.writer() as s:
+                    await s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pids[-1]})
+                    await s.commit()
+            await until(new_connection)
+    finally:
+        await running.close()
+    retries = [e["retry_in"] for e in logs if e["event"] == "webhooks.listener_lost"]
+    assert retries[:3] == [0.2, 0.4, 0.8]

@@ -17,6 +17,7 @@ Nothing is lost when a wake-up is: dispatchers also sweep the outbox on a timer.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -88,13 +89,42 @@ def _forget(session: Session, transaction: SessionTransaction) -> None:
         session.info.pop(_NOTIFIED, None)
 
 
+class Backoff:
+    """How long the listener waits before it connects again (seconds).
+
+    Starts at ``first``, doubles after every failed attempt and every connection that was lost
+    within ``stable`` seconds, up to ``ceiling``; only a connection that lasted ``stable``
+    seconds brings it back to ``first``. So a server that accepts connections and drops them
+    at once (a proxy in trouble, a full ``max_connections`` behind a pooler) is not hammered
+    five times a second. Times are ``time.monotonic()`` readings.
+    """
+
+    def __init__(self, first: float = 0.2, ceiling: float = 5.0, stable: float = 30.0) -> None:
+        self.first, self.ceiling, self.stable = first, ceiling, stable
+        self.delay = first
+        self._connected_at: float | None = None
+
+    def connected(self, now: float) -> None:
+        self._connected_at = now
+
+    def lost(self, now: float) -> float:
+        """After a connection ends at ``now`` (or an attempt fails): the wait before the next."""
+        lasted = None if self._connected_at is None else now - self._connected_at
+        self._connected_at = None
+        if lasted is not None and lasted >= self.stable:
+            self.delay = self.first
+        wait, self.delay = self.delay, min(self.delay * 2, self.ceiling)
+        return wait
+
+
 class OutboxListener:
     """A dedicated asyncpg connection that ``LISTEN``\\ s on the outbox channel.
 
     ``run`` connects, calls ``wake`` for every notification, and after every (re)connection
     too (notifications sent while it was down are lost: what they announced is now found by
     the claim this wake-up causes). A lost connection is reopened after 0.2 s, doubling up to
-    5 s. ``listening`` says whether notifications can currently arrive.
+    5 s while connections keep failing or dropping within 30 s (``Backoff``). ``listening``
+    says whether notifications can currently arrive.
     """
 
     def __init__(self, url: str | URL, wake: Wakeup) -> None:
@@ -118,20 +148,21 @@ class OutboxListener:
         """Listen until ``stop`` is set, reconnecting after a loss."""
         import asyncpg  # type: ignore[import-untyped]
 
-        delay = 0.2
+        backoff = Backoff()
         while not stop.is_set():
             lost = asyncio.Event()
             try:
                 connection = await asyncpg.connect(**self._connect_kwargs())
             except Exception as exc:  # refused, unknown host, bad password, …: try again later
+                delay = backoff.lost(time.monotonic())
                 log.warning("webhooks.listener_connect_failed", error=str(exc), retry_in=delay)
                 await _sleep(stop, delay)
-                delay = min(delay * 2, 5.0)
                 continue
             try:
                 connection.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await connection.add_listener(CHANNEL, lambda *_args: self.wake())
-                self.connection, self.listening, delay = connection, True, 0.2
+                self.connection, self.listening = connection, True
+                backoff.connected(time.monotonic())
                 log.info("webhooks.listener_connected")
                 self.wake()  # anything announced while we were not listening
                 await _first(stop, lost)
@@ -145,6 +176,7 @@ class OutboxListener:
                     except Exception:
                         connection.terminate()
             if not stop.is_set():
+                delay = backoff.lost(time.monotonic())
                 log.warning("webhooks.listener_lost", retry_in=delay)
                 self.wake()  # poll meanwhile (the dispatcher shortens its wait while not listening)
                 await _sleep(stop, delay)
