@@ -1,4 +1,4 @@
-"""Booking a call: ``POST /v1/calls`` (docs/api.md "Book a call").
+"""Booking a call: ``POST /v1/calls`` (docs/api.md "Book").
 
 The change writes its call event and its webhook event in its own transaction and only flushes:
 the caller commits. The calendar event is made through the transaction's ``CalendarChange``
