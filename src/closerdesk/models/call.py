@@ -78,7 +78,7 @@ class Call(TimestampMixin, Base):
             name=NO_DOUBLE_BOOKING,
             using="gist",
             where=text(
-                "call_kind = 'booking' AND status NOT IN ('cancelled', 'declined')"
+                "call_kind = 'booking' AND status <> 'cancelled' AND status <> 'declined'"
                 " AND NOT override_conflict"
                 " AND closer_id IS NOT NULL AND scheduled_at IS NOT NULL AND ends_at IS NOT NULL"
             ),
