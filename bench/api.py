@@ -25,6 +25,11 @@ a proxy between the server and PostgreSQL (bench/pg_round_trips.py) in a separat
 phase with fresh servers, after a warm-up.
 
     .venv/bin/python bench/api.py [--rounds 3] [--duration 10] [--skip-dataset] [--url URL]
+        [--calls N] [--src DIR]
+
+``--calls N`` builds a smaller dataset when there is none yet (e.g. 100,000 calls: under a
+minute; its G3 "10,000" row is not meaningful, no closer there has 10,000 calls). ``--src DIR`` serves closerdesk from another checkout's ``src`` directory (its
+``PYTHONPATH``), to measure a "before" on the same dataset; the baseline is unchanged.
 
 Needs ``wrk`` (Debian/Ubuntu: ``apt-get install -y wrk``) and ``taskset`` (util-linux).
 """
@@ -146,7 +151,12 @@ def closerdesk_env(data: dict[str, Any], url: str) -> dict[str, str]:
         "CLOSERDESK_PUBLIC_BASE_URL": data["public_base_url"],
         "CLOSERDESK_RATE_LIMIT_PER_KEY": "10000000/minute",
         "CLOSERDESK_RATE_LIMIT_PER_ORG": "10000000/minute",
+        **({"PYTHONPATH": SOURCE[0]} if SOURCE else {}),
     }
+
+
+SOURCE: list[str] = []
+"""``--src``: the checkout's ``src`` directory closerdesk is served from (none: this one)."""
 
 
 def start_closerdesk(
@@ -170,6 +180,7 @@ def start_baseline(data: dict[str, Any], url: str, port: int) -> Server:
 def serve_has_workers_option() -> bool:
     help_text = subprocess.run(
         [str(VENV_BIN / "closerdesk"), "serve", "--help"],
+        env={**os.environ, **({"PYTHONPATH": SOURCE[0]} if SOURCE else {})},
         capture_output=True,
         text=True,
         check=False,
@@ -548,7 +559,10 @@ def machine_line(url: str) -> str:
 
 def load_data(args: argparse.Namespace) -> dict[str, Any]:
     if not args.skip_dataset and not DATA_FILE.exists():
-        subprocess.run([sys.executable, str(BENCH / "dataset.py"), "--url", args.url], check=True)
+        build = [sys.executable, str(BENCH / "dataset.py"), "--url", args.url]
+        if args.calls is not None:
+            build += ["--calls", str(args.calls)]
+        subprocess.run(build, check=True)
     data: dict[str, Any] = json.loads(DATA_FILE.read_text())
     if data["database_url"] != args.url:
         sys.exit(f"{DATA_FILE} describes {data['database_url']}, not {args.url}: run dataset.py")
@@ -573,7 +587,12 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--skip-dataset", action="store_true", help="never build the dataset")
     parser.add_argument("--url", default=DEFAULT_URL, help="plain postgresql:// URL")
+    parser.add_argument("--calls", type=int, help="calls of a dataset built now (default 1M)")
+    parser.add_argument("--src", help="serve closerdesk from this checkout's src directory")
     args = parser.parse_args()
+    if args.src:
+        SOURCE.append(str(Path(args.src).resolve()))
+        print(f"closerdesk served from {SOURCE[0]}")
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk (Debian/Ubuntu), brew install wrk")
     if shutil.which("taskset") is None:
