@@ -7,7 +7,7 @@ is moved in a ``calendar_change`` of its own on the request's session, which com
 before the next call starts, and on failure rolls that call back and compensates its calendar
 writes. A call that fails is reported with its error code; the others go on. The request's
 session carries the ``Idempotency-Key`` claim, so the first call's commit marks the key
-applied (docs/idempotency.md, "Endpoints that commit themselves"): a retry replays the answer
+applied (docs/idempotency.md, "How it works", point 3): a retry replays the answer
 and never moves a call twice.
 
 **Same rules.** Each call goes through the single reassign (``reassign.reassign_closer`` for a
