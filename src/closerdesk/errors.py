@@ -44,6 +44,14 @@ class ValidationFailed(ApiError):
         return cls(f"{field}: {message}", details=[{"field": field, "message": message}])
 
 
+class BulkLimitExceeded(ApiError):
+    """A bulk reassign whose selection holds more calls than one batch moves: narrow the
+    window or name the calls (docs/sales-floor.md, "Bulk reassign")."""
+
+    status, code = 400, "BULK_LIMIT_EXCEEDED"
+    message = "More than 500 calls match; narrow scheduled_after/scheduled_before or pass call_ids."
+
+
 class WebhookTargetNotAllowed(ApiError):
     status, code = 400, "WEBHOOK_TARGET_NOT_ALLOWED"
     message = "Webhook targets must be https URLs on public addresses."
@@ -192,6 +200,19 @@ class CalendarNotConnected(Conflict):
 
 class CloserConflict(Conflict):
     code, message = "CLOSER_CONFLICT", "The closer is busy during the call."
+
+
+class CallNotOfCloser(Conflict):
+    """Bulk reassign: a listed call that is not ``from_closer_id``'s (a per-call code)."""
+
+    code, message = "CALL_NOT_OF_CLOSER", "The call is not a call of from_closer_id."
+
+
+class CallOutsideWindow(Conflict):
+    """Bulk reassign: a listed call outside ``scheduled_after``/``scheduled_before`` (a
+    per-call code)."""
+
+    code, message = "CALL_OUTSIDE_WINDOW", "The call is outside the requested time window."
 
 
 class ProductInactive(Conflict):

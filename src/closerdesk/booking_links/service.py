@@ -6,7 +6,7 @@ busy time, and hands plain values to it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -439,6 +439,9 @@ async def round_robin_choice(
     member_ids: Sequence[str],
     priorities: dict[str, tuple[str, int]],
     now: datetime,
+    *,
+    extra_bookings: Mapping[str, int] | None = None,
+    booked_at: Mapping[str, datetime] | None = None,
 ) -> str | None:
     """Which of ``member_ids`` gets the call (docs/api.md): highest priority, then furthest below
     its weighted share of this month's bookings, then least recently booked; None if empty.
@@ -446,7 +449,13 @@ async def round_robin_choice(
     Bookings count the calls of the booking link (of any link when ``booking_link_id`` is None)
     created this calendar month (UTC), not cancelled; "least recently booked" reads the
     member's ``last_booked_at``. ``priorities``: id → (priority, weight).
+
+    ``extra_bookings`` (member id → count) adds bookings not written yet to the counts, and
+    ``booked_at`` (member id → UTC time) their latest booking time: a bulk reassign's dry run
+    planning several calls in a row (docs/sales-floor.md, "Bulk reassign").
     """
+    extra = extra_bookings or {}
+    planned = booked_at or {}
     if not member_ids:
         return None
     stmt = (
@@ -477,10 +486,15 @@ async def round_robin_choice(
             member_id=member_id,
             priority=Priority(priorities[member_id][0]),
             weight=priorities[member_id][1],
-            bookings_this_period=counts.get(member_id, 0),
-            last_booked_at=last_booked.get(member_id),
+            bookings_this_period=counts.get(member_id, 0) + extra.get(member_id, 0),
+            last_booked_at=_latest(last_booked.get(member_id), planned.get(member_id)),
         )
         for member_id in member_ids
     ]
     chosen = choose_host(candidates)
     return chosen.member_id if chosen is not None else None
+
+
+def _latest(*times: datetime | None) -> datetime | None:
+    known = [t for t in times if t is not None]
+    return max(known) if known else None

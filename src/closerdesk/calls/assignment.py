@@ -6,7 +6,7 @@ live and falls through to the next host when the calendar is busy or cannot answ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +31,9 @@ async def pick_by_round_robin(
     free: Sequence[str],
     span: Interval,
     now: datetime,
+    *,
+    extra_bookings: Mapping[str, int] | None = None,
+    booked_at: Mapping[str, datetime] | None = None,
 ) -> Closer | None:
     """The first of the ``free`` hosts, in round-robin order, whose calendar is free during
     ``span`` when asked live (the mirror that made them free may be a few minutes old).
@@ -39,13 +42,23 @@ async def pick_by_round_robin(
     so does one that cannot answer: the next host is asked. When no host is confirmed and some
     calendar could not answer, raises that ``CalendarProviderError`` (502): the time may well
     be free, closerdesk just cannot tell.
+
+    ``extra_bookings`` and ``booked_at`` go to ``round_robin_choice``: bookings planned but not
+    written yet (a bulk reassign's dry run).
     """
     candidates = list(free)
     weights = {m: (h.priority, h.weight) for m, h in hosts.items()}
     unanswered: CalendarProviderError | None = None
     while candidates:
         chosen_id = await booking_links.round_robin_choice(
-            session, organization_id, link_id, candidates, weights, now
+            session,
+            organization_id,
+            link_id,
+            candidates,
+            weights,
+            now,
+            extra_bookings=extra_bookings,
+            booked_at=booked_at,
         )
         if chosen_id is None:
             break

@@ -10,6 +10,7 @@ from closerdesk.auth.dependencies import ReadKey, WriteKey
 from closerdesk.calendars.unit_of_work import calendar_change
 from closerdesk.calls import (
     booking,
+    bulk,
     calendar_links,
     ics_token,
     reassign,
@@ -19,6 +20,8 @@ from closerdesk.calls import (
 )
 from closerdesk.calls.schemas import (
     AutoReassign,
+    BulkReassign,
+    BulkReassignResult,
     CalendarLinks,
     Call,
     CallCreate,
@@ -33,10 +36,11 @@ from closerdesk.calls.schemas import (
     RescheduleResult,
 )
 from closerdesk.config import Settings
-from closerdesk.db import Session
+from closerdesk.db import Database, Session
 from closerdesk.errors import (
     BookingLinkInactive,
     BookingLinkNotFound,
+    BulkLimitExceeded,
     CalendarNotConnected,
     CalendarProviderError,
     CallCancelled,
@@ -137,6 +141,32 @@ async def book_call(
         # The answer is read before the commit: nothing after it may touch the ORM rows.
         data = Call.model_validate(await booking.book(session, auth, change, body))
     return Envelope(data=data)
+
+
+@router.post(
+    "/bulk-reassign",
+    response_model=Envelope[BulkReassignResult],
+    responses=responses(BulkLimitExceeded, CloserNotFound),
+)
+async def bulk_reassign(
+    body: BulkReassign,
+    request: Request,
+    session: Session,
+    auth: WriteKey,
+    providers: ProvidersDep,
+) -> Envelope[BulkReassignResult]:
+    """Move a closer's upcoming calls (at most 500) to one closer or, with ``to: "auto"``,
+    over the free hosts by round robin (docs/sales-floor.md, "Bulk reassign").
+
+    ``dry_run: true`` answers the plan and changes nothing. Otherwise each call is reassigned
+    in its own transaction, with the checks and effects of ``reassign-closer`` /
+    ``auto-reassign`` (calendar events, new conferencing link, history, one
+    ``call.closer_reassigned`` per call); a call that fails keeps its closer and its item
+    carries the error ``code``, the others go on. Always 200 once the batch is read; per-call
+    failures are in ``results``."""
+    database: Database = request.app.state.database
+    result = await bulk.bulk_reassign(session, database, auth, providers, body)
+    return Envelope(data=result)
 
 
 @router.get("/{call_id}", response_model=Envelope[Call], responses=responses(CallNotFound))

@@ -246,3 +246,65 @@ def filter_upcoming(stmt: Select[Call], now: datetime, *, upcoming: bool) -> Sel
     return stmt.where(
         or_(Call.status.in_(FREED_STATUSES), Call.scheduled_at.is_(None), Call.scheduled_at <= now)
     )
+
+
+BATCH_COLUMNS = (
+    Call.id,
+    Call.call_kind,
+    Call.status,
+    Call.closer_id,
+    Call.scheduled_at,
+    Call.ends_at,
+    Call.booking_link_id,
+    Call.created_at,
+)
+"""What a bulk reassign reads of each call before it moves it (``calls/bulk.py``)."""
+BatchRow = Row[str, str, str, str | None, datetime | None, datetime | None, str | None, datetime]
+"""A row of ``BATCH_COLUMNS``."""
+
+
+async def upcoming_calls_of_closer(
+    session: AsyncSession,
+    organization_id: str,
+    closer_id: str,
+    now: datetime,
+    *,
+    scheduled_after: datetime | None,
+    scheduled_before: datetime | None,
+    call_ids: Sequence[str] | None,
+    limit: int,
+) -> Sequence[BatchRow]:
+    """The closer's upcoming booking calls (not cancelled or declined, ``scheduled_at`` after
+    ``now``; ``scheduled_after`` inclusive, ``scheduled_before`` exclusive; only ``call_ids``
+    when given), in ``scheduled_at`` then ``id`` order, at most ``limit``; rows of
+    ``BATCH_COLUMNS``. Answered from ``ix_calls_closer_span``."""
+    stmt = select(*BATCH_COLUMNS).where(
+        Call.organization_id == organization_id,
+        Call.closer_id == closer_id,
+        Call.call_kind == "booking",
+        Call.status.not_in(FREED_STATUSES),
+        Call.scheduled_at > now,
+    )
+    if scheduled_after is not None:
+        stmt = stmt.where(Call.scheduled_at >= scheduled_after)
+    if scheduled_before is not None:
+        stmt = stmt.where(Call.scheduled_at < scheduled_before)
+    if call_ids is not None:
+        stmt = stmt.where(Call.id.in_(list(call_ids)))
+    stmt = stmt.order_by(Call.scheduled_at, Call.id).limit(limit)
+    return (await session.execute(stmt)).all()
+
+
+async def calls_by_ids(
+    session: AsyncSession, organization_id: str, call_ids: Sequence[str]
+) -> dict[str, BatchRow]:
+    """The organization's calls among ``call_ids`` (rows of ``BATCH_COLUMNS``) by id; a missing
+    or foreign id is absent."""
+    if not call_ids:
+        return {}
+    rows = await session.execute(
+        select(*BATCH_COLUMNS).where(
+            Call.organization_id == organization_id, Call.id.in_(list(call_ids))
+        )
+    )
+    return {row.id: row for row in rows.all()}

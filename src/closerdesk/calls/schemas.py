@@ -322,3 +322,79 @@ class CalendarLinks(Schema):
     office365: str
     yahoo: str
     ics: str
+
+
+# --- POST /v1/calls/bulk-reassign (docs/sales-floor.md, "Bulk reassign") -------------------------
+BULK_REASSIGN_LIMIT = 500
+"""The most calls one bulk reassign moves (docs/sales-floor.md, "Bulk reassign")."""
+
+
+class BulkReassign(RequestSchema):
+    """Move a closer's upcoming calls: to one closer, or spread by round robin (``"auto"``).
+
+    ``scheduled_after`` is inclusive, ``scheduled_before`` exclusive (as in ``GET /v1/calls``);
+    ``call_ids`` restricts the batch to those calls (at most 500, duplicates counted once).
+    """
+
+    from_closer_id: MemberId
+    to: Annotated[
+        str,
+        Field(
+            pattern=r"^(auto|user_[A-Za-z0-9]+)$",
+            max_length=64,
+            description='`"auto"` (round robin over the free hosts) or a closer\'s id',
+        ),
+    ]
+    scheduled_after: UTCDateTime | None = None
+    scheduled_before: UTCDateTime | None = None
+    call_ids: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=40)]] | None,
+        Field(min_length=1, max_length=BULK_REASSIGN_LIMIT),
+    ] = None
+    reason: Reason | None = None
+    reason_code: ChangeReasonCode | None = None
+    dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _window(self) -> BulkReassign:
+        after, before = self.scheduled_after, self.scheduled_before
+        if after is not None and before is not None and before <= after:
+            raise ValueError("scheduled_before must be after scheduled_after")
+        return self
+
+
+class BulkReassignItem(Schema):
+    """One call of a bulk reassign: what happened (or, in a dry run, would happen) to it.
+
+    ``code`` is null when the move succeeded (would succeed); otherwise the error code the
+    single reassign answers for that call (``CLOSER_CONFLICT``, ``NO_HOST_AVAILABLE``, …) with
+    its ``error`` sentence and ``details``, and ``new_closer_id`` is null. The event, link and
+    ``old_event_orphaned`` fields are those of the reassign answer, set only in a real run.
+    """
+
+    call_id: str
+    scheduled_at: UTCDateTime | None = None
+    previous_closer_id: str | None = None
+    new_closer_id: str | None = None
+    code: str | None = None
+    error: str | None = None
+    details: Any = None
+    new_closer_name: str | None = None
+    new_event_id: str | None = None
+    conferencing_link: str | None = None
+    old_event_orphaned: bool | None = None
+
+
+class BulkReassignResult(Schema):
+    """The bulk reassign's answer: one item per call (the batch in ``scheduled_at`` order,
+    then the rejected ``call_ids`` in the order given) and the totals; ``assigned`` counts the
+    calls (to be) moved per new closer."""
+
+    dry_run: bool
+    from_closer_id: str
+    to: str
+    total: int
+    succeeded: int
+    failed: int
+    assigned: dict[str, int]
+    results: list[BulkReassignItem]
