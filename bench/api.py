@@ -28,8 +28,9 @@ phase with fresh servers, after a warm-up.
         [--calls N] [--src DIR]
 
 ``--calls N`` builds a smaller dataset when there is none yet (e.g. 100,000 calls: under a
-minute; its G3 "10,000" row is not meaningful, no closer there has 10,000 calls). ``--src DIR`` serves closerdesk from another checkout's ``src`` directory (its
-``PYTHONPATH``), to measure a "before" on the same dataset; the baseline is unchanged.
+minute; its G3 "10,000" row is not meaningful, no closer there has 10,000 calls).
+``--src DIR`` serves closerdesk from another checkout's ``src`` directory (its ``PYTHONPATH``),
+to measure a "before" on the same dataset; the baseline is unchanged.
 
 Needs ``wrk`` (Debian/Ubuntu: ``apt-get install -y wrk``) and ``taskset`` (util-linux).
 """
