@@ -6,7 +6,7 @@ live and falls through to the next host when the calendar is busy or cannot answ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +20,7 @@ from closerdesk.errors import (
     CalendarProviderError,
 )
 from closerdesk.scheduling.intervals import Interval
+from closerdesk.scheduling.round_robin import FairnessPeriod, rank_hosts
 
 
 async def pick_by_round_robin(
@@ -31,6 +32,10 @@ async def pick_by_round_robin(
     free: Sequence[str],
     span: Interval,
     now: datetime,
+    *,
+    fairness_period: FairnessPeriod = "month",
+    scheduled_at: datetime | None = None,
+    extra_bookings: Mapping[str, int] | None = None,
 ) -> Closer | None:
     """The first of the ``free`` hosts, in round-robin order, whose calendar is free during
     ``span`` when asked live (the mirror that made them free may be a few minutes old).
@@ -39,17 +44,26 @@ async def pick_by_round_robin(
     so does one that cannot answer: the next host is asked. When no host is confirmed and some
     calendar could not answer, raises that ``CalendarProviderError`` (502): the time may well
     be free, closerdesk just cannot tell.
+
+    Hosts at their daily or weekly cap on ``scheduled_at`` (default: ``span.start``) are left
+    out; the share counts the link's ``fairness_period`` plus ``extra_bookings``
+    (``booking_links.round_robin_candidates``). The order is computed once (three queries).
     """
-    candidates = list(free)
     weights = {m: (h.priority, h.weight) for m, h in hosts.items()}
+    candidates = await booking_links.round_robin_candidates(
+        session,
+        organization_id,
+        link_id,
+        list(free),
+        weights,
+        now,
+        fairness_period=fairness_period,
+        scheduled_at=scheduled_at or span.start,
+        extra_bookings=extra_bookings,
+    )
     unanswered: CalendarProviderError | None = None
-    while candidates:
-        chosen_id = await booking_links.round_robin_choice(
-            session, organization_id, link_id, candidates, weights, now
-        )
-        if chosen_id is None:
-            break
-        host = hosts[chosen_id]
+    for candidate in rank_hosts(candidates):
+        host = hosts[candidate.member_id]
         account = account_of(host.connection, change.providers.secrets)
         if in_transaction(change.calendar(account)):  # its busy time was read under the lock
             return Closer(host.member, account)
@@ -61,7 +75,6 @@ async def pick_by_round_robin(
             unanswered, busy = exc, [span]
         if not any(b.overlaps(span) for b in busy):
             return Closer(host.member, account)
-        candidates.remove(chosen_id)
     if unanswered is not None:
         raise unanswered
     return None

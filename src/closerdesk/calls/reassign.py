@@ -303,7 +303,16 @@ async def auto_reassign(
     )
     by_id = {h.member.id: h for h in hosts}
     chosen = await pick_by_round_robin(
-        session, change, org, link.id if link else None, by_id, free, span, now
+        session,
+        change,
+        org,
+        link.id if link else None,
+        by_id,
+        free,
+        span,
+        now,
+        fairness_period=booking_links.fairness_of(link),
+        scheduled_at=start,
     )
     if chosen is None:
         raise NoHostAvailable()
