@@ -235,7 +235,7 @@ async def closers_with_connections(
         )
         .order_by(TeamMember.name, TeamMember.id)
     )
-    return [(member, connection) for member, connection in rows.tuples().all()]
+    return [(member, connection) for member, connection in rows.all()]
 
 
 def list_calls_query(
