@@ -26,7 +26,7 @@ from closerdesk.scheduling.round_robin import (
 T0 = datetime(2026, 3, 2, 12, tzinfo=UTC)  # a Monday
 
 
-# --- the fairness period 
+# --- the fairness period ---
 def test_period_start() -> None:
     now = datetime(2026, 3, 18, 15, 30, tzinfo=UTC)  # a Wednesday
     assert period_start("month", now) == datetime(2026, 3, 1, tzinfo=UTC)
@@ -58,7 +58,7 @@ def test_period_start_is_at_or_before_now(now: datetime) -> None:
     assert period_start("month", now).day == 1
 
 
-# --- caps 
+# --- caps ---
 def test_caps_count_local_days_and_monday_weeks() -> None:
     tokyo = Caps("Asia/Tokyo", per_day=2, per_week=3)
     # 2026-03-01T20:00Z is Monday 05:00 in Tokyo; Sunday 23:00Z is Monday 08:00 there.
@@ -109,7 +109,7 @@ def test_rank_hosts_is_choose_host_repeated() -> None:
     assert rank_hosts([]) == []
 
 
-# --- fairness over time 
+# --- fairness over time ---
 def _deviation(bookings: list[int], weights: list[int]) -> list[Fraction]:
     """``bookings_h − share_h × T`` of each host."""
     total, total_w = sum(bookings), sum(weights)
