@@ -42,7 +42,7 @@ def test_period_start() -> None:
         __import__("zoneinfo").ZoneInfo("Europe/Berlin")
     )
     assert period_start("month", berlin) == datetime(2026, 4, 1, tzinfo=UTC)
-    with pytest.raises(ValueError, match="^now must be aware$"):
+    with pytest.raises(ValueError, match=r"^now must be aware$"):
         period_start("month", datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="unknown"):
         period_start("year", now)  # type: ignore[arg-type]
@@ -80,11 +80,11 @@ def test_caps_count_local_days_and_monday_weeks() -> None:
     assert CapLoad.of(Caps("UTC"), [T0] * 50).remaining(T0) is None
     assert within_caps(CapLoad.of(Caps("UTC"), [T0] * 50), T0)
     assert CapLoad.of(Caps("UTC", per_week=1), []).remaining(T0) == 1
-    with pytest.raises(ValueError, match="^per_day must be >= 1 or None$"):
+    with pytest.raises(ValueError, match=r"^per_day must be >= 1 or None$"):
         Caps("UTC", per_day=0)
-    with pytest.raises(ValueError, match="^per_week must be >= 1 or None$"):
+    with pytest.raises(ValueError, match=r"^per_week must be >= 1 or None$"):
         Caps("UTC", per_week=0)
-    with pytest.raises(ValueError, match="^at must be aware$"):
+    with pytest.raises(ValueError, match=r"^at must be aware$"):
         tokyo.day_and_week(datetime(2026, 1, 1))
 
 
@@ -94,7 +94,7 @@ def test_a_host_at_its_cap_is_no_candidate_whatever_its_priority() -> None:
     assert choose_host([full, low]) == low
     assert choose_host([full]) is None
     assert rank_hosts([full, low]) == [low]
-    with pytest.raises(ValueError, match="^remaining of a must be >= 0$"):
+    with pytest.raises(ValueError, match=r"^remaining of a must be >= 0$"):
         Candidate("a", Priority.HIGH, 1, 0, remaining=-1)
 
 
