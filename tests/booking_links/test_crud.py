@@ -55,6 +55,7 @@ LINK_FIELDS = {
     "buffer_before_minutes",
     "buffer_after_minutes",
     "is_active",
+    "fairness_period",
     "hosts",
     "created_at",
     "updated_at",

@@ -21,6 +21,9 @@ from closerdesk.models.call import MAX_CALL_MINUTES
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 Priority = Literal["high", "medium", "low"]
 Assignment = Literal["round_robin", "fixed"]
+FairnessPeriod = Literal["month", "week", "rolling_30_days"]
+"""What round robin counts each host's share over (docs/sales-floor.md "Round-robin controls"):
+the calendar month (UTC), the ISO week (UTC, from Monday) or the last 30 days."""
 LocalTime = Annotated[
     str,
     Field(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$", examples=["09:00"]),
@@ -96,6 +99,7 @@ class BookingLink(Schema):
     buffer_before_minutes: int
     buffer_after_minutes: int
     is_active: bool
+    fairness_period: FairnessPeriod
     hosts: list[BookingLinkHost]
     created_at: UTCDateTime
     updated_at: UTCDateTime
@@ -117,6 +121,7 @@ class BookingLinkCreate(RequestSchema):
     slot_interval_minutes: int | None = Field(default=None, ge=5, le=24 * 60)
     buffer_before_minutes: Minutes = 0
     buffer_after_minutes: Minutes = 0
+    fairness_period: FairnessPeriod = "month"
     hosts: list[BookingLinkHost] = Field(min_length=1, max_length=100)
 
     _hosts = field_validator("hosts")(_check_hosts)
@@ -141,6 +146,7 @@ class BookingLinkUpdate(RequestSchema):
     buffer_before_minutes: Minutes | None = None
     buffer_after_minutes: Minutes | None = None
     is_active: bool | None = None
+    fairness_period: FairnessPeriod | None = None
     hosts: list[BookingLinkHost] | None = Field(default=None, min_length=1, max_length=100)
 
     @field_validator("hosts")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -36,10 +36,19 @@ from closerdesk.scheduling.availability import (
     LocalWindow,
     Schedule,
     WeeklyWindow,
-    free_time,
+    expand,
 )
 from closerdesk.scheduling.intervals import Interval
-from closerdesk.scheduling.round_robin import Candidate, Priority, choose_host
+from closerdesk.scheduling.round_robin import (
+    Candidate,
+    CapLoad,
+    Caps,
+    FairnessPeriod,
+    Priority,
+    choose_host,
+    period_start,
+    within_caps,
+)
 from closerdesk.scheduling.slots import HostBusySpans, Slot, find_slots
 
 MAX_SLOT_RANGE = timedelta(days=62)
@@ -364,7 +373,7 @@ async def link_slots(
     busy = await busy_spans_by_host(
         session, link.organization_id, hosts, *slot_window(link, start, end)
     )
-    return find_slots(
+    slots = find_slots(
         [HostBusySpans(h.member.id, h.schedule, busy[h.member.id]) for h in hosts if h.schedule],
         start_utc=start,
         end_utc=end,
@@ -375,6 +384,64 @@ async def link_slots(
         buffer_after_minutes=link.buffer_after_minutes,
         now=now,
     )
+    loads = await cap_loads(session, link.organization_id, [h.member for h in hosts], start, end)
+    if not loads:
+        return slots
+    # A host at its daily or weekly cap is not offered on that day or week.
+    capped: list[Slot] = []
+    for slot in slots:
+        members = tuple(
+            m for m in slot.member_ids if m not in loads or within_caps(loads[m], slot.start)
+        )
+        if members:
+            capped.append(Slot(slot.start, slot.end, members))
+    return capped
+
+
+CAP_MARGIN = timedelta(days=8)
+"""Around a range, the calls that can share a local day or week with a start inside it."""
+
+
+def caps_of(member: TeamMember) -> Caps:
+    """The member's round-robin caps (docs/sales-floor.md "Round-robin controls")."""
+    return Caps(member.time_zone, member.max_bookings_per_day, member.max_bookings_per_week)
+
+
+async def cap_loads(
+    session: AsyncSession,
+    organization_id: str,
+    members: Sequence[TeamMember],
+    start: datetime,
+    end: datetime,
+    *,
+    extra_starts: Mapping[str, Sequence[datetime]] | None = None,
+) -> dict[str, CapLoad]:
+    """For each member with a cap, its caps and its live booking calls (not cancelled or
+    declined, not missed by the host) per local day and week, for starts in ``[start, end]``
+    (one query for all members; none without caps), plus ``extra_starts`` (calls planned but
+    not written yet)."""
+    caps = {m.id: caps_of(m) for m in members if caps_of(m).any}
+    if not caps:
+        return {}
+    rows = await session.execute(
+        select(Call.closer_id, Call.scheduled_at).where(
+            Call.organization_id == organization_id,
+            Call.closer_id.in_(list(caps)),
+            Call.call_kind == "booking",
+            Call.status.not_in(FREED_STATUSES),
+            Call.host_no_show.is_(False),
+            Call.scheduled_at >= start - CAP_MARGIN,
+            Call.scheduled_at < end + CAP_MARGIN,
+        )
+    )
+    starts: dict[str, list[datetime]] = {member_id: [] for member_id in caps}
+    for closer_id, scheduled_at in rows.all():
+        if closer_id is not None and scheduled_at is not None:
+            starts[closer_id].append(scheduled_at)
+    for member_id, planned in (extra_starts or {}).items():
+        if member_id in starts:
+            starts[member_id].extend(planned)
+    return {member_id: CapLoad.of(caps[member_id], starts[member_id]) for member_id in caps}
 
 
 async def free_hosts_for_slot(
@@ -400,36 +467,169 @@ async def free_hosts_for_span(
     (auto-reassign keeps the call's time)."""
     margin = timedelta(minutes=buffer_before_minutes + buffer_after_minutes) + (end - start)
     busy = await busy_by_host(session, organization_id, hosts, start - margin, end + margin)
-    wanted = Interval(start, end)
-    free: list[str] = []
-    for host in hosts:
-        if host.schedule is None:
-            blocked = [
-                Interval(
-                    b.start - timedelta(minutes=buffer_after_minutes),
-                    b.end + timedelta(minutes=buffer_before_minutes),
-                )
-                for b in busy[host.member.id]
-            ]
-            if not any(b.overlaps(wanted) for b in blocked):
-                free.append(host.member.id)
-            continue
-        spans = free_time(
-            host.schedule,
+    return [
+        host.member.id
+        for host in hosts
+        if not span_reasons(
+            host,
             busy[host.member.id],
-            start - margin,
-            end + margin,
+            start,
+            end,
             buffer_before_minutes=buffer_before_minutes,
             buffer_after_minutes=buffer_after_minutes,
         )
-        if any(s.start <= start and end <= s.end for s in spans):
-            free.append(host.member.id)
-    return free
+    ]
+
+
+def span_reasons(
+    host: Host,
+    busy: Sequence[Interval],
+    start: datetime,
+    end: datetime,
+    *,
+    buffer_before_minutes: int = 0,
+    buffer_after_minutes: int = 0,
+) -> list[str]:
+    """Why ``host`` cannot take all of ``[start, end)`` by round robin, in this order:
+    ``OUTSIDE_AVAILABILITY`` (it has a schedule and the span is not inside it),
+    ``CLOSER_CONFLICT`` (``busy``, its busy time as :func:`busy_by_host` reads it, widened by
+    the buffers, meets the span); ``[]`` when it is free. The one rule behind auto-reassign,
+    booking by link and the reassign candidates (docs/sales-floor.md)."""
+    reasons: list[str] = []
+    if host.schedule is not None:
+        margin = end - start
+        available = expand(host.schedule, start - margin, end + margin)
+        if not any(a.start <= start and end <= a.end for a in available):
+            reasons.append("OUTSIDE_AVAILABILITY")
+    before = timedelta(minutes=buffer_before_minutes)
+    after = timedelta(minutes=buffer_after_minutes)
+    wanted = Interval(start, end)
+    if any(Interval(b.start - after, b.end + before).overlaps(wanted) for b in busy):
+        reasons.append("CLOSER_CONFLICT")
+    return reasons
 
 
 # --- round robin ---------------------------------------------------------------------------------
-def _month_start(now: datetime) -> datetime:
-    return datetime(now.year, now.month, 1, tzinfo=UTC)
+def fairness_of(link: BookingLink | None) -> FairnessPeriod:
+    """The link's fairness period; ``month`` for a call without a link."""
+    return "month" if link is None else _PERIODS[link.fairness_period]
+
+
+_PERIODS: dict[str, FairnessPeriod] = {p: p for p in ("month", "week", "rolling_30_days")}
+
+
+async def period_bookings(
+    session: AsyncSession,
+    organization_id: str,
+    booking_link_id: str | None,
+    member_ids: Sequence[str],
+    period: FairnessPeriod,
+    now: datetime,
+) -> dict[str, int]:
+    """Round robin's count of each member's bookings in the fairness period (one query): the
+    calls of the link (of any link when ``booking_link_id`` is None) created since
+    :func:`period_start`, held now by the member (a call reassigned away counts for its new
+    closer only), neither cancelled nor declined, not missed by the host (credit-back,
+    docs/sales-floor.md "Round-robin controls"). Members without any are absent."""
+    if not member_ids:
+        return {}
+    stmt = (
+        select(Call.closer_id, func.count())
+        .where(
+            Call.organization_id == organization_id,
+            Call.closer_id.in_(list(member_ids)),
+            Call.status.not_in(FREED_STATUSES),
+            Call.host_no_show.is_(False),
+            Call.created_at >= period_start(period, now),
+        )
+        .group_by(Call.closer_id)
+    )
+    if booking_link_id is not None:
+        stmt = stmt.where(Call.booking_link_id == booking_link_id)
+    rows = (await session.execute(stmt)).all()
+    return {closer_id: int(n) for closer_id, n in rows if closer_id is not None}
+
+
+@dataclass(frozen=True)
+class PlannedBookings:
+    """Bookings decided but not written yet (a bulk reassign's dry run, docs/sales-floor.md
+    "Bulk reassign"), member id → what round robin would read from them once written:
+    ``counted``, how many fall in the fairness period of the link asked about; ``starts``,
+    their start times (UTC), which count against the caps; ``booked_at``, when the latest was
+    made (the real run stamps ``last_booked_at``)."""
+
+    counted: Mapping[str, int] = field(default_factory=dict)
+    starts: Mapping[str, Sequence[datetime]] = field(default_factory=dict)
+    booked_at: Mapping[str, datetime] = field(default_factory=dict)
+
+
+NOTHING_PLANNED = PlannedBookings()
+
+
+async def round_robin_candidates(
+    session: AsyncSession,
+    organization_id: str,
+    booking_link_id: str | None,
+    member_ids: Sequence[str],
+    priorities: Mapping[str, tuple[str, int]],
+    now: datetime,
+    *,
+    fairness_period: FairnessPeriod = "month",
+    scheduled_at: datetime | None = None,
+    planned: PlannedBookings = NOTHING_PLANNED,
+) -> list[Candidate]:
+    """The pure core's ``Candidate`` of each of ``member_ids`` (three queries at most):
+    :func:`period_bookings`, ``last_booked_at``, and, with ``scheduled_at``, how many calls the
+    member may still take that local day and week under its caps; each with the ``planned``
+    bookings added. ``priorities``: id → (priority, weight)."""
+    if not member_ids:
+        return []
+    counts = await period_bookings(
+        session, organization_id, booking_link_id, member_ids, fairness_period, now
+    )
+    members = {
+        m.id: m
+        for m in await session.scalars(
+            select(TeamMember).where(
+                TeamMember.organization_id == organization_id,
+                TeamMember.id.in_(list(member_ids)),
+            )
+        )
+    }
+    loads = (
+        await cap_loads(
+            session,
+            organization_id,
+            list(members.values()),
+            scheduled_at,
+            scheduled_at,
+            extra_starts=planned.starts,
+        )
+        if scheduled_at is not None
+        else {}
+    )
+
+    def last_booked(member_id: str) -> datetime | None:
+        member = members.get(member_id)
+        times = [member.last_booked_at if member else None, planned.booked_at.get(member_id)]
+        known = [t for t in times if t is not None]
+        return max(known) if known else None
+
+    return [
+        Candidate(
+            member_id=member_id,
+            priority=Priority(priorities[member_id][0]),
+            weight=priorities[member_id][1],
+            bookings_this_period=counts.get(member_id, 0) + planned.counted.get(member_id, 0),
+            last_booked_at=last_booked(member_id),
+            remaining=(
+                loads[member_id].remaining(scheduled_at)
+                if scheduled_at is not None and member_id in loads
+                else None
+            ),
+        )
+        for member_id in member_ids
+    ]
 
 
 async def round_robin_choice(
@@ -437,64 +637,25 @@ async def round_robin_choice(
     organization_id: str,
     booking_link_id: str | None,
     member_ids: Sequence[str],
-    priorities: dict[str, tuple[str, int]],
+    priorities: Mapping[str, tuple[str, int]],
     now: datetime,
     *,
-    extra_bookings: Mapping[str, int] | None = None,
-    booked_at: Mapping[str, datetime] | None = None,
+    fairness_period: FairnessPeriod = "month",
+    scheduled_at: datetime | None = None,
 ) -> str | None:
-    """Which of ``member_ids`` gets the call (docs/api.md): highest priority, then furthest below
-    its weighted share of this month's bookings, then least recently booked; None if empty.
-
-    Bookings count the calls of the booking link (of any link when ``booking_link_id`` is None)
-    created this calendar month (UTC), not cancelled; "least recently booked" reads the
-    member's ``last_booked_at``. ``priorities``: id → (priority, weight).
-
-    ``extra_bookings`` (member id → count) adds bookings not written yet to the counts, and
-    ``booked_at`` (member id → UTC time) their latest booking time: a bulk reassign's dry run
-    planning several calls in a row (docs/sales-floor.md, "Bulk reassign").
-    """
-    extra = extra_bookings or {}
-    planned = booked_at or {}
-    if not member_ids:
-        return None
-    stmt = (
-        select(Call.closer_id, func.count())
-        .where(
-            Call.organization_id == organization_id,
-            Call.closer_id.in_(list(member_ids)),
-            Call.status.not_in(FREED_STATUSES),
-            Call.created_at >= _month_start(now),
-        )
-        .group_by(Call.closer_id)
+    """Which of ``member_ids`` gets the call (docs/api.md "Round robin"): not at a cap for
+    ``scheduled_at``'s day and week, highest priority, then furthest below its weighted share of
+    the fairness period's bookings (:func:`round_robin_candidates`), then least recently booked;
+    None if none. ``priorities``: id → (priority, weight)."""
+    candidates = await round_robin_candidates(
+        session,
+        organization_id,
+        booking_link_id,
+        member_ids,
+        priorities,
+        now,
+        fairness_period=fairness_period,
+        scheduled_at=scheduled_at,
     )
-    if booking_link_id is not None:
-        stmt = stmt.where(Call.booking_link_id == booking_link_id)
-    counts = {row[0]: int(row[1]) for row in (await session.execute(stmt)).all()}
-    last_booked = dict(
-        (
-            await session.execute(
-                select(TeamMember.id, TeamMember.last_booked_at).where(
-                    TeamMember.organization_id == organization_id,
-                    TeamMember.id.in_(list(member_ids)),
-                )
-            )
-        ).all()
-    )
-    candidates = [
-        Candidate(
-            member_id=member_id,
-            priority=Priority(priorities[member_id][0]),
-            weight=priorities[member_id][1],
-            bookings_this_period=counts.get(member_id, 0) + extra.get(member_id, 0),
-            last_booked_at=_latest(last_booked.get(member_id), planned.get(member_id)),
-        )
-        for member_id in member_ids
-    ]
     chosen = choose_host(candidates)
     return chosen.member_id if chosen is not None else None
-
-
-def _latest(*times: datetime | None) -> datetime | None:
-    known = [t for t in times if t is not None]
-    return max(known) if known else None

@@ -6,7 +6,7 @@ live and falls through to the next host when the calendar is busy or cannot answ
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +20,7 @@ from closerdesk.errors import (
     CalendarProviderError,
 )
 from closerdesk.scheduling.intervals import Interval
+from closerdesk.scheduling.round_robin import FairnessPeriod, rank_hosts
 
 
 async def pick_by_round_robin(
@@ -32,8 +33,9 @@ async def pick_by_round_robin(
     span: Interval,
     now: datetime,
     *,
-    extra_bookings: Mapping[str, int] | None = None,
-    booked_at: Mapping[str, datetime] | None = None,
+    fairness_period: FairnessPeriod,
+    scheduled_at: datetime,
+    planned: booking_links.PlannedBookings = booking_links.NOTHING_PLANNED,
 ) -> Closer | None:
     """The first of the ``free`` hosts, in round-robin order, whose calendar is free during
     ``span`` when asked live (the mirror that made them free may be a few minutes old).
@@ -43,26 +45,25 @@ async def pick_by_round_robin(
     calendar could not answer, raises that ``CalendarProviderError`` (502): the time may well
     be free, closerdesk just cannot tell.
 
-    ``extra_bookings`` and ``booked_at`` go to ``round_robin_choice``: bookings planned but not
-    written yet (a bulk reassign's dry run).
+    Hosts at their daily or weekly cap on ``scheduled_at`` (the call's start) are left out; the
+    share counts the link's ``fairness_period``, and ``planned`` adds bookings not written yet
+    (``booking_links.round_robin_candidates``). The order is computed once (three queries).
     """
-    candidates = list(free)
     weights = {m: (h.priority, h.weight) for m, h in hosts.items()}
+    candidates = await booking_links.round_robin_candidates(
+        session,
+        organization_id,
+        link_id,
+        list(free),
+        weights,
+        now,
+        fairness_period=fairness_period,
+        scheduled_at=scheduled_at,
+        planned=planned,
+    )
     unanswered: CalendarProviderError | None = None
-    while candidates:
-        chosen_id = await booking_links.round_robin_choice(
-            session,
-            organization_id,
-            link_id,
-            candidates,
-            weights,
-            now,
-            extra_bookings=extra_bookings,
-            booked_at=booked_at,
-        )
-        if chosen_id is None:
-            break
-        host = hosts[chosen_id]
+    for candidate in rank_hosts(candidates):
+        host = hosts[candidate.member_id]
         account = account_of(host.connection, change.providers.secrets)
         if in_transaction(change.calendar(account)):  # its busy time was read under the lock
             return Closer(host.member, account)
@@ -74,7 +75,6 @@ async def pick_by_round_robin(
             unanswered, busy = exc, [span]
         if not any(b.overlaps(span) for b in busy):
             return Closer(host.member, account)
-        candidates.remove(chosen_id)
     if unanswered is not None:
         raise unanswered
     return None

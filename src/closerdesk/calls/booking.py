@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closerdesk import models
 from closerdesk.auth.service import AuthContext
 from closerdesk.booking_links import service as booking_links
-from closerdesk.booking_links.service import CLOSER_ROLES
+from closerdesk.booking_links.service import CLOSER_ROLES, fairness_of
 from closerdesk.calendars.drafts import event_draft
 from closerdesk.calendars.unit_of_work import CalendarChange
 from closerdesk.calls import repository
@@ -258,7 +258,16 @@ async def _round_robin_closer(
         end + timedelta(minutes=link.buffer_after_minutes),
     )
     chosen = await pick_by_round_robin(
-        session, change, link.organization_id, link.id, hosts, free, span, now
+        session,
+        change,
+        link.organization_id,
+        link.id,
+        hosts,
+        free,
+        span,
+        now,
+        fairness_period=fairness_of(link),
+        scheduled_at=start,
     )
     if chosen is None:
         raise SlotNotAvailable()

@@ -19,8 +19,8 @@ so round robin counts the calls the batch already gave each host.
 **Dry run.** Reads only, in a session of its own (on SQLite a write request's session would
 hold the database's write lock for the whole plan). It applies the same checks and simulates
 what the real run's earlier calls change for the later ones: a closer planned for a call is
-busy during it (with the call's buffers) and counts it in round robin (``extra_bookings``,
-``booked_at``).
+busy during it (with the call's buffers) and counts it in round robin: in its share of the
+link's fairness period, against its caps, and as its latest booking (``PlannedBookings``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -40,7 +40,7 @@ from closerdesk.calendars.accounts import account_of
 from closerdesk.calendars.unit_of_work import CalendarChange, calendar_change
 from closerdesk.calls import reassign, repository
 from closerdesk.calls.assignment import pick_by_round_robin
-from closerdesk.calls.conflicts import require_free
+from closerdesk.calls.conflicts import conflict_error, require_free
 from closerdesk.calls.repository import BatchRow
 from closerdesk.calls.schemas import (
     BULK_REASSIGN_LIMIT,
@@ -51,21 +51,19 @@ from closerdesk.calls.schemas import (
     ReassignCloser,
     ReassignResult,
 )
+from closerdesk.calls.steps import closer_reasons, raise_first
 from closerdesk.db import Database
 from closerdesk.errors import (
     ApiError,
     BulkLimitExceeded,
-    CalendarNotConnected,
     CallCancelled,
     CallInPast,
     CallNotFound,
     CallNotOfCloser,
     CallNotReassignable,
     CallOutsideWindow,
-    CloserConflict,
     CloserNotFound,
     NoHostAvailable,
-    SameCloser,
 )
 from closerdesk.kit import required
 from closerdesk.kit.time import as_utc, utcnow
@@ -73,6 +71,7 @@ from closerdesk.models import BookingLink, CalendarConnection, TeamMember
 from closerdesk.models.call import FREED_STATUSES
 from closerdesk.providers import Providers
 from closerdesk.scheduling.intervals import Interval
+from closerdesk.scheduling.round_robin import period_start
 
 log = structlog.get_logger(__name__)
 
@@ -306,20 +305,17 @@ class _Planner:
         """``reassign_closer``'s checks after the call's own (docs/api.md "Reassign" 6–8),
         with the calls planned onto the closer before this one counting as its calls."""
         member, connection = required(self.target, "target")
-        if member.id == self.body.from_closer_id:
-            raise SameCloser()
-        if connection is None:
-            raise CalendarNotConnected()
+        # SAME_CLOSER, CALENDAR_NOT_CONNECTED; the conflicts are asked next.
+        raise_first(closer_reasons(self.body.from_closer_id, member.id, connection))
         wanted = Interval(start, end)
-        planned = [p for p in self.placements if p.call.overlaps(wanted)]
+        planned = [
+            ConflictItem(start=p.call.start, end=p.call.end, source="call", call_id=p.call_id)
+            for p in self.placements
+            if p.call.overlaps(wanted)
+        ]
         if planned:
-            conflicts = [
-                ConflictItem(
-                    start=p.call.start, end=p.call.end, source="call", call_id=p.call_id
-                ).model_dump(mode="json", exclude_none=True)
-                for p in planned
-            ]
-            raise CloserConflict(details={"conflicts": conflicts})
+            raise conflict_error(planned)
+        connection = required(connection, "connection")  # closer_reasons refused None
         account = account_of(connection, self.change.providers.secrets)
         await require_free(
             self.session,
@@ -357,8 +353,20 @@ class _Planner:
         span = Interval(start - timedelta(minutes=before), end + timedelta(minutes=after))
         taken = {p.closer_id for p in self.placements if p.held.overlaps(span)}
         link_id = link.id if link else None
-        counted = Counter(p.closer_id for p in self.placements if self._counts(p, link_id))
-        booked_at = {p.closer_id: p.booked_at for p in self.placements}
+        period = booking_links.fairness_of(link)
+        since = period_start(period, self.now)
+        starts: dict[str, list[datetime]] = {}
+        for p in self.placements:
+            starts.setdefault(p.closer_id, []).append(p.call.start)
+        planned = booking_links.PlannedBookings(
+            counted=Counter(
+                p.closer_id
+                for p in self.placements
+                if (link_id is None or p.link_id == link_id) and p.created_at >= since
+            ),
+            starts=starts,
+            booked_at={p.closer_id: p.booked_at for p in self.placements},
+        )
         chosen = await pick_by_round_robin(
             self.session,
             self.change,
@@ -368,20 +376,13 @@ class _Planner:
             [m for m in free if m not in taken],
             span,
             self.now,
-            extra_bookings=counted,
-            booked_at=booked_at,
+            fairness_period=period,
+            scheduled_at=start,
+            planned=planned,
         )
         if chosen is None:
             raise NoHostAvailable()
         return chosen.member
-
-    def _counts(self, placement: _Placement, link_id: str | None) -> bool:
-        """Whether round robin will count the planned call for its new closer once it is
-        moved: a call of the same link (any link for a call without one) created this
-        calendar month (UTC), as ``booking_links.round_robin_choice`` counts."""
-        month = datetime(self.now.year, self.now.month, 1, tzinfo=UTC)
-        same_link = link_id is None or placement.link_id == link_id
-        return same_link and placement.created_at >= month
 
     async def _link(self, link_id: str | None) -> BookingLink | None:
         if link_id is None:

@@ -9,7 +9,9 @@ the commit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -92,10 +94,20 @@ async def require_free(
         tolerate_calendar_error=override_conflict,
     )
     if conflicts and not override_conflict:
-        raise CloserConflict(
-            details={"conflicts": [c.model_dump(mode="json", exclude_none=True) for c in conflicts]}
-        )
+        raise conflict_error(conflicts)
     return conflicts
+
+
+def conflict_error(conflicts: Sequence[ConflictItem]) -> CloserConflict:
+    """``CLOSER_CONFLICT`` (409) with ``details.conflicts``, each ``{start, end, source,
+    call_id?}`` (docs/api.md "Conflicts")."""
+    return CloserConflict(details={"conflicts": conflict_details(conflicts)})
+
+
+def conflict_details(conflicts: Sequence[ConflictItem]) -> list[dict[str, Any]]:
+    """The wire form of conflicts, as ``CLOSER_CONFLICT`` details and reassign candidates
+    carry them."""
+    return [c.model_dump(mode="json", exclude_none=True) for c in conflicts]
 
 
 def _violated_constraint(exc: IntegrityError) -> str | None:

@@ -12,6 +12,7 @@ from closerdesk.calls import (
     booking,
     bulk,
     calendar_links,
+    candidates,
     ics_token,
     reassign,
     repository,
@@ -30,6 +31,7 @@ from closerdesk.calls.schemas import (
     CallUpdate,
     Cancel,
     OutcomeSet,
+    ReassignCandidate,
     ReassignCloser,
     ReassignResult,
     Reschedule,
@@ -320,6 +322,21 @@ async def auto_reassign_call(
     async with calendar_change(session, providers) as change:
         result = await reassign.auto_reassign(session, auth, change, call_id, reason)
     return Envelope(data=result.model_copy(update={"old_event_orphaned": change.orphaned}))
+
+
+@router.get(
+    "/{call_id}/reassign-candidates",
+    response_model=Envelope[list[ReassignCandidate]],
+    responses=responses(CallNotFound, CallNotReassignable, CallCancelled, CallInPast),
+)
+async def get_reassign_candidates(
+    call_id: str, session: Session, auth: ReadKey
+) -> Envelope[list[ReassignCandidate]]:
+    """Every active closer of the organization for this call, the booking link's hosts first in
+    round-robin order: ``{member_id, name, available, reasons[], conflicts[], period_bookings,
+    rank}`` (docs/sales-floor.md "Reassign candidates"). Calendar busy time is closerdesk's
+    stored copy (no provider is asked); checks 1–4 of reassign apply."""
+    return Envelope(data=await candidates.reassign_candidates(session, auth, call_id))
 
 
 @router.get(

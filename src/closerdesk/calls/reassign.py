@@ -28,9 +28,11 @@ from closerdesk.calls.steps import (
     Closer,
     actor,
     call_json,
+    closer_reasons,
     closer_with_calendar,
     locked_call_with_lead,
     old_event,
+    raise_first,
     record_change,
     require_slot_call,
     require_valid,
@@ -39,7 +41,6 @@ from closerdesk.calls.steps import (
 )
 from closerdesk.errors import (
     NoHostAvailable,
-    SameCloser,
 )
 from closerdesk.kit import required
 from closerdesk.kit.time import utcnow
@@ -77,8 +78,9 @@ async def reassign_closer(
     closer, connection, old_connection = await closer_with_calendar(
         session, org, body.new_closer_id, old_grant_id=call.calendar_grant_id
     )
-    if call.closer_id == closer.id:
-        raise SameCloser()
+    raise_first(
+        closer_reasons(call.closer_id, closer.id, connection)
+    )  # the conflicts are asked next
     chosen = require_valid(closer, connection, change.providers.secrets)
     start = required(call.scheduled_at, "scheduled_at")  # a booking call has both
     end = required(call.ends_at, "ends_at")
@@ -303,7 +305,16 @@ async def auto_reassign(
     )
     by_id = {h.member.id: h for h in hosts}
     chosen = await pick_by_round_robin(
-        session, change, org, link.id if link else None, by_id, free, span, now
+        session,
+        change,
+        org,
+        link.id if link else None,
+        by_id,
+        free,
+        span,
+        now,
+        fairness_period=booking_links.fairness_of(link),
+        scheduled_at=start,
     )
     if chosen is None:
         raise NoHostAvailable()

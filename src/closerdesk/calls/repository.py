@@ -189,16 +189,53 @@ async def overlapping_calls(
 ) -> Sequence[Call]:
     """Booking calls of the closer, not cancelled, that share time with ``[start, end)``
     (``overlaps``: reads only the calls of that window, not the closer's past)."""
+    return await overlapping_calls_of(
+        session, organization_id, [closer_id], start, end, exclude_call_id=exclude_call_id
+    )
+
+
+async def overlapping_calls_of(
+    session: AsyncSession,
+    organization_id: str,
+    closer_ids: Sequence[str],
+    start: datetime,
+    end: datetime,
+    *,
+    exclude_call_id: str | None = None,
+) -> Sequence[Call]:
+    """:func:`overlapping_calls` for several closers in one query, by start time."""
     stmt = select(Call).where(
         Call.organization_id == organization_id,
-        Call.closer_id == closer_id,
+        Call.closer_id.in_(list(closer_ids)),
         Call.call_kind == "booking",
         Call.status.not_in(FREED_STATUSES),
         overlaps(start, end),
     )
     if exclude_call_id is not None:
         stmt = stmt.where(Call.id != exclude_call_id)
-    return (await session.scalars(stmt.order_by(Call.scheduled_at))).all()
+    return (await session.scalars(stmt.order_by(Call.scheduled_at, Call.id))).all()
+
+
+async def closers_with_connections(
+    session: AsyncSession, organization_id: str, roles: frozenset[str]
+) -> Sequence[tuple[TeamMember, CalendarConnection | None]]:
+    """Every active member of ``roles`` with its calendar connection (None without one), by
+    name then id, in one query."""
+    rows = await session.execute(
+        select(TeamMember, CalendarConnection)
+        .outerjoin(
+            CalendarConnection,
+            (CalendarConnection.organization_id == TeamMember.organization_id)
+            & (CalendarConnection.member_id == TeamMember.id),
+        )
+        .where(
+            TeamMember.organization_id == organization_id,
+            TeamMember.is_active.is_(True),
+            TeamMember.role.in_(list(roles)),
+        )
+        .order_by(TeamMember.name, TeamMember.id)
+    )
+    return [(member, connection) for member, connection in rows.all()]
 
 
 def list_calls_query(

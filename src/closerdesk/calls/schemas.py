@@ -286,6 +286,37 @@ class ConflictItem(Schema):
     call_id: str | None = None
 
 
+CandidateReason = Literal[
+    "SAME_CLOSER",
+    "CALENDAR_NOT_CONNECTED",
+    "CLOSER_CONFLICT",
+    "NOT_A_HOST",
+    "OUTSIDE_AVAILABILITY",
+    "CAP_REACHED",
+]
+"""Why a closer cannot take a call: the codes of docs/api.md "Reassign" checks 6–8, then round
+robin's (docs/sales-floor.md "Reassign candidates")."""
+
+
+class ReassignCandidate(Schema):
+    """A closer the call could go to (docs/sales-floor.md "Reassign candidates").
+
+    ``available``: no reason against it (round robin could give it the call). ``reasons``:
+    codes in the order above. ``conflicts``: what the closer has during the call, as
+    ``CLOSER_CONFLICT`` details. ``period_bookings``: its calls of the link in the link's
+    fairness period, as round robin counts them. ``rank``: round robin's order among the
+    available hosts of the link (1 = its pick); ``null`` for the others.
+    """
+
+    member_id: str
+    name: str
+    available: bool
+    reasons: list[CandidateReason]
+    conflicts: list[ConflictItem]
+    period_bookings: int
+    rank: int | None
+
+
 class RescheduleResult(Call):
     """The call after the move, plus eventCalls' ``is_slot_free`` and what overlapped."""
 

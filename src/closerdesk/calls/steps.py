@@ -22,8 +22,11 @@ from closerdesk.calendars import repository as calendars_repository
 from closerdesk.calendars.accounts import account_of
 from closerdesk.calendars.provider import CalendarAccount
 from closerdesk.calls import repository
+from closerdesk.calls.conflicts import conflict_error
 from closerdesk.calls.schemas import (
     Call,
+    CandidateReason,
+    ConflictItem,
 )
 from closerdesk.errors import (
     CalendarNotConnected,
@@ -32,6 +35,7 @@ from closerdesk.errors import (
     CallNotFound,
     CallNotReassignable,
     CloserNotFound,
+    SameCloser,
 )
 from closerdesk.kit.ids import new_id
 from closerdesk.kit.secrets import SecretBox
@@ -156,9 +160,46 @@ async def closer_with_calendar(
     return closer, mine, old
 
 
+def closer_reasons(
+    current_closer_id: str | None,
+    closer_id: str,
+    connection: CalendarConnection | None,
+    conflicts: Sequence[ConflictItem] = (),
+) -> list[CandidateReason]:
+    """Why ``closer_id`` cannot take a call held by ``current_closer_id`` by reassign, in the
+    order of docs/api.md
+    "Reassign" (checks 6–8): ``SAME_CLOSER``, ``CALENDAR_NOT_CONNECTED`` (no connection, or an
+    ``invalid`` one), ``CLOSER_CONFLICT`` (``conflicts`` not empty). ``[]``: no objection.
+    Reassign raises the first (:func:`raise_first`); reassign candidates list them all."""
+    reasons: list[CandidateReason] = []
+    if current_closer_id == closer_id:
+        reasons.append("SAME_CLOSER")
+    if connection is None or connection.status != "valid":
+        reasons.append("CALENDAR_NOT_CONNECTED")
+    if conflicts:
+        reasons.append("CLOSER_CONFLICT")
+    return reasons
+
+
+def raise_first(reasons: Sequence[CandidateReason], conflicts: Sequence[ConflictItem] = ()) -> None:
+    """Raise the error of the first of :func:`closer_reasons`: ``SameCloser``,
+    ``CalendarNotConnected``, ``CloserConflict`` (409, with ``conflicts`` as details)."""
+    if not reasons:
+        return
+    first = reasons[0]
+    if first == "SAME_CLOSER":
+        raise SameCloser()
+    if first == "CALENDAR_NOT_CONNECTED":
+        raise CalendarNotConnected()
+    if first == "CLOSER_CONFLICT":
+        raise conflict_error(conflicts)
+    raise ValueError(f"{first} is not a reassign check")
+
+
 def require_valid(
     closer: TeamMember, connection: CalendarConnection | None, box: SecretBox
 ) -> Closer:
+    """The closer and its calendar; raises ``CalendarNotConnected`` (409) without a valid one."""
     if connection is None or connection.status != "valid":
         raise CalendarNotConnected()
     return Closer(closer, account_of(connection, box))

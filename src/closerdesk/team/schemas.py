@@ -9,6 +9,15 @@ from pydantic import AnyHttpUrl, EmailStr, Field, SecretStr, field_validator, mo
 from closerdesk.kit.schemas import MemberId, RequestSchema, Schema, TimeZoneName, UTCDateTime
 
 Role = Literal["closer", "setter", "admin"]
+BookingCap = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=10_000,
+        description="Round robin gives the member at most this many live calls per local day "
+        "(or week, from Monday) of its time_zone; null = no cap",
+    ),
+]
 
 
 CalendarProviderName = Literal["builtin", "caldav", "google", "microsoft", "nylas"]
@@ -53,6 +62,8 @@ class TeamMember(Schema):
     role: Role
     time_zone: str
     is_active: bool
+    max_bookings_per_day: int | None = None
+    max_bookings_per_week: int | None = None
     calendar: CalendarConnection | None = None
     created_at: UTCDateTime
     updated_at: UTCDateTime
@@ -66,6 +77,8 @@ class TeamMemberCreate(RequestSchema):
     email: EmailStr
     role: Role
     time_zone: TimeZoneName = "UTC"
+    max_bookings_per_day: BookingCap | None = None
+    max_bookings_per_week: BookingCap | None = None
 
 
 class TeamMemberUpdate(RequestSchema):
@@ -74,6 +87,8 @@ class TeamMemberUpdate(RequestSchema):
     role: Role | None = None
     time_zone: TimeZoneName | None = None
     is_active: bool | None = None
+    max_bookings_per_day: BookingCap | None = None
+    max_bookings_per_week: BookingCap | None = None
 
 
 class BuiltinCalendarConnect(RequestSchema):

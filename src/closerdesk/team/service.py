@@ -30,6 +30,8 @@ from closerdesk.team.schemas import (
 )
 
 MAX_BUSY_RANGE = timedelta(days=92)
+_NULLABLE = frozenset({"max_bookings_per_day", "max_bookings_per_week"})
+"""Fields a PATCH may set to null (no cap)."""
 
 
 async def get_member(session: AsyncSession, organization_id: str, member_id: str) -> TeamMember:
@@ -84,6 +86,8 @@ async def create_member(
         role=body.role,
         time_zone=body.time_zone,
         is_active=True,
+        max_bookings_per_day=body.max_bookings_per_day,
+        max_bookings_per_week=body.max_bookings_per_week,
     )
     try:
         async with unique_write(session):
@@ -106,7 +110,7 @@ async def update_member(
         raise MemberNotFound()
     changes = body.model_dump(exclude_unset=True)
     for name, value in changes.items():
-        if value is None:
+        if value is None and name not in _NULLABLE:
             raise ValidationFailed.field(name, "cannot be null")
     if "email" in changes:
         changes["email"] = str(changes["email"]).lower()
