@@ -539,3 +539,28 @@ async def test_timing_of_a_100_call_bulk_reassign(
     assert data["succeeded"] == n
     assert data["assigned"] == {h.id: n // 4 for h in f.hosts}
     print(f"\nbulk reassign of {n} calls on {database.dialect}: {elapsed:.2f} s")  # noqa: T201
+
+
+async def test_the_plan_counts_its_own_calls_against_a_daily_cap_as_the_run_does(
+    client: httpx.AsyncClient, session: AsyncSession, org: Org, database: Database
+) -> None:
+    # four calls on one New York day; one host may take a single call that day
+    source = await create_member(session, org)
+    capped = await create_member(session, org, max_bookings_per_day=1)
+    free = await create_member(session, org)
+    lead = await create_lead(session, org)
+    day = (utcnow() + timedelta(days=3)).replace(hour=13, minute=0, second=0, microsecond=0)
+    calls = [
+        await create_call(
+            session, org, lead=lead, closer=source, scheduled_at=day + timedelta(hours=2 * i)
+        )
+        for i in range(4)
+    ]
+    await session.commit()
+    body = {"from_closer_id": source.id, "to": "auto"}
+    dry = ok(await bulk(client, org, {**body, "dry_run": True}))
+    assert dry["assigned"] == {capped.id: 1, free.id: 3}
+    real = ok(await bulk(client, org, body))
+    assert plan_of(real) == plan_of(dry)
+    moved = await closers_of(database, [c.id for c in calls])
+    assert sorted(moved.values()).count(capped.id) == 1
