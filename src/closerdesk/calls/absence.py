@@ -55,12 +55,11 @@ async def mark_absence(
         call.status, call.loss_reason = "no_show", None
     if body.host:
         call.host_no_show = True
-    after_call = call_json(call)
-    after = {k: after_call[k] for k in ABSENCE_FIELDS}
+    after = snapshot(call, ABSENCE_FIELDS)
     if after == before:
         return call
     await session.flush()
-    after_call = call_json(call)  # updated_at, as stored
+    after_call = call_json(call)
     record_change(
         session, call, auth, "absence_marked", before=before, after=after, reason=body.notes
     )

@@ -103,7 +103,8 @@ class TranscriptData(StrictSchema):
 
 class Call(Schema):
     """The call object (Aura: get call) plus ``closer_name, closer_email, time_zone,
-    calendar_event_id, cancelled_at, cancel_reason, reschedule_count`` (docs/api.md).
+    calendar_event_id, cancelled_at, cancel_reason, reschedule_count`` (docs/api.md) and
+    ``host_no_show, reason_code, loss_reason`` (docs/sales-floor.md).
 
     Money in integer cents; times RFC 3339 UTC; ``duration_minutes`` in minutes.
     """
