@@ -50,7 +50,8 @@ WHEN = {
     "`false` here; the API response says whether the removal failed (it is then retried).",
     "call.outcome_set": "an outcome is set on a call (`POST /v1/calls/{id}/outcome`).",
     "call.no_show": "the outcome set is `no_show` (sent together with `call.outcome_set`, same "
-    "`data`).",
+    "`data`), or a call becomes `no_show` because its lead was marked absent (sent with "
+    "`call.absence_marked`).",
     "lead.created": "a lead is created (`POST /v1/leads`, or booking with an inline new lead). "
     "`data.lead` is the lead object, as `GET /v1/leads/{id}` answers it.",
     "lead.updated": "fields of a lead change (`PATCH /v1/leads/{id}`, or its status moving to "
@@ -69,6 +70,10 @@ WHEN = {
     "target answered `410 Gone`, or every attempt failed for 5 days); `reason` says which. "
     "Not sent when a subscription is disabled through the API, nor to the disabled one.",
     "ping": "`POST /v1/webhooks/{id}/test` is called; sent to that subscription only.",
+    "call.absence_marked": "someone missed a call that has started (`POST /v1/calls/{id}/"
+    "absence`; docs/sales-floor.md, \"Absence\"). `absence` is what the request said; the call "
+    "is `no_show` when the lead was absent (`call.no_show` is sent too when the status became "
+    "`no_show`) and has `host_no_show: true` when the host was.",
 }
 
 
@@ -151,6 +156,7 @@ async def collect(url: str) -> dict[str, dict[str, Any]]:
                 json={
                     "scheduled_at": isoformat_z(demo.reschedule_to),
                     "reason": "Lead asked for a later slot",
+                    "reason_code": "lead_requested",
                 },
             )
         )
@@ -158,14 +164,18 @@ async def collect(url: str) -> dict[str, dict[str, Any]]:
             await client.post(
                 f"/v1/calls/{demo.reassign_call_id}/reassign-closer",
                 headers=h,
-                json={"new_closer_id": demo.reassign_to, "reason": "Alice is out sick"},
+                json={
+                    "new_closer_id": demo.reassign_to,
+                    "reason": "Alice is out sick",
+                    "reason_code": "closer_unavailable",
+                },
             )
         )
         ok(
             await client.post(
                 f"/v1/calls/{demo.cancel_call_id}/cancel",
                 headers=h,
-                json={"reason": "Lead bought elsewhere"},
+                json={"reason": "Lead bought elsewhere", "reason_code": "lead_requested"},
             )
         )
         past = ok(
@@ -187,6 +197,13 @@ async def collect(url: str) -> dict[str, dict[str, Any]]:
                     "lead_id": past["lead_id"],
                     "call_id": demo.past_call_id,
                 },
+            )
+        )
+        ok(
+            await client.post(
+                f"/v1/calls/{demo.past_call_id}/absence",
+                headers=h,
+                json={"host": True, "lead": False, "notes": "Alice's previous call overran"},
             )
         )
         ok(await client.post(f"/v1/webhooks/{sub['id']}/test", headers=h))

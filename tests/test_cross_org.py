@@ -158,6 +158,7 @@ PROBES: list[Probe] = [
     _p("POST", f"{CALL}/cancel", "call", "CALL_NOT_FOUND", {}),
     _p("GET", f"{CALL}/history", "call", "CALL_NOT_FOUND"),
     _p("POST", f"{CALL}/auto-reassign", "call", "CALL_NOT_FOUND", {}),
+    _p("POST", f"{CALL}/absence", "call", "CALL_NOT_FOUND", {"host": True, "lead": True}),
     _p("GET", f"{CALL}/calendar-links", "call", "CALL_NOT_FOUND"),
     _p("GET", f"{CALL}/ics", "call", "CALL_NOT_FOUND"),
     # --- calls, by body reference ---

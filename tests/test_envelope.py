@@ -581,6 +581,12 @@ SPECIFIC_CODES: dict[tuple[str, str], set[str]] = {
         "CALL_IN_PAST",
         "NO_HOST_AVAILABLE",
     },
+    ("POST", "/v1/calls/{call_id}/absence"): {
+        "CALL_NOT_FOUND",
+        "CALL_CANCELLED",
+        "CALL_NOT_SCHEDULED",
+        "CALL_NOT_STARTED",
+    },
     ("GET", "/v1/calls/{call_id}/calendar-links"): {"CALL_NOT_FOUND"},
     ("GET", "/v1/calls/{call_id}/ics"): {"CALL_NOT_FOUND"},
     ("POST", "/v1/booking-links"): {"CLOSER_NOT_FOUND", "BOOKING_LINK_SLUG_TAKEN"},

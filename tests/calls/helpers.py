@@ -73,6 +73,10 @@ SPEC_EXTRA_FIELDS = frozenset(
         "cancelled_at",
         "cancel_reason",
         "reschedule_count",
+        # docs/sales-floor.md, "Reason codes" and "Absence"
+        "host_no_show",
+        "reason_code",
+        "loss_reason",
     }
 )
 REASSIGN_RESULT_FIELDS = frozenset(

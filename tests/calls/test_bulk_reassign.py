@@ -185,7 +185,12 @@ async def test_auto_spreads_six_calls_over_three_hosts_and_the_dry_run_said_so(
     client: httpx.AsyncClient, session: AsyncSession, org: Org, database: Database
 ) -> None:
     f = await floor(session, org)
-    body = {"from_closer_id": f.source.id, "to": "auto", "reason": "out sick"}
+    body = {
+        "from_closer_id": f.source.id,
+        "to": "auto",
+        "reason": "out sick",
+        "reason_code": "closer_unavailable",
+    }
     dry = ok(await bulk(client, org, {**body, "dry_run": True}))
     assert dry["dry_run"] is True
     assert [r["call_id"] for r in dry["results"]] == [c.id for c in f.calls]  # scheduled order
@@ -211,7 +216,9 @@ async def test_auto_spreads_six_calls_over_three_hosts_and_the_dry_run_said_so(
         data = hooks[0].payload["data"]
         assert data["assignment"] == "round_robin"
         assert data["reason"] == "out sick"
+        assert data["reason_code"] == "closer_unavailable"
         assert data["new_closer_id"] == item["new_closer_id"]
+        assert (await call_row(database, call.id)).reason_code == "closer_unavailable"
         assert await reassign_rows(database, call.id) == 1
 
 

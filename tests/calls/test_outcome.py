@@ -44,8 +44,8 @@ async def test_each_outcome_status(
 
     rows = await call_events(database, call.id)
     assert [e.type for e in rows] == ["outcome_set"]
-    assert rows[0].before == {"status": "scheduled", "notes": None}
-    assert rows[0].after == {"status": status, "notes": f"it was {status}"}
+    assert rows[0].before == {"status": "scheduled", "notes": None, "loss_reason": None}
+    assert rows[0].after == {"status": status, "notes": f"it was {status}", "loss_reason": None}
 
     set_hooks = await webhooks_for_call(database, org, "call.outcome_set", call.id)
     assert len(set_hooks) == 1
@@ -143,9 +143,10 @@ async def test_outcome_can_be_corrected_and_history_keeps_both(
     entries = await history(client, org, call.id)
     assert [e["type"] for e in entries] == ["outcome_set", "outcome_set"]
     assert entries[0]["before"]["status"] == "scheduled"
-    assert entries[0]["after"] == {"status": "follow_up", "notes": "wants a week"}
-    assert entries[1]["before"] == {"status": "follow_up", "notes": "wants a week"}
-    assert entries[1]["after"] == {"status": "closed", "notes": "signed!"}
+    follow_up = {"status": "follow_up", "notes": "wants a week", "loss_reason": None}
+    assert entries[0]["after"] == follow_up
+    assert entries[1]["before"] == follow_up
+    assert entries[1]["after"] == {"status": "closed", "notes": "signed!", "loss_reason": None}
     assert entries[0]["created_at"] <= entries[1]["created_at"]
     for entry in entries:
         assert entry["call_id"] == call.id

@@ -38,6 +38,7 @@ ALL_EVENT_TYPES = [
     "lead.created",
     "lead.updated",
     "payment.recorded",
+    "call.absence_marked",
 ]
 TOLERANCE_SECONDS = 300
 

@@ -83,14 +83,22 @@ async def scenario(hooks: Hooks, session: AsyncSession) -> dict[str, Any]:
         await client.post(
             f"/v1/calls/{call_id}/reschedule",
             headers=h,
-            json={"scheduled_at": at(4), "reason": "Lead asked for Thursday"},
+            json={
+                "scheduled_at": at(4),
+                "reason": "Lead asked for Thursday",
+                "reason_code": "lead_requested",
+            },
         )
     )
     ctx["reassigned"] = ok(
         await client.post(
             f"/v1/calls/{call_id}/reassign-closer",
             headers=h,
-            json={"new_closer_id": bruno.id, "reason": "Alice is out sick"},
+            json={
+                "new_closer_id": bruno.id,
+                "reason": "Alice is out sick",
+                "reason_code": "closer_unavailable",
+            },
         )
     )
     ctx["after_reassign"] = ok(await client.get(f"/v1/calls/{call_id}", headers=h))
@@ -107,7 +115,9 @@ async def scenario(hooks: Hooks, session: AsyncSession) -> dict[str, Any]:
     )
     ctx["cancelled"] = ok(
         await client.post(
-            f"/v1/calls/{call_id}/cancel", headers=h, json={"reason": "Lead bought elsewhere"}
+            f"/v1/calls/{call_id}/cancel",
+            headers=h,
+            json={"reason": "Lead bought elsewhere", "reason_code": "lead_requested"},
         )
     )
     other = await create_lead(session, org, email="eli@example.com", full_name="Eli Brandt")
@@ -138,6 +148,16 @@ async def scenario(hooks: Hooks, session: AsyncSession) -> dict[str, Any]:
     )
     ctx["other_lead"] = other
     ctx["past_call_id"] = past_call.id
+    missed = await create_call(
+        session, org, lead=other, closer=bruno, scheduled_at=utcnow() - timedelta(hours=3)
+    )
+    ctx["absence"] = ok(
+        await client.post(
+            f"/v1/calls/{missed.id}/absence",
+            headers=h,
+            json={"host": True, "lead": True, "notes": "Neither joined"},
+        )
+    )
     return ctx
 
 
@@ -185,7 +205,8 @@ async def test_every_change_fires_its_event_with_the_specified_body(
         "call.closer_reassigned": 2,
         "call.cancelled": 1,
         "call.outcome_set": 1,
-        "call.no_show": 1,
+        "call.no_show": 2,
+        "call.absence_marked": 1,
         "payment.recorded": 1,
         "ping": 1,
     }
@@ -235,12 +256,14 @@ async def test_every_change_fires_its_event_with_the_specified_body(
         "previous_scheduled_at",
         "scheduled_at",
         "reason",
+        "reason_code",
         "rescheduled_by",
         "is_slot_free",
     }
     assert moved["previous_scheduled_at"] == ctx["booked"]["scheduled_at"]
     assert moved["scheduled_at"] == ctx["rescheduled"]["scheduled_at"] == at(4)
     assert moved["reason"] == "Lead asked for Thursday"
+    assert moved["reason_code"] == moved["call"]["reason_code"] == "lead_requested"
     assert moved["rescheduled_by"] == actor
     assert moved["is_slot_free"] is True
     assert moved["lead"] == contact
@@ -264,6 +287,7 @@ async def test_every_change_fires_its_event_with_the_specified_body(
     assert reassigned["duration_minutes"] == 45
     assert reassigned["time_zone"] == "America/Chicago"
     assert reassigned["reason"] == "Alice is out sick"
+    assert reassigned["reason_code"] == "closer_unavailable"
     assert reassigned["lead"] == contact
     assert set(reassigned["lead"]) == CONTACT
     assert reassigned["reassigned_by"] == actor
@@ -271,26 +295,41 @@ async def test_every_change_fires_its_event_with_the_specified_body(
     assert via_reschedule["new_closer_id"] == ctx["chloe"].id
     assert via_reschedule["previous_closer_id"] == bruno.id
     assert via_reschedule["reason"] == "Chloe speaks German"
+    assert via_reschedule["reason_code"] is None
     assert via_reschedule["scheduled_at"] == at(5)
 
     # call.cancelled
     [cancelled] = by_type["call.cancelled"]
-    assert set(cancelled) == {"call", "lead", "reason", "cancelled_by"}
+    assert set(cancelled) == {"call", "lead", "reason", "reason_code", "cancelled_by"}
     assert cancelled["call"] == ctx["cancelled"]
     assert cancelled["call"]["status"] == "cancelled"
     assert cancelled["reason"] == "Lead bought elsewhere"
+    assert cancelled["reason_code"] == cancelled["call"]["reason_code"] == "lead_requested"
     assert cancelled["cancelled_by"] == actor
 
     # call.outcome_set and call.no_show carry the same data
     [outcome] = by_type["call.outcome_set"]
-    [no_show] = by_type["call.no_show"]
+    no_show, absent = by_type["call.no_show"]
     assert outcome == no_show
-    assert set(outcome) == {"call", "lead", "previous_status", "set_by"}
+    assert set(outcome) == {"call", "lead", "previous_status", "loss_reason", "set_by"}
+    assert outcome["loss_reason"] is None
     assert outcome["call"] == ctx["no_show"]
     assert outcome["call"]["status"] == "no_show"
     assert outcome["previous_status"] == "scheduled"
     assert outcome["lead"]["email"] == "eli@example.com"
     assert outcome["set_by"] == actor
+
+    # call.absence_marked, and call.no_show as the lead was absent too
+    [marked] = by_type["call.absence_marked"]
+    assert set(marked) == {"call", "lead", "absence", "previous_status", "marked_by"}
+    assert marked["absence"] == {"host": True, "lead": True, "notes": "Neither joined"}
+    assert marked["call"] == ctx["absence"]
+    assert (marked["call"]["status"], marked["call"]["host_no_show"]) == ("no_show", True)
+    assert marked["previous_status"] == "scheduled"
+    assert marked["lead"]["email"] == "eli@example.com"
+    assert marked["marked_by"] == actor
+    assert absent["call"] == ctx["absence"]
+    assert absent["set_by"] == actor
 
     # payment.recorded
     [payment] = by_type["payment.recorded"]

@@ -224,20 +224,18 @@ async def _reassign(
     call_id: str,
     body: BulkReassign,
 ) -> ReassignResult:
-    """The single reassign, with the batch's ``reason``.
-
-    The one place where the batch's reason reaches the reassign: ``body.reason_code`` is
-    validated but not handed on yet; once ``ReassignCloser`` and ``auto_reassign`` take a
-    ``reason_code`` (docs/sales-floor.md, "Reason codes"), pass it here.
-    """
+    """The single reassign, with the batch's ``reason`` and ``reason_code`` (in each call's
+    history and ``call.closer_reassigned``; docs/sales-floor.md, "Reason codes")."""
     if body.to == AUTO:
-        return await reassign.auto_reassign(session, auth, change, call_id, body.reason)
+        return await reassign.auto_reassign(
+            session, auth, change, call_id, body.reason, reason_code=body.reason_code
+        )
     return await reassign.reassign_closer(
         session,
         auth,
         change,
         call_id,
-        ReassignCloser(new_closer_id=body.to, reason=body.reason),
+        ReassignCloser(new_closer_id=body.to, reason=body.reason, reason_code=body.reason_code),
     )
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from closerdesk.auth.dependencies import ReadKey, WriteKey
 from closerdesk.calendars.unit_of_work import calendar_change
 from closerdesk.calls import (
+    absence,
     booking,
     bulk,
     calendar_links,
@@ -20,6 +21,7 @@ from closerdesk.calls import (
     steps,
 )
 from closerdesk.calls.schemas import (
+    AbsenceMark,
     AutoReassign,
     BulkReassign,
     BulkReassignResult,
@@ -30,7 +32,9 @@ from closerdesk.calls.schemas import (
     CallStatus,
     CallUpdate,
     Cancel,
+    LossReason,
     OutcomeSet,
+    ReasonCode,
     ReassignCandidate,
     ReassignCloser,
     ReassignResult,
@@ -88,6 +92,8 @@ async def list_calls(
     is_upcoming: bool | None = None,
     scheduled_after: Annotated[UTCDateTime | None, Query()] = None,
     scheduled_before: Annotated[UTCDateTime | None, Query()] = None,
+    reason_code: Annotated[ReasonCode | None, Query()] = None,
+    loss_reason: Annotated[LossReason | None, Query()] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> ListEnvelope[Call]:
@@ -95,7 +101,9 @@ async def list_calls(
 
     ``is_upcoming=true`` keeps calls not cancelled whose ``scheduled_at`` is in the future;
     ``false`` keeps the others. Times are RFC 3339; ``scheduled_after`` is inclusive,
-    ``scheduled_before`` exclusive.
+    ``scheduled_before`` exclusive. ``reason_code`` keeps calls whose latest cancel,
+    reschedule or reassign gave that code; ``loss_reason`` keeps ``lost`` calls lost for that
+    reason (docs/sales-floor.md, "Reason codes").
     """
     stmt = repository.list_calls_query(
         auth.organization_id,
@@ -106,6 +114,8 @@ async def list_calls(
         booking_link_id=booking_link_id,
         scheduled_after=scheduled_after,
         scheduled_before=scheduled_before,
+        reason_code=reason_code,
+        loss_reason=loss_reason,
     )
     if is_upcoming is not None:
         stmt = repository.filter_upcoming(stmt, utcnow(), upcoming=is_upcoming)
@@ -210,7 +220,8 @@ async def set_outcome(
     call_id: str, body: OutcomeSet, session: Session, auth: WriteKey
 ) -> Envelope[Call]:
     """Aura set-outcome: set the outcome (``shown | no_show | closed | lost | follow_up``) of a call
-    that has started. May be corrected later. Fires ``call.outcome_set`` (+ ``call.no_show``)."""
+    that has started, with ``loss_reason`` for ``lost`` (optional; 400 with another status).
+    May be corrected later. Fires ``call.outcome_set`` (+ ``call.no_show``)."""
     call = await service.set_outcome(session, auth, call_id, body)
     return Envelope(data=Call.model_validate(call))
 
@@ -289,10 +300,14 @@ async def cancel_call(
     body: Cancel | None = None,
 ) -> Envelope[Call]:
     """Cancel an upcoming call: its calendar event is cancelled and its conferencing link
-    revoked. Fires ``call.cancelled``."""
-    reason = body.reason if body is not None else None
+    revoked. ``reason_code`` is one of docs/sales-floor.md "Reason codes". Fires
+    ``call.cancelled``."""
+    body = body or Cancel()
     async with calendar_change(session, providers) as change:
-        data = Call.model_validate(await service.cancel(session, auth, change, call_id, reason))
+        cancelled = await service.cancel(
+            session, auth, change, call_id, body.reason, reason_code=body.reason_code
+        )
+        data = Call.model_validate(cancelled)
     return Envelope(data=data)
 
 
@@ -318,10 +333,28 @@ async def auto_reassign_call(
     """Give the call to another free host chosen by round robin (docs/api.md): a host of its
     booking link (or any closer for a call without one), free for the whole call. Same effects
     as ``reassign-closer``; the webhook carries ``assignment: "round_robin"``."""
-    reason = body.reason if body is not None else None
+    body = body or AutoReassign()
     async with calendar_change(session, providers) as change:
-        result = await reassign.auto_reassign(session, auth, change, call_id, reason)
+        result = await reassign.auto_reassign(
+            session, auth, change, call_id, body.reason, reason_code=body.reason_code
+        )
     return Envelope(data=result.model_copy(update={"old_event_orphaned": change.orphaned}))
+
+
+@router.post(
+    "/{call_id}/absence",
+    response_model=Envelope[Call],
+    responses=responses(CallNotFound, CallCancelled, CallNotScheduled, CallNotStarted),
+)
+async def mark_absence(
+    call_id: str, body: AbsenceMark, session: Session, auth: WriteKey
+) -> Envelope[Call]:
+    """After Cal.com's "mark a booking absence": who missed a call that has started. ``lead``
+    makes it ``no_show``; ``host`` sets ``host_no_show`` (round robin does not count it).
+    Marks add up; one that changes nothing records nothing. Fires ``call.absence_marked``
+    (+ ``call.no_show`` when the status becomes ``no_show``). docs/sales-floor.md, "Absence"."""
+    call = await absence.mark_absence(session, auth, call_id, body)
+    return Envelope(data=Call.model_validate(call))
 
 
 @router.get(

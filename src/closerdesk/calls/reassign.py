@@ -21,6 +21,7 @@ from closerdesk.calls import repository
 from closerdesk.calls.assignment import pick_by_round_robin
 from closerdesk.calls.conflicts import flush_placement, require_free
 from closerdesk.calls.schemas import (
+    ChangeReasonCode,
     ReassignCloser,
     ReassignResult,
 )
@@ -70,7 +71,9 @@ async def reassign_closer(
 
     Creates the new event and a new conferencing link and changes the call, its history and
     the ``call.closer_reassigned`` outbox row; the old event's removal is left to ``change``
-    (after its commit; ``change.orphaned`` tells whether it is still there).
+    (after its commit; ``change.orphaned`` tells whether it is still there). ``body.reason_code``
+    becomes the call's ``reason_code`` and goes into the history row and the webhook
+    (docs/sales-floor.md, "Reason codes").
     """
     org = auth.organization_id
     call, lead, link = await locked_call_with_lead(session, auth, call_id)
@@ -105,6 +108,7 @@ async def reassign_closer(
         "manual",
         old_connection,
         override_conflict=body.override_conflict,
+        reason_code=body.reason_code,
     )
 
 
@@ -121,10 +125,12 @@ async def _reassign_to(
     old_connection: CalendarConnection | None = None,
     *,
     override_conflict: bool = False,
+    reason_code: ChangeReasonCode | None = None,
 ) -> ReassignResult:
     """The effects of a reassign whose checks passed (Aura): new link, new event, the
     call changed with its history and outbox row, the old event handed to ``change``.
-    ``lead`` and ``link`` are the call's (read with its lock)."""
+    ``lead`` and ``link`` are the call's (read with its lock); ``reason_code`` becomes the
+    call's."""
     org = call.organization_id
     start = required(call.scheduled_at, "scheduled_at")
     minutes = required(call.duration_minutes, "duration_minutes")
@@ -143,7 +149,9 @@ async def _reassign_to(
         sequence=call.sequence + 1,
     )
     event_id = await change.create(chosen.account, draft)
-    before = snapshot(call, REASSIGN_FIELDS)
+    fields = (*REASSIGN_FIELDS, "reason_code")
+    before = snapshot(call, fields)
+    call.reason_code = reason_code
     await change_closer(session, change, call, chosen, event_id, new_link, override_conflict)
     after = call_json(call)
     record_change(
@@ -152,11 +160,21 @@ async def _reassign_to(
         auth,
         "closer_reassigned",
         before=before,
-        after={k: after[k] for k in REASSIGN_FIELDS},
+        after={k: after[k] for k in fields},
         reason=reason,
+        reason_code=reason_code,
     )
     result = await announce_reassign(
-        session, auth, call, lead, event_id, (previous_id, previous_name), reason, after, assignment
+        session,
+        auth,
+        call,
+        lead,
+        event_id,
+        (previous_id, previous_name),
+        reason,
+        after,
+        assignment,
+        reason_code=reason_code,
     )
     if old is not None:
         await change.remove(*old, call.id)
@@ -206,9 +224,12 @@ async def announce_reassign(
     reason: str | None,
     call_after: dict[str, Any],
     assignment: str,
+    *,
+    reason_code: ChangeReasonCode | None = None,
 ) -> ReassignResult:
     """Aura reassign's result for a call whose closer just changed, and its
-    ``call.closer_reassigned`` outbox row (``old_event_orphaned`` is settled after commit)."""
+    ``call.closer_reassigned`` outbox row (``old_event_orphaned`` is settled after commit;
+    ``reason_code`` as docs/sales-floor.md "Reason codes")."""
     result = ReassignResult(
         call_id=call.id,
         conferencing_link=call.conferencing_link,
@@ -222,7 +243,7 @@ async def announce_reassign(
     await record_event(
         session,
         call.organization_id,
-        _reassigned_data(result, call, lead, auth, reason, call_after, assignment),
+        _reassigned_data(result, call, lead, auth, reason, call_after, assignment, reason_code),
     )
     return result
 
@@ -235,6 +256,7 @@ def _reassigned_data(
     reason: str | None,
     call_after: dict[str, Any],
     assignment: str = "manual",
+    reason_code: ChangeReasonCode | None = None,
 ) -> CallCloserReassignedData:
     """``call.closer_reassigned`` data: all a partner needs to email the lead
     (docs/webhooks.md, ``call.closer_reassigned``)."""
@@ -242,6 +264,7 @@ def _reassigned_data(
         {
             **result.model_dump(),
             "reason": reason,
+            "reason_code": reason_code,
             "scheduled_at": call_after["scheduled_at"],
             "duration_minutes": call.duration_minutes,
             "time_zone": call.time_zone,
@@ -260,6 +283,8 @@ async def auto_reassign(
     change: CalendarChange,
     call_id: str,
     reason: str | None,
+    *,
+    reason_code: ChangeReasonCode | None = None,
 ) -> ReassignResult:
     """Give the call to another free host by round robin (docs/api.md, after Cal.com's
     "automatically reassign").
@@ -270,7 +295,7 @@ async def auto_reassign(
     calendar asked live). Checks and effects are those of ``reassign_closer``; the webhook
     says ``assignment: "round_robin"``. Raises ``CallNotFound`` (404),
     ``CallNotReassignable``, ``CallCancelled``, ``CallInPast``, ``NoHostAvailable`` (409),
-    ``CalendarProviderError`` (502).
+    ``CalendarProviderError`` (502). ``reason_code`` as in ``reassign_closer``.
     """
     org = auth.organization_id
     now = utcnow()
@@ -319,5 +344,14 @@ async def auto_reassign(
     if chosen is None:
         raise NoHostAvailable()
     return await _reassign_to(
-        session, auth, change, call, lead, link, chosen, reason, "round_robin"
+        session,
+        auth,
+        change,
+        call,
+        lead,
+        link,
+        chosen,
+        reason,
+        "round_robin",
+        reason_code=reason_code,
     )

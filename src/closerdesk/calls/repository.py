@@ -248,7 +248,11 @@ def list_calls_query(
     booking_link_id: str | None = None,
     scheduled_after: datetime | None = None,
     scheduled_before: datetime | None = None,
+    reason_code: str | None = None,
+    loss_reason: str | None = None,
 ) -> Select[Call]:
+    """``GET /v1/calls``: the organization's calls matching every filter given (equality;
+    ``scheduled_after`` inclusive, ``scheduled_before`` exclusive)."""
     stmt = select(Call).where(Call.organization_id == organization_id)
     for column, value in (
         (Call.status, status),
@@ -256,6 +260,8 @@ def list_calls_query(
         (Call.closer_id, closer_id),
         (Call.setter_id, setter_id),
         (Call.booking_link_id, booking_link_id),
+        (Call.reason_code, reason_code),
+        (Call.loss_reason, loss_reason),
     ):
         if value is not None:
             stmt = stmt.where(column == value)

@@ -38,7 +38,13 @@ CallStatus = Literal[
 OutcomeStatus = Literal["shown", "no_show", "closed", "lost", "follow_up"]
 RsvpStatus = Literal["yes", "no", "maybe", "pending"]
 HistoryType = Literal[
-    "booked", "rescheduled", "closer_reassigned", "cancelled", "outcome_set", "updated"
+    "booked",
+    "rescheduled",
+    "closer_reassigned",
+    "cancelled",
+    "outcome_set",
+    "updated",
+    "absence_marked",
 ]
 """What a call history entry records."""
 Duration = Annotated[int, Field(ge=5, le=MAX_CALL_MINUTES, description="Minutes, 5–1440")]
@@ -97,7 +103,8 @@ class TranscriptData(StrictSchema):
 
 class Call(Schema):
     """The call object (Aura: get call) plus ``closer_name, closer_email, time_zone,
-    calendar_event_id, cancelled_at, cancel_reason, reschedule_count`` (docs/api.md).
+    calendar_event_id, cancelled_at, cancel_reason, reschedule_count`` (docs/api.md) and
+    ``host_no_show, reason_code, loss_reason`` (docs/sales-floor.md).
 
     Money in integer cents; times RFC 3339 UTC; ``duration_minutes`` in minutes.
     """
@@ -141,6 +148,14 @@ class Call(Schema):
     cancelled_at: UTCDateTime | None
     cancel_reason: str | None
     reschedule_count: int
+    # The sales floor (docs/sales-floor.md, "Reason codes" and "Absence"):
+    host_no_show: bool = Field(
+        description="The closer missed the call (``POST /v1/calls/{id}/absence``)"
+    )
+    reason_code: ReasonCode | None = Field(
+        description="The code of the latest cancel, reschedule or reassign"
+    )
+    loss_reason: LossReason | None = Field(description="Why a ``lost`` call was lost")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -234,10 +249,19 @@ class CallUpdate(RequestSchema):
 
 
 class OutcomeSet(RequestSchema):
-    """Aura set-outcome: ``status`` ∈ shown | no_show | closed | lost | follow_up, ``notes?``."""
+    """Aura set-outcome: ``status`` ∈ shown | no_show | closed | lost | follow_up, ``notes?``,
+    and ``loss_reason?`` (only with ``lost``; optional there: docs/sales-floor.md,
+    "Reason codes")."""
 
     status: OutcomeStatus
     notes: LongText | None = None
+    loss_reason: LossReason | None = None
+
+    @model_validator(mode="after")
+    def _loss_reason_only_when_lost(self) -> OutcomeSet:
+        if self.loss_reason is not None and self.status != "lost":
+            raise ValueError("loss_reason is only allowed with status lost")
+        return self
 
 
 class ReassignCloser(RequestSchema):
@@ -246,6 +270,7 @@ class ReassignCloser(RequestSchema):
     new_closer_id: MemberId
     override_conflict: bool = False
     reason: Reason | None = None
+    reason_code: ChangeReasonCode | None = None
 
 
 class ReassignResult(Schema):
@@ -267,6 +292,7 @@ class Reschedule(RequestSchema):
     scheduled_at: UTCDateTime
     time_zone: TimeZoneName | None = None
     reason: Reason | None = None
+    reason_code: ChangeReasonCode | None = None
     notes: LongText | None = None
     duration_minutes: Duration | None = None
     new_closer_id: MemberId | None = None
@@ -274,7 +300,10 @@ class Reschedule(RequestSchema):
 
 
 class Cancel(RequestSchema):
+    """``POST /v1/calls/{id}/cancel``: why, in words and as a code (docs/sales-floor.md)."""
+
     reason: Reason | None = None
+    reason_code: CancelReasonCode | None = None
 
 
 class ConflictItem(Schema):
@@ -334,6 +363,7 @@ class CallHistoryEntry(Schema):
     actor_type: Literal["api_key", "member"]
     actor_id: str
     reason: str | None
+    reason_code: ReasonCode | None
     before: dict[str, Any]
     after: dict[str, Any]
     created_at: UTCDateTime
@@ -343,6 +373,22 @@ class AutoReassign(RequestSchema):
     """``POST /v1/calls/{id}/auto-reassign`` (after Cal.com's automatic reassign)."""
 
     reason: Reason | None = None
+    reason_code: ChangeReasonCode | None = None
+
+
+class AbsenceMark(RequestSchema):
+    """``POST /v1/calls/{id}/absence`` (after Cal.com's "mark a booking absence"): who missed
+    the call; at least one of ``host`` (the closer) and ``lead`` is true."""
+
+    host: bool = Field(description="The closer (host) did not join")
+    lead: bool = Field(description="The lead did not join")
+    notes: LongText | None = None
+
+    @model_validator(mode="after")
+    def _someone_absent(self) -> AbsenceMark:
+        if not (self.host or self.lead):
+            raise ValueError("mark at least one of host or lead absent")
+        return self
 
 
 class CalendarLinks(Schema):

@@ -25,6 +25,7 @@ from closerdesk.calls.conflicts import flush_placement, require_free
 from closerdesk.calls.reassign import REASSIGN_FIELDS, announce_reassign, change_closer
 from closerdesk.calls.schemas import (
     CallUpdate,
+    CancelReasonCode,
     ConflictItem,
     OutcomeSet,
     Reschedule,
@@ -71,16 +72,19 @@ async def set_outcome(
     """Aura: set call outcome. Fires ``call.outcome_set`` (and ``call.no_show`` for ``no_show``).
 
     Raises ``CallNotFound`` (404), ``CallCancelled`` and ``CallNotStarted`` (409). An outcome
-    may be corrected later; the history keeps every value.
+    may be corrected later; the history keeps every value. ``loss_reason`` goes with ``lost``
+    only (the body refuses it otherwise); any outcome sets it, so another outcome clears it
+    (docs/sales-floor.md, "Reason codes").
     """
     call = await locked_call(session, auth, call_id)
     if call.status == "cancelled":
         raise CallCancelled()
     if call.scheduled_at is not None and call.scheduled_at > utcnow():
         raise CallNotStarted()
-    fields = ["status", "notes"]
+    fields = ["status", "notes", "loss_reason"]
     before = snapshot(call, fields)
     call.status = body.status
+    call.loss_reason = body.loss_reason
     if body.notes is not None:
         call.notes = body.notes
     await session.flush()
@@ -93,6 +97,7 @@ async def set_outcome(
         call=after,
         lead=lead_contact(lead),
         previous_status=before["status"],
+        loss_reason=body.loss_reason,
         set_by=actor(auth),
     )
     await record_event(session, call.organization_id, data)
@@ -124,6 +129,7 @@ async def reschedule(
     (409), ``SlotInPast`` (400), ``CloserNotFound`` (404), ``CalendarNotConnected`` and
     ``CloserConflict`` (409, unless ``override_conflict``), ``CalendarProviderError`` (502).
     Fires ``call.rescheduled`` (and ``call.closer_reassigned`` when the closer changes).
+    ``reason_code`` becomes the call's ``reason_code`` (docs/sales-floor.md, "Reason codes").
     """
     org = auth.organization_id
     now = utcnow()
@@ -154,7 +160,14 @@ async def reschedule(
         override_conflict=body.override_conflict,
     )
 
-    fields = ["scheduled_at", "duration_minutes", "time_zone", "notes", *REASSIGN_FIELDS]
+    fields = [
+        "scheduled_at",
+        "duration_minutes",
+        "time_zone",
+        "notes",
+        "reason_code",
+        *REASSIGN_FIELDS,
+    ]
     before = snapshot(call, fields)
     previous_id, previous_name = call.closer_id, call.closer_name
     # A new event when the closer changes, or when the call's event is not on the closer's
@@ -202,6 +215,7 @@ async def reschedule(
         if body.notes is not None:
             call.notes = body.notes
         call.reschedule_count += 1
+        call.reason_code = body.reason_code
         if changing_closer:
             await change_closer(
                 session,
@@ -226,6 +240,7 @@ async def reschedule(
         before=before,
         after={k: after[k] for k in fields},
         reason=body.reason,
+        reason_code=body.reason_code,
     )
     await record_event(
         session,
@@ -236,6 +251,7 @@ async def reschedule(
             previous_scheduled_at=before["scheduled_at"],
             scheduled_at=after["scheduled_at"],
             reason=body.reason,
+            reason_code=body.reason_code,
             rescheduled_by=actor(auth),
             is_slot_free=not conflicts,
         ),
@@ -251,6 +267,7 @@ async def reschedule(
             body.reason,
             after,
             "manual",
+            reason_code=body.reason_code,
         )
     if old is not None:
         await change.remove(*old, call.id)
@@ -264,9 +281,12 @@ async def cancel(
     change: CalendarChange,
     call_id: str,
     reason: str | None,
+    *,
+    reason_code: CancelReasonCode | None = None,
 ) -> models.Call:
     """Cancel an upcoming call: the link is revoked and the calendar event handed to
-    ``change`` for removal.
+    ``change`` for removal. ``reason_code`` (a ``CancelReasonCode``) becomes the call's
+    ``reason_code`` (docs/sales-floor.md, "Reason codes").
 
     Raises ``CallNotFound`` (404), ``CallCancelled`` and ``CallInPast`` (409).
     Fires ``call.cancelled``.
@@ -276,8 +296,9 @@ async def cancel(
         raise CallCancelled()
     if call.scheduled_at is not None and call.scheduled_at <= utcnow():
         raise CallInPast()
-    before = snapshot(call, ["status", "cancelled_at", "cancel_reason"])
+    before = snapshot(call, ["status", "cancelled_at", "cancel_reason", "reason_code"])
     call.status, call.cancelled_at, call.cancel_reason = "cancelled", utcnow(), reason
+    call.reason_code = reason_code
     call.sequence += 1
     if call.conferencing_link is not None:
         await change.providers.conferencing(session).revoke_link(
@@ -293,13 +314,18 @@ async def cancel(
         before=before,
         after={k: after[k] for k in before},
         reason=reason,
+        reason_code=reason_code,
     )
     lead = await get_lead(session, call.organization_id, call.lead_id)
     await record_event(
         session,
         call.organization_id,
         CallCancelledData(
-            call=after, lead=lead_contact(lead), reason=reason, cancelled_by=actor(auth)
+            call=after,
+            lead=lead_contact(lead),
+            reason=reason,
+            reason_code=reason_code,
+            cancelled_by=actor(auth),
         ),
     )
     old = await old_event(session, change.providers.secrets, call)

@@ -79,7 +79,11 @@ def record_change(
     before: dict[str, Any],
     after: dict[str, Any],
     reason: str | None = None,
+    reason_code: str | None = None,
 ) -> None:
+    """Append the call's history row (``CallEvent``) of change ``kind``: who, the changed
+    fields before and after, and why (``reason`` in words, ``reason_code`` one of
+    docs/sales-floor.md "Reason codes")."""
     session.add(
         CallEvent(
             id=new_id("cev"),
@@ -89,6 +93,7 @@ def record_change(
             actor_type="api_key",
             actor_id=auth.api_key_id,
             reason=reason,
+            reason_code=reason_code,
             before=before,
             after=after,
         )

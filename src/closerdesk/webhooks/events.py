@@ -20,6 +20,7 @@ class EventType(StrEnum):
     webhook_failing = "webhook.failing"
     webhook_disabled = "webhook.disabled"
     ping = "ping"
+    call_absence_marked = "call.absence_marked"
 
 
 SUBSCRIBABLE = frozenset(e.value for e in EventType if e is not EventType.ping)

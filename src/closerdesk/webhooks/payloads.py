@@ -14,7 +14,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from closerdesk.calls.schemas import Call, ReassignResult
+from closerdesk.calls.schemas import (
+    Call,
+    CancelReasonCode,
+    ChangeReasonCode,
+    LossReason,
+    ReassignResult,
+)
 from closerdesk.kit.schemas import Schema, UTCDateTime
 from closerdesk.leads.schemas import Lead
 from closerdesk.payments.schemas import Payment
@@ -91,6 +97,9 @@ class CallRescheduledData(EventData):
     previous_scheduled_at: UTCDateTime | None
     scheduled_at: UTCDateTime | None
     reason: str | None
+    reason_code: ChangeReasonCode | None = Field(
+        default=None, description='docs/sales-floor.md, "Reason codes"'
+    )
     rescheduled_by: Actor
     is_slot_free: bool = Field(description="False when the move was forced over a conflict")
 
@@ -102,6 +111,9 @@ class CallCancelledData(EventData):
     call: Call
     lead: LeadContact
     reason: str | None
+    reason_code: CancelReasonCode | None = Field(
+        default=None, description='docs/sales-floor.md, "Reason codes"'
+    )
     cancelled_by: Actor
 
 
@@ -111,6 +123,9 @@ class CallCloserReassignedData(ReassignResult, EventData):
 
     event_type = EventType.call_closer_reassigned
     reason: str | None
+    reason_code: ChangeReasonCode | None = Field(
+        default=None, description='docs/sales-floor.md, "Reason codes"'
+    )
     scheduled_at: UTCDateTime | None
     duration_minutes: int | None
     time_zone: str | None
@@ -128,6 +143,9 @@ class CallOutcomeSetData(EventData):
     call: Call
     lead: LeadContact
     previous_status: str
+    loss_reason: LossReason | None = Field(
+        default=None, description="With ``lost`` only: why (docs/sales-floor.md)"
+    )
     set_by: Actor
 
 
@@ -197,6 +215,28 @@ class PingData(EventData):
     message: str
 
 
+class AbsenceMarked(Schema):
+    """What was marked, as the request said it: ``host`` (the closer) and ``lead`` absent."""
+
+    host: bool
+    lead: bool
+    notes: str | None
+
+
+class CallAbsenceMarkedData(EventData):
+    """``call.absence_marked``: who missed a call that has started (``absence``, as the request
+    said it), the call after the mark (``status: no_show`` when the lead was absent,
+    ``host_no_show: true`` when the host was), the status before, the lead's contact and who
+    marked it (after Cal.com's "mark a booking absence"; docs/sales-floor.md, "Absence")."""
+
+    event_type = EventType.call_absence_marked
+    call: Call
+    lead: LeadContact
+    absence: AbsenceMarked
+    previous_status: str
+    marked_by: Actor
+
+
 DATA_MODELS: dict[EventType, type[EventData]] = {
     model.event_type: model
     for model in (
@@ -214,6 +254,7 @@ DATA_MODELS: dict[EventType, type[EventData]] = {
         WebhookFailingData,
         WebhookDisabledData,
         PingData,
+        CallAbsenceMarkedData,
     )
 }
 """The ``data`` model of every event type (a test checks that none is missing)."""
