@@ -55,6 +55,7 @@ LINK_FIELDS = {
     "buffer_before_minutes",
     "buffer_after_minutes",
     "is_active",
+    "requires_confirmation",
     "hosts",
     "created_at",
     "updated_at",
@@ -98,6 +99,7 @@ async def test_create_applies_defaults(
     assert link["slot_interval_minutes"] is None
     assert link["buffer_before_minutes"] == 0
     assert link["buffer_after_minutes"] == 0
+    assert link["requires_confirmation"] is False
     assert link["hosts"] == [
         {
             "member_id": closer,

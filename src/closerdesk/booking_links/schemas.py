@@ -96,6 +96,7 @@ class BookingLink(Schema):
     buffer_before_minutes: int
     buffer_after_minutes: int
     is_active: bool
+    requires_confirmation: bool
     hosts: list[BookingLinkHost]
     created_at: UTCDateTime
     updated_at: UTCDateTime
@@ -117,6 +118,11 @@ class BookingLinkCreate(RequestSchema):
     slot_interval_minutes: int | None = Field(default=None, ge=5, le=24 * 60)
     buffer_before_minutes: Minutes = 0
     buffer_after_minutes: Minutes = 0
+    requires_confirmation: bool = Field(
+        default=False,
+        description="Calls booked through the link are pending until confirmed "
+        '(docs/sales-floor.md, "Confirmation")',
+    )
     hosts: list[BookingLinkHost] = Field(min_length=1, max_length=100)
 
     _hosts = field_validator("hosts")(_check_hosts)
@@ -141,6 +147,7 @@ class BookingLinkUpdate(RequestSchema):
     buffer_before_minutes: Minutes | None = None
     buffer_after_minutes: Minutes | None = None
     is_active: bool | None = None
+    requires_confirmation: bool | None = None
     hosts: list[BookingLinkHost] | None = Field(default=None, min_length=1, max_length=100)
 
     @field_validator("hosts")

@@ -38,7 +38,14 @@ CallStatus = Literal[
 OutcomeStatus = Literal["shown", "no_show", "closed", "lost", "follow_up"]
 RsvpStatus = Literal["yes", "no", "maybe", "pending"]
 HistoryType = Literal[
-    "booked", "rescheduled", "closer_reassigned", "cancelled", "outcome_set", "updated"
+    "booked",
+    "rescheduled",
+    "closer_reassigned",
+    "cancelled",
+    "outcome_set",
+    "updated",
+    "confirmed",
+    "declined",
 ]
 """What a call history entry records."""
 Duration = Annotated[int, Field(ge=5, le=MAX_CALL_MINUTES, description="Minutes, 5–1440")]
@@ -97,7 +104,8 @@ class TranscriptData(StrictSchema):
 
 class Call(Schema):
     """The call object (Aura: get call) plus ``closer_name, closer_email, time_zone,
-    calendar_event_id, cancelled_at, cancel_reason, reschedule_count`` (docs/api.md).
+    calendar_event_id, cancelled_at, cancel_reason, confirmed_at, declined_at, decline_reason,
+    reschedule_count`` (docs/api.md).
 
     Money in integer cents; times RFC 3339 UTC; ``duration_minutes`` in minutes.
     """
@@ -140,6 +148,11 @@ class Call(Schema):
     calendar_event_id: str | None
     cancelled_at: UTCDateTime | None
     cancel_reason: str | None
+    confirmed_at: UTCDateTime | None = Field(
+        description='When a pending call was confirmed (docs/sales-floor.md, "Confirmation")'
+    )
+    declined_at: UTCDateTime | None
+    decline_reason: str | None
     reschedule_count: int
 
     @computed_field  # type: ignore[prop-decorator]
@@ -255,7 +268,10 @@ class ReassignResult(Schema):
     conferencing_link: str | None
     new_closer_id: str
     new_closer_name: str
-    new_event_id: str
+    new_event_id: str | None = Field(
+        description="The new closer's calendar event; null for a pending call, which gets "
+        "its event when confirmed"
+    )
     old_event_orphaned: bool
     previous_closer_id: str | None
     previous_closer_name: str | None
@@ -275,6 +291,23 @@ class Reschedule(RequestSchema):
 
 class Cancel(RequestSchema):
     reason: Reason | None = None
+
+
+class Confirm(RequestSchema):
+    """``POST /v1/calls/{id}/confirm`` (seed 001: confirm a booking that requires one)."""
+
+    override_conflict: bool = Field(
+        default=False,
+        description="Confirm even when the closer's calendar now shows busy time in the slot",
+    )
+
+
+class Decline(RequestSchema):
+    """``POST /v1/calls/{id}/decline`` (seed 001: decline a booking that requires
+    confirmation)."""
+
+    reason: Reason | None = None
+    reason_code: CancelReasonCode | None = None
 
 
 class ConflictItem(Schema):

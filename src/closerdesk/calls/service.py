@@ -33,6 +33,7 @@ from closerdesk.calls.steps import (
     actor,
     call_json,
     closer_with_calendar,
+    is_pending,
     locked_call,
     locked_call_with_lead,
     old_event,
@@ -43,8 +44,10 @@ from closerdesk.calls.steps import (
 )
 from closerdesk.errors import (
     CallCancelled,
+    CallDeclined,
     CallInPast,
     CallLeadMismatch,
+    CallNotConfirmed,
     CallNotStarted,
     CloserNotFound,
     PaymentAlreadyLinked,
@@ -70,12 +73,17 @@ async def set_outcome(
 ) -> models.Call:
     """Aura: set call outcome. Fires ``call.outcome_set`` (and ``call.no_show`` for ``no_show``).
 
-    Raises ``CallNotFound`` (404), ``CallCancelled`` and ``CallNotStarted`` (409). An outcome
-    may be corrected later; the history keeps every value.
+    Raises ``CallNotFound`` (404), ``CallCancelled``, ``CallDeclined``, ``CallNotConfirmed``
+    (a pending call) and ``CallNotStarted`` (409). An outcome may be corrected later; the
+    history keeps every value.
     """
     call = await locked_call(session, auth, call_id)
     if call.status == "cancelled":
         raise CallCancelled()
+    if call.status == "declined":
+        raise CallDeclined()
+    if is_pending(call):
+        raise CallNotConfirmed()
     if call.scheduled_at is not None and call.scheduled_at > utcnow():
         raise CallNotStarted()
     fields = ["status", "notes"]
@@ -123,7 +131,9 @@ async def reschedule(
     Raises ``CallNotFound`` (404), ``CallNotReassignable``, ``CallCancelled``, ``CallInPast``
     (409), ``SlotInPast`` (400), ``CloserNotFound`` (404), ``CalendarNotConnected`` and
     ``CloserConflict`` (409, unless ``override_conflict``), ``CalendarProviderError`` (502).
-    Fires ``call.rescheduled`` (and ``call.closer_reassigned`` when the closer changes).
+    Fires ``call.rescheduled`` (and ``call.closer_reassigned`` when the closer changes). A
+    ``pending`` call stays pending, without event or link (docs/sales-floor.md,
+    "Confirmation").
     """
     org = auth.organization_id
     now = utcnow()
@@ -164,8 +174,11 @@ async def reschedule(
         or call.calendar_event_id is None
         or call.calendar_grant_id != chosen.account.connection_id
     )
+    pending = is_pending(call)  # stays pending: no event, no link until confirmed
     conferencing = change.providers.conferencing(session)
-    new_link = await conferencing.issue_link(org, call.id) if changing_closer else None
+    new_link = (
+        await conferencing.issue_link(org, call.id) if changing_closer and not pending else None
+    )
     description = link.description if link else None
     new_draft = event_draft(
         call,
@@ -179,7 +192,10 @@ async def reschedule(
     )
     box = change.providers.secrets
     old = await old_event(session, box, call, old_connection) if needs_new_event else None
-    if needs_new_event:
+    event_id: str | None
+    if pending:
+        event_id = None
+    elif needs_new_event:
         event_id = await change.create(chosen.account, new_draft)
     else:
         event_id = required(call.calendar_event_id, "calendar_event_id")
@@ -209,11 +225,12 @@ async def reschedule(
                 call,
                 chosen,
                 event_id,
-                required(new_link, "conferencing link"),
+                new_link,
                 body.override_conflict,
             )
         else:
-            call.calendar_event_id, call.calendar_grant_id = event_id, chosen.account.connection_id
+            call.calendar_event_id = event_id
+            call.calendar_grant_id = None if event_id is None else chosen.account.connection_id
             call.override_conflict = body.override_conflict
             call.sequence += 1
             await flush_placement(session)
@@ -268,12 +285,15 @@ async def cancel(
     """Cancel an upcoming call: the link is revoked and the calendar event handed to
     ``change`` for removal.
 
-    Raises ``CallNotFound`` (404), ``CallCancelled`` and ``CallInPast`` (409).
+    Raises ``CallNotFound`` (404), ``CallCancelled``, ``CallDeclined`` and ``CallInPast``
+    (409). A pending call may be cancelled (it has no event or link yet).
     Fires ``call.cancelled``.
     """
     call = await locked_call(session, auth, call_id)
     if call.status == "cancelled":
         raise CallCancelled()
+    if call.status == "declined":
+        raise CallDeclined()
     if call.scheduled_at is not None and call.scheduled_at <= utcnow():
         raise CallInPast()
     before = snapshot(call, ["status", "cancelled_at", "cancel_reason"])

@@ -20,7 +20,9 @@ from closerdesk.auth.service import AuthContext
 from closerdesk.booking_links.service import CLOSER_ROLES
 from closerdesk.calendars import repository as calendars_repository
 from closerdesk.calendars.accounts import account_of
+from closerdesk.calendars.drafts import event_draft
 from closerdesk.calendars.provider import CalendarAccount
+from closerdesk.calendars.unit_of_work import CalendarChange
 from closerdesk.calls import repository
 from closerdesk.calls.schemas import (
     Call,
@@ -28,6 +30,7 @@ from closerdesk.calls.schemas import (
 from closerdesk.errors import (
     CalendarNotConnected,
     CallCancelled,
+    CallDeclined,
     CallInPast,
     CallNotFound,
     CallNotReassignable,
@@ -75,6 +78,7 @@ def record_change(
     before: dict[str, Any],
     after: dict[str, Any],
     reason: str | None = None,
+    reason_code: str | None = None,
 ) -> None:
     session.add(
         CallEvent(
@@ -85,6 +89,7 @@ def record_change(
             actor_type="api_key",
             actor_id=auth.api_key_id,
             reason=reason,
+            reason_code=reason_code,
             before=before,
             after=after,
         )
@@ -121,6 +126,8 @@ def require_slot_call(call: models.Call, now: datetime) -> None:
         raise CallNotReassignable()
     if call.status == "cancelled":
         raise CallCancelled()
+    if call.status == "declined":
+        raise CallDeclined()
     if call.scheduled_at is None or call.scheduled_at <= now:
         raise CallInPast()
 
@@ -182,6 +189,37 @@ async def old_event(
     if connection is None:
         return None
     return account_of(connection, box), call.calendar_event_id
+
+
+async def place_on_calendar(
+    session: AsyncSession,
+    change: CalendarChange,
+    call: models.Call,
+    lead: models.Lead,
+    chosen: Closer,
+    booking_link_description: str | None,
+) -> None:
+    """Put a call whose time and closer are set on the closer's calendar: a new conferencing
+    link, then the event carrying it (through ``change``: undone if the transaction does not
+    commit). Booking does this at once; a call that needs confirmation when it is confirmed
+    (docs/sales-floor.md, "Confirmation"). Raises ``CalendarProviderError`` (502),
+    ``CalendarNotConnected`` (409: the calendar refused the credentials)."""
+    conferencing = change.providers.conferencing(session)
+    call.conferencing_link = await conferencing.issue_link(call.organization_id, call.id)
+    draft = event_draft(
+        call,
+        lead,
+        closer_name=chosen.member.name,
+        booking_link_description=booking_link_description,
+    )
+    event_id = await change.create(chosen.account, draft)
+    call.calendar_event_id, call.calendar_grant_id = event_id, chosen.account.connection_id
+
+
+def is_pending(call: models.Call) -> bool:
+    """A call awaiting confirmation: it holds its slot but has no calendar event and no
+    conferencing link yet (docs/sales-floor.md, "Confirmation")."""
+    return call.status == "pending"
 
 
 def set_closer(call: models.Call, closer: TeamMember) -> None:

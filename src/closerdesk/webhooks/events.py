@@ -20,6 +20,8 @@ class EventType(StrEnum):
     webhook_failing = "webhook.failing"
     webhook_disabled = "webhook.disabled"
     ping = "ping"
+    call_confirmed = "call.confirmed"
+    call_declined = "call.declined"
 
 
 SUBSCRIBABLE = frozenset(e.value for e in EventType if e is not EventType.ping)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from closerdesk.calls.schemas import Call, ReassignResult
+from closerdesk.calls.schemas import Call, CancelReasonCode, ReassignResult
 from closerdesk.kit.schemas import Schema, UTCDateTime
 from closerdesk.leads.schemas import Lead
 from closerdesk.payments.schemas import Payment
@@ -197,6 +197,27 @@ class PingData(EventData):
     message: str
 
 
+class CallConfirmedData(EventData):
+    """``call.confirmed``: a pending call was confirmed; ``call`` is ``scheduled`` now, with its
+    calendar event and conferencing link (docs/sales-floor.md, "Confirmation")."""
+
+    event_type = EventType.call_confirmed
+    call: Call
+    lead: LeadContact
+    confirmed_by: Actor
+
+
+class CallDeclinedData(EventData):
+    """``call.declined``: a pending call was declined and its slot is free again."""
+
+    event_type = EventType.call_declined
+    call: Call
+    lead: LeadContact
+    reason: str | None
+    reason_code: CancelReasonCode | None
+    declined_by: Actor
+
+
 DATA_MODELS: dict[EventType, type[EventData]] = {
     model.event_type: model
     for model in (
@@ -214,6 +235,8 @@ DATA_MODELS: dict[EventType, type[EventData]] = {
         WebhookFailingData,
         WebhookDisabledData,
         PingData,
+        CallConfirmedData,
+        CallDeclinedData,
     )
 }
 """The ``data`` model of every event type (a test checks that none is missing)."""
