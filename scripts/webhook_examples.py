@@ -69,6 +69,11 @@ WHEN = {
     "target answered `410 Gone`, or every attempt failed for 5 days); `reason` says which. "
     "Not sent when a subscription is disabled through the API, nor to the disabled one.",
     "ping": "`POST /v1/webhooks/{id}/test` is called; sent to that subscription only.",
+    "call.confirmed": "a pending call is confirmed (`POST /v1/calls/{id}/confirm`; "
+    'docs/sales-floor.md, "Confirmation"). `data.call` is `scheduled` now, with its '
+    "calendar event and conferencing link.",
+    "call.declined": "a pending call is declined (`POST /v1/calls/{id}/decline`); its slot is "
+    "free again. `reason` and `reason_code` are the request's.",
 }
 
 
@@ -189,6 +194,7 @@ async def collect(url: str) -> dict[str, dict[str, Any]]:
                 },
             )
         )
+        await confirmation(client, h, lead["id"])
         ok(await client.post(f"/v1/webhooks/{sub['id']}/test", headers=h))
         await health_events(client, h, database, settings, lead["id"])
     # Chloe's calendar, as if it were a CalDAV calendar whose password was changed.
@@ -231,6 +237,50 @@ async def collect(url: str) -> dict[str, dict[str, Any]]:
     if missing:
         raise RuntimeError(f"no example for {sorted(missing)}")
     return examples
+
+
+async def confirmation(client: httpx.AsyncClient, h: dict[str, str], lead_id: str) -> None:
+    """A booking link requiring confirmation; two pending calls, one confirmed, one declined."""
+    weekly = [
+        {"weekday": d, "start": "00:00", "end": "24:00"}
+        for d in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    ]
+    link = ok(
+        await client.post(
+            "/v1/booking-links",
+            headers=h,
+            json={
+                "slug": "discovery-call",
+                "title": "Discovery call",
+                "duration_minutes": 30,
+                "requires_confirmation": True,
+                "hosts": [
+                    {
+                        "member_id": "user_bruno",
+                        "schedule": {"time_zone": "Europe/Berlin", "weekly": weekly},
+                    }
+                ],
+            },
+        )
+    )
+    for days, action, body in (
+        (8, "confirm", {}),
+        (9, "decline", {"reason": "Outside our market", "reason_code": "not_qualified"}),
+    ):
+        start = (utcnow() + timedelta(days=days)).replace(hour=14, minute=0, second=0)
+        pending = ok(
+            await client.post(
+                "/v1/calls",
+                headers=h,
+                json={
+                    "lead_id": lead_id,
+                    "closer_id": "user_bruno",
+                    "booking_link_id": link["id"],
+                    "scheduled_at": isoformat_z(start.replace(microsecond=0)),
+                },
+            )
+        )
+        ok(await client.post(f"/v1/calls/{pending['id']}/{action}", headers=h, json=body))
 
 
 async def health_events(

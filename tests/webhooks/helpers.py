@@ -38,6 +38,8 @@ ALL_EVENT_TYPES = [
     "lead.created",
     "lead.updated",
     "payment.recorded",
+    "call.confirmed",
+    "call.declined",
 ]
 TOLERANCE_SECONDS = 300
 

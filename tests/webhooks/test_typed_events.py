@@ -194,6 +194,8 @@ def test_lost_enums_and_formats_are_back(document: dict[str, Any]) -> None:
         "cancelled",
         "outcome_set",
         "updated",
+        "confirmed",
+        "declined",
     }
     assert history["actor_type"]["enum"] == ["api_key", "member"]
     assert schemas["Slot"]["properties"]["local_start"]["format"] == "date-time"
