@@ -36,7 +36,9 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "webhooks.md"
 BEGIN, END = "<!-- examples:begin -->", "<!-- examples:end -->"
 
 WHEN = {
-    "call.booked": "a call is booked (`POST /v1/calls`).",
+    "call.booked": "a call is booked (`POST /v1/calls`). Through a booking link with "
+    "`requires_confirmation` the call is `pending` (no calendar event or meeting link yet) until "
+    "`call.confirmed` or `call.declined`.",
     "call.updated": "fields of a call change in place (`PATCH /v1/calls/{id}`, or a payment "
     "linked to the call).",
     "call.rescheduled": "a call moves to a new time (`POST /v1/calls/{id}/reschedule`).",

@@ -1,4 +1,4 @@
-"""Confirmation (seed 001: confirm / decline a booking that requires a confirmation;
+"""Confirmation (Cal.com: confirm / decline a booking that requires a confirmation;
 docs/sales-floor.md, "Confirmation").
 
 A booking link with ``requires_confirmation`` books ``pending`` calls: they hold their slot but

@@ -1,5 +1,5 @@
-"""Confirming and declining a pending call (seed 001: confirm / decline a booking that requires
-a confirmation; Cal.com's "requires confirmation" event types). docs/sales-floor.md,
+"""Confirming and declining a pending call (Cal.com API v2: confirm / decline a booking that
+requires a confirmation; its "requires confirmation" event types). docs/sales-floor.md,
 "Confirmation".
 
 A call booked through a link with ``requires_confirmation`` is ``pending``: it holds its slot

@@ -294,7 +294,7 @@ async def confirm_call(
     providers: ProvidersDep,
     body: Confirm | None = None,
 ) -> Envelope[Call]:
-    """Seed 001, confirm a booking that requires confirmation: a ``pending`` upcoming call
+    """Cal.com's confirm a booking that requires confirmation: a ``pending`` upcoming call
     becomes ``scheduled`` and gets its calendar event and conferencing link now. The
     closer's calendar is asked live for the slot (409 ``CLOSER_CONFLICT`` unless
     ``override_conflict``); a provider failure (502) leaves the call pending. Fires
@@ -313,7 +313,7 @@ async def confirm_call(
 async def decline_call(
     call_id: str, session: Session, auth: WriteKey, body: Decline | None = None
 ) -> Envelope[Call]:
-    """Seed 001, decline a booking that requires confirmation: a ``pending`` call becomes
+    """Cal.com's decline a booking that requires confirmation: a ``pending`` call becomes
     ``declined`` (with ``reason``/``reason_code``) and its slot is free again. Fires
     ``call.declined``."""
     call = await confirmation.decline(session, auth, call_id, body or Decline())

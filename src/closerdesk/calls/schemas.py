@@ -294,7 +294,7 @@ class Cancel(RequestSchema):
 
 
 class Confirm(RequestSchema):
-    """``POST /v1/calls/{id}/confirm`` (seed 001: confirm a booking that requires one)."""
+    """``POST /v1/calls/{id}/confirm`` (Cal.com: confirm a booking that requires one)."""
 
     override_conflict: bool = Field(
         default=False,
@@ -303,7 +303,7 @@ class Confirm(RequestSchema):
 
 
 class Decline(RequestSchema):
-    """``POST /v1/calls/{id}/decline`` (seed 001: decline a booking that requires
+    """``POST /v1/calls/{id}/decline`` (Cal.com: decline a booking that requires
     confirmation)."""
 
     reason: Reason | None = None
