@@ -36,7 +36,9 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "webhooks.md"
 BEGIN, END = "<!-- examples:begin -->", "<!-- examples:end -->"
 
 WHEN = {
-    "call.booked": "a call is booked (`POST /v1/calls`).",
+    "call.booked": "a call is booked (`POST /v1/calls`). Through a booking link with "
+    "`requires_confirmation` the call is `pending` (no calendar event or meeting link yet) until "
+    "`call.confirmed` or `call.declined`.",
     "call.updated": "fields of a call change in place (`PATCH /v1/calls/{id}`, or a payment "
     "linked to the call).",
     "call.rescheduled": "a call moves to a new time (`POST /v1/calls/{id}/reschedule`).",
@@ -74,6 +76,11 @@ WHEN = {
     "absence`; docs/sales-floor.md, \"Absence\"). `absence` is what the request said; the call "
     "is `no_show` when the lead was absent (`call.no_show` is sent too when the status became "
     "`no_show`) and has `host_no_show: true` when the host was.",
+    "call.confirmed": "a pending call is confirmed (`POST /v1/calls/{id}/confirm`; "
+    'docs/sales-floor.md, "Confirmation"). `data.call` is `scheduled` now, with its '
+    "calendar event and conferencing link.",
+    "call.declined": "a pending call is declined (`POST /v1/calls/{id}/decline`); its slot is "
+    "free again. `reason` and `reason_code` are the request's.",
 }
 
 
@@ -206,6 +213,7 @@ async def collect(url: str) -> dict[str, dict[str, Any]]:
                 json={"host": True, "lead": False, "notes": "Alice's previous call overran"},
             )
         )
+        await confirmation(client, h, lead["id"])
         ok(await client.post(f"/v1/webhooks/{sub['id']}/test", headers=h))
         await health_events(client, h, database, settings, lead["id"])
     # Chloe's calendar, as if it were a CalDAV calendar whose password was changed.
@@ -248,6 +256,50 @@ async def collect(url: str) -> dict[str, dict[str, Any]]:
     if missing:
         raise RuntimeError(f"no example for {sorted(missing)}")
     return examples
+
+
+async def confirmation(client: httpx.AsyncClient, h: dict[str, str], lead_id: str) -> None:
+    """A booking link requiring confirmation; two pending calls, one confirmed, one declined."""
+    weekly = [
+        {"weekday": d, "start": "00:00", "end": "24:00"}
+        for d in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    ]
+    link = ok(
+        await client.post(
+            "/v1/booking-links",
+            headers=h,
+            json={
+                "slug": "discovery-call",
+                "title": "Discovery call",
+                "duration_minutes": 30,
+                "requires_confirmation": True,
+                "hosts": [
+                    {
+                        "member_id": "user_bruno",
+                        "schedule": {"time_zone": "Europe/Berlin", "weekly": weekly},
+                    }
+                ],
+            },
+        )
+    )
+    for days, action, body in (
+        (8, "confirm", {}),
+        (9, "decline", {"reason": "Outside our market", "reason_code": "not_qualified"}),
+    ):
+        start = (utcnow() + timedelta(days=days)).replace(hour=14, minute=0, second=0)
+        pending = ok(
+            await client.post(
+                "/v1/calls",
+                headers=h,
+                json={
+                    "lead_id": lead_id,
+                    "closer_id": "user_bruno",
+                    "booking_link_id": link["id"],
+                    "scheduled_at": isoformat_z(start.replace(microsecond=0)),
+                },
+            )
+        )
+        ok(await client.post(f"/v1/calls/{pending['id']}/{action}", headers=h, json=body))
 
 
 async def health_events(

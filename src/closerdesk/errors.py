@@ -182,6 +182,23 @@ class CallCancelled(Conflict):
     code, message = "CALL_CANCELLED", "The call is cancelled."
 
 
+class CallDeclined(Conflict):
+    code, message = "CALL_DECLINED", "The call was declined; its slot is free."
+
+
+class CallNotPending(Conflict):
+    """Confirm and decline take only a ``pending`` call (docs/sales-floor.md, "Confirmation")."""
+
+    code, message = "CALL_NOT_PENDING", "The call is not awaiting confirmation."
+
+
+class CallNotConfirmed(Conflict):
+    """An outcome describes a call that took place; a pending call never was confirmed."""
+
+    code = "CALL_NOT_CONFIRMED"
+    message = "The call awaits confirmation; confirm or decline it first."
+
+
 class CallInPast(Conflict):
     code, message = "CALL_IN_PAST", "The call has already started; use the outcome flow instead."
 

@@ -56,6 +56,7 @@ LINK_FIELDS = {
     "buffer_after_minutes",
     "is_active",
     "fairness_period",
+    "requires_confirmation",
     "hosts",
     "created_at",
     "updated_at",
@@ -99,6 +100,7 @@ async def test_create_applies_defaults(
     assert link["slot_interval_minutes"] is None
     assert link["buffer_before_minutes"] == 0
     assert link["buffer_after_minutes"] == 0
+    assert link["requires_confirmation"] is False
     assert link["hosts"] == [
         {
             "member_id": closer,

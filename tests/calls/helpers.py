@@ -72,6 +72,9 @@ SPEC_EXTRA_FIELDS = frozenset(
         "calendar_event_id",
         "cancelled_at",
         "cancel_reason",
+        "confirmed_at",
+        "declined_at",
+        "decline_reason",
         "reschedule_count",
         # docs/sales-floor.md, "Reason codes" and "Absence"
         "host_no_show",

@@ -221,12 +221,19 @@ async def test_a_call_not_started_is_409(
     assert (await call_row(database, call.id)).status == "scheduled"
 
 
-@pytest.mark.parametrize("status", ["cancelled", "declined"])
-async def test_a_cancelled_or_declined_call_is_409(
-    client: httpx.AsyncClient, org: Org, session, database: Database, status: str
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        ("cancelled", "CALL_CANCELLED"),
+        ("declined", "CALL_DECLINED"),
+        ("pending", "CALL_NOT_CONFIRMED"),
+    ],
+)
+async def test_a_call_that_did_not_stand_is_409(
+    client: httpx.AsyncClient, org: Org, session, database: Database, status: str, code: str
 ) -> None:
     call, _ = await _past_call(session, org, status=status)
-    error(await mark(client, org, call.id, {"host": False, "lead": True}), 409, "CALL_CANCELLED")
+    error(await mark(client, org, call.id, {"host": False, "lead": True}), 409, code)
     await _nothing_recorded(database, org, call.id)
     assert (await call_row(database, call.id)).status == status
 

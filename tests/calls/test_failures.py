@@ -801,3 +801,74 @@ async def test_a_cleanup_whose_calendar_was_disconnected_is_closed(
     assert cleanup.resolved_at is not None
     assert cleanup.last_error == "calendar disconnected"
     assert cleanup.attempts == 3
+
+
+# --- confirming a pending call (docs/sales-floor.md, "Confirmation") ----------------------------
+async def _pending(session: AsyncSession, org: Org, scene: Scene) -> Call:
+    """A pending upcoming call of ``scene.new``: no event, no link yet."""
+    return await create_call(
+        session,
+        org,
+        lead=scene.lead,
+        closer=scene.new,
+        scheduled_at=required(scene.call.scheduled_at, "scheduled_at") + timedelta(hours=2),
+        with_event=False,
+        status="pending",
+        override_conflict=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "switch", ["calendar.create_event", "calendar.busy", "conferencing.issue_link"]
+)
+async def test_confirm_provider_failure_leaves_it_pending(
+    client: httpx.AsyncClient,
+    org: Org,
+    session: AsyncSession,
+    scene: Scene,
+    faults: Faults,
+    database: Database,
+    switch: str,
+) -> None:
+    pending = await _pending(session, org, scene)
+    before_row = await call_row(database, pending.id)
+    before_counts = await row_counts(database)
+    faults.failing.add(switch)
+
+    r = await client.post(f"/v1/calls/{pending.id}/confirm", headers=org.headers)
+
+    if switch.startswith("calendar."):
+        assert r.status_code == 502, r.text
+        assert r.json()["code"] == "CALENDAR_PROVIDER_ERROR"
+    else:
+        assert_internal_error(r)
+    assert await call_row(database, pending.id) == before_row
+    assert before_row["status"] == "pending"
+    assert await row_counts(database) == before_counts
+    assert faults.events("create_event") == []
+
+    faults.failing.clear()
+    r = await client.post(f"/v1/calls/{pending.id}/confirm", headers=org.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["status"] == "scheduled"
+
+
+async def test_confirm_commit_fails_removes_the_new_event(
+    client: httpx.AsyncClient,
+    org: Org,
+    session: AsyncSession,
+    scene: Scene,
+    faults: Faults,
+    database: Database,
+    fail_next_commit: CommitFault,
+) -> None:
+    pending = await _pending(session, org, scene)
+    before_row = await call_row(database, pending.id)
+    fail_next_commit.arm()
+
+    r = await client.post(f"/v1/calls/{pending.id}/confirm", headers=org.headers)
+
+    assert_internal_error(r)
+    assert await call_row(database, pending.id) == before_row
+    [created] = faults.events("create_event")
+    assert faults.events("cancel_event") == [created]  # the compensation: no stray event

@@ -39,6 +39,8 @@ ALL_EVENT_TYPES = [
     "lead.updated",
     "payment.recorded",
     "call.absence_marked",
+    "call.confirmed",
+    "call.declined",
 ]
 TOLERANCE_SECONDS = 300
 

@@ -158,6 +158,41 @@ async def scenario(hooks: Hooks, session: AsyncSession) -> dict[str, Any]:
             json={"host": True, "lead": True, "notes": "Neither joined"},
         )
     )
+    # Confirmation (docs/sales-floor.md): two pending calls, one confirmed, one declined.
+    link = ok(
+        await client.post(
+            "/v1/booking-links",
+            headers=h,
+            json={
+                "slug": "discovery-call",
+                "title": "Discovery call",
+                "duration_minutes": 30,
+                "requires_confirmation": True,
+                "hosts": [{"member_id": bruno.id, "schedule": {"time_zone": "UTC"}}],
+            },
+        ),
+        201,
+    )
+    for days, action, body in (
+        (6, "confirm", {}),
+        (7, "decline", {"reason": "Outside our market", "reason_code": "not_qualified"}),
+    ):
+        pending = ok(
+            await client.post(
+                "/v1/calls",
+                headers=h,
+                json={
+                    "lead_id": lead["id"],
+                    "closer_id": bruno.id,
+                    "booking_link_id": link["id"],
+                    "scheduled_at": at(days),
+                },
+            ),
+            201,
+        )
+        ctx[action] = ok(
+            await client.post(f"/v1/calls/{pending['id']}/{action}", headers=h, json=body)
+        )
     return ctx
 
 
@@ -199,7 +234,7 @@ async def test_every_change_fires_its_event_with_the_specified_body(
     assert {t: len(v) for t, v in by_type.items()} == {
         "lead.created": 1,
         "lead.updated": 2,
-        "call.booked": 1,
+        "call.booked": 3,
         "call.updated": 2,
         "call.rescheduled": 2,
         "call.closer_reassigned": 2,
@@ -209,6 +244,8 @@ async def test_every_change_fires_its_event_with_the_specified_body(
         "call.absence_marked": 1,
         "payment.recorded": 1,
         "ping": 1,
+        "call.confirmed": 1,
+        "call.declined": 1,
     }
     # A refused calendar needs a real provider: tests/calendars/test_calls_on_caldav.py.
     # Webhook health events: tests/webhooks/test_health.py.
@@ -231,8 +268,9 @@ async def test_every_change_fires_its_event_with_the_specified_body(
     assert status["previous"] == {"status": "new"}
     assert status["lead"]["status"] == "booked"
 
-    # call.booked
-    [booked] = by_type["call.booked"]
+    # call.booked (then the two pending calls of the confirmation below)
+    booked, *pending = by_type["call.booked"]
+    assert [p["call"]["status"] for p in pending] == ["pending", "pending"]
     assert set(booked) == {"call", "lead", "booked_by", "assignment"}
     assert booked["call"] == ctx["booked"]
     assert booked["lead"] == contact
@@ -338,6 +376,20 @@ async def test_every_change_fires_its_event_with_the_specified_body(
     assert payment["lead"]["id"] == ctx["other_lead"].id
     assert payment["call"]["id"] == ctx["past_call_id"]
     assert payment["call"]["linked_payment_id"] == ctx["payment"]["id"]
+
+    # call.confirmed and call.declined
+    [confirmed] = by_type["call.confirmed"]
+    assert set(confirmed) == {"call", "lead", "confirmed_by"}
+    assert confirmed["call"] == ctx["confirm"]
+    assert confirmed["call"]["status"] == "scheduled"
+    assert confirmed["lead"] == contact
+    assert confirmed["confirmed_by"] == actor
+    [declined] = by_type["call.declined"]
+    assert set(declined) == {"call", "lead", "reason", "reason_code", "declined_by"}
+    assert declined["call"] == ctx["decline"]
+    assert declined["call"]["status"] == "declined"
+    assert (declined["reason"], declined["reason_code"]) == ("Outside our market", "not_qualified")
+    assert declined["declined_by"] == actor
 
     [pinged] = by_type["ping"]
     assert pinged == {"webhook_id": sub["id"], "message": "closerdesk test ping"}

@@ -195,6 +195,8 @@ def test_lost_enums_and_formats_are_back(document: dict[str, Any]) -> None:
         "outcome_set",
         "updated",
         "absence_marked",
+        "confirmed",
+        "declined",
     }
     assert history["actor_type"]["enum"] == ["api_key", "member"]
     assert schemas["Slot"]["properties"]["local_start"]["format"] == "date-time"

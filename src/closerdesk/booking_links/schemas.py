@@ -100,6 +100,7 @@ class BookingLink(Schema):
     buffer_after_minutes: int
     is_active: bool
     fairness_period: FairnessPeriod
+    requires_confirmation: bool
     hosts: list[BookingLinkHost]
     created_at: UTCDateTime
     updated_at: UTCDateTime
@@ -122,6 +123,11 @@ class BookingLinkCreate(RequestSchema):
     buffer_before_minutes: Minutes = 0
     buffer_after_minutes: Minutes = 0
     fairness_period: FairnessPeriod = "month"
+    requires_confirmation: bool = Field(
+        default=False,
+        description="Calls booked through the link are pending until confirmed "
+        '(docs/sales-floor.md, "Confirmation")',
+    )
     hosts: list[BookingLinkHost] = Field(min_length=1, max_length=100)
 
     _hosts = field_validator("hosts")(_check_hosts)
@@ -147,6 +153,7 @@ class BookingLinkUpdate(RequestSchema):
     buffer_after_minutes: Minutes | None = None
     is_active: bool | None = None
     fairness_period: FairnessPeriod | None = None
+    requires_confirmation: bool | None = None
     hosts: list[BookingLinkHost] | None = Field(default=None, min_length=1, max_length=100)
 
     @field_validator("hosts")

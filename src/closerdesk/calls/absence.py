@@ -14,11 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closerdesk import models
 from closerdesk.auth.service import AuthContext
 from closerdesk.calls.schemas import AbsenceMark
-from closerdesk.calls.steps import actor, call_json, locked_call, record_change, snapshot
-from closerdesk.errors import CallCancelled, CallNotScheduled, CallNotStarted
+from closerdesk.calls.steps import (
+    actor,
+    call_json,
+    locked_call,
+    record_change,
+    require_confirmed_call,
+    snapshot,
+)
+from closerdesk.errors import CallNotScheduled, CallNotStarted
 from closerdesk.kit.time import utcnow
 from closerdesk.leads.service import get_lead, lead_contact
-from closerdesk.models.call import FREED_STATUSES
 from closerdesk.webhooks.payloads import AbsenceMarked, CallAbsenceMarkedData, CallNoShowData
 from closerdesk.webhooks.service import record_event
 
@@ -31,8 +37,9 @@ async def mark_absence(
 ) -> models.Call:
     """Mark the host and/or the lead absent from a call that has started.
 
-    Checks in order: ``CallNotFound`` (404); ``CallCancelled`` (409, a cancelled or declined
-    call: it never took place); ``CallNotScheduled`` (409, an intent call has no time, so no
+    Checks in order: ``CallNotFound`` (404); ``CallCancelled``, ``CallDeclined`` and
+    ``CallNotConfirmed`` (409: a cancelled, declined or still pending call never took place,
+    as for an outcome); ``CallNotScheduled`` (409, an intent call has no time, so no
     one can have missed it); ``CallNotStarted`` (409, ``scheduled_at`` still in the future).
 
     ``lead`` sets ``status: no_show`` (and clears ``loss_reason``, as any outcome other than
@@ -44,8 +51,7 @@ async def mark_absence(
     ``no_show``.
     """
     call = await locked_call(session, auth, call_id)
-    if call.status in FREED_STATUSES:
-        raise CallCancelled()
+    require_confirmed_call(call)
     if call.scheduled_at is None:
         raise CallNotScheduled("An intent call has no time: no one can have missed it.")
     if call.scheduled_at > utcnow():

@@ -15,7 +15,6 @@ from closerdesk import models
 from closerdesk.auth.service import AuthContext
 from closerdesk.booking_links import service as booking_links
 from closerdesk.booking_links.service import CLOSER_ROLES, fairness_of
-from closerdesk.calendars.drafts import event_draft
 from closerdesk.calendars.unit_of_work import CalendarChange
 from closerdesk.calls import repository
 from closerdesk.calls.assignment import pick_by_round_robin
@@ -28,6 +27,7 @@ from closerdesk.calls.steps import (
     actor,
     call_json,
     closer_with_calendar,
+    place_on_calendar,
     record_change,
     require_valid,
     set_closer,
@@ -62,6 +62,10 @@ async def book(
     session: AsyncSession, auth: AuthContext, change: CalendarChange, body: CallCreate
 ) -> models.Call:
     """Book a call (docs/api.md). Fires ``call.booked`` (and ``lead.created`` for a new lead).
+
+    A booking through a link with ``requires_confirmation`` is ``pending``: it holds its slot
+    but gets its calendar event and conferencing link only when confirmed
+    (docs/sales-floor.md, "Confirmation").
 
     Raises ``LeadNotFound``, ``SetterNotFound``, ``ProductNotFound``, ``BookingLinkNotFound``
     (404), ``ProductInactive``, ``BookingLinkInactive`` (409), ``SlotInPast`` (400) and, for
@@ -137,18 +141,12 @@ async def book(
             call.override_conflict = body.override_conflict
         call.scheduled_at, call.ends_at, call.duration_minutes = start, end, minutes
         set_closer(call, chosen.member)
-        conferencing = change.providers.conferencing(session)
-        call.conferencing_link = await conferencing.issue_link(org, call.id)
-        draft = event_draft(
-            call,
-            lead,
-            closer_name=chosen.member.name,
-            booking_link_description=link.description if link else None,
-            starts_at=start,
-            minutes=minutes,
-        )
-        event_id = await change.create(chosen.account, draft)
-        call.calendar_event_id, call.calendar_grant_id = event_id, chosen.account.connection_id
+        if link is not None and link.requires_confirmation:
+            # Holds the slot; event and link come with the confirmation (calls/confirmation.py).
+            call.status = "pending"
+        else:
+            description = link.description if link else None
+            await place_on_calendar(session, change, call, lead, chosen, description)
         chosen.member.last_booked_at = now
     elif body.closer_id is not None:
         intent_closer = await repository.get_member(session, org, body.closer_id)

@@ -16,6 +16,7 @@ from closerdesk import models
 from closerdesk.calendars.drafts import event_draft
 from closerdesk.calendars.provider import EventDraft
 from closerdesk.kit.time import as_utc, utcnow
+from closerdesk.models.call import FREED_STATUSES
 
 PRODID = "-//closerdesk//Partner API//EN"
 
@@ -26,6 +27,11 @@ def _stamp(value: datetime) -> str:
 
 def _iso(value: datetime) -> str:
     return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_ICS_STATUS = {"pending": "TENTATIVE", "cancelled": "CANCELLED", "declined": "CANCELLED"}
+"""RFC 5545 ``STATUS`` of the call's VEVENT by call status; every other status is
+``CONFIRMED`` (docs/sales-floor.md, "Confirmation")."""
 
 
 def event_uid(call: models.Call) -> str:
@@ -95,13 +101,15 @@ def calendar_links(
 
 def ics(call: models.Call, lead: models.Lead, *, booking_link_description: str | None) -> bytes:
     """The call as an iCalendar ``VEVENT`` (RFC 5545): UID stable, ``SEQUENCE`` = the call's
-    change counter (bumped by reschedule, reassign, cancel), ``STATUS:CANCELLED`` once
-    cancelled. ``booking_link_description`` as in ``calendar_links``."""
+    change counter (bumped by reschedule, reassign, cancel, confirm, decline),
+    ``STATUS:TENTATIVE`` while pending, ``METHOD:CANCEL`` with ``STATUS:CANCELLED`` once
+    cancelled or declined. ``booking_link_description`` as in ``calendar_links``."""
     draft = _draft(call, lead, booking_link_description)
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
-    calendar.add("method", "CANCEL" if call.status == "cancelled" else "PUBLISH")
+    freed = call.status in FREED_STATUSES
+    calendar.add("method", "CANCEL" if freed else "PUBLISH")
     event = Event()
     event.add("uid", event_uid(call))
     event.add("dtstamp", utcnow())
@@ -109,7 +117,7 @@ def ics(call: models.Call, lead: models.Lead, *, booking_link_description: str |
     event.add("dtend", as_utc(draft.ends_at))
     event.add("summary", draft.title)
     event.add("sequence", draft.sequence)
-    event.add("status", "CANCELLED" if call.status == "cancelled" else "CONFIRMED")
+    event.add("status", _ICS_STATUS.get(call.status, "CONFIRMED"))
     if call.updated_at is not None:
         event.add("last-modified", as_utc(call.updated_at))
     if draft.description:

@@ -14,6 +14,7 @@ from closerdesk.calls import (
     bulk,
     calendar_links,
     candidates,
+    confirmation,
     ics_token,
     reassign,
     repository,
@@ -32,6 +33,8 @@ from closerdesk.calls.schemas import (
     CallStatus,
     CallUpdate,
     Cancel,
+    Confirm,
+    Decline,
     LossReason,
     OutcomeSet,
     ReasonCode,
@@ -50,9 +53,12 @@ from closerdesk.errors import (
     CalendarNotConnected,
     CalendarProviderError,
     CallCancelled,
+    CallDeclined,
     CallInPast,
     CallLeadMismatch,
+    CallNotConfirmed,
     CallNotFound,
+    CallNotPending,
     CallNotReassignable,
     CallNotScheduled,
     CallNotStarted,
@@ -99,11 +105,11 @@ async def list_calls(
 ) -> ListEnvelope[Call]:
     """List calls ordered by ``scheduled_at`` then ``id`` (intent calls, unscheduled, last).
 
-    ``is_upcoming=true`` keeps calls not cancelled whose ``scheduled_at`` is in the future;
-    ``false`` keeps the others. Times are RFC 3339; ``scheduled_after`` is inclusive,
-    ``scheduled_before`` exclusive. ``reason_code`` keeps calls whose latest cancel,
-    reschedule or reassign gave that code; ``loss_reason`` keeps ``lost`` calls lost for that
-    reason (docs/sales-floor.md, "Reason codes").
+    ``is_upcoming=true`` keeps calls not cancelled or declined whose ``scheduled_at`` is in
+    the future (``pending`` ones included); ``false`` keeps the others. Times are RFC 3339;
+    ``scheduled_after`` is inclusive, ``scheduled_before`` exclusive. ``reason_code`` keeps
+    calls whose latest cancel, decline, reschedule or reassign gave that code; ``loss_reason``
+    keeps ``lost`` calls lost for that reason (docs/sales-floor.md, "Reason codes").
     """
     stmt = repository.list_calls_query(
         auth.organization_id,
@@ -214,7 +220,9 @@ async def update_call(
 @router.post(
     "/{call_id}/outcome",
     response_model=Envelope[Call],
-    responses=responses(CallNotFound, CallCancelled, CallNotStarted),
+    responses=responses(
+        CallNotFound, CallCancelled, CallDeclined, CallNotConfirmed, CallNotStarted
+    ),
 )
 async def set_outcome(
     call_id: str, body: OutcomeSet, session: Session, auth: WriteKey
@@ -234,6 +242,7 @@ async def set_outcome(
         CloserNotFound,
         CallNotReassignable,
         CallCancelled,
+        CallDeclined,
         CallInPast,
         SameCloser,
         CalendarNotConnected,
@@ -262,6 +271,7 @@ async def reassign_closer(
         CloserNotFound,
         CallNotReassignable,
         CallCancelled,
+        CallDeclined,
         CallInPast,
         CalendarNotConnected,
         CloserConflict,
@@ -290,7 +300,7 @@ async def reschedule_call(
 @router.post(
     "/{call_id}/cancel",
     response_model=Envelope[Call],
-    responses=responses(CallNotFound, CallCancelled, CallInPast),
+    responses=responses(CallNotFound, CallCancelled, CallDeclined, CallInPast),
 )
 async def cancel_call(
     call_id: str,
@@ -312,12 +322,59 @@ async def cancel_call(
 
 
 @router.post(
+    "/{call_id}/confirm",
+    response_model=Envelope[Call],
+    responses=responses(
+        CallNotFound,
+        CloserNotFound,
+        CallNotPending,
+        CallInPast,
+        CalendarNotConnected,
+        CloserConflict,
+        CalendarProviderError,
+    ),
+)
+async def confirm_call(
+    call_id: str,
+    session: Session,
+    auth: WriteKey,
+    providers: ProvidersDep,
+    body: Confirm | None = None,
+) -> Envelope[Call]:
+    """Cal.com's confirm a booking that requires confirmation: a ``pending`` upcoming call
+    becomes ``scheduled`` and gets its calendar event and conferencing link now. The
+    closer's calendar is asked live for the slot (409 ``CLOSER_CONFLICT`` unless
+    ``override_conflict``); a provider failure (502) leaves the call pending. Fires
+    ``call.confirmed``."""
+    async with calendar_change(session, providers) as change:
+        call = await confirmation.confirm(session, auth, change, call_id, body or Confirm())
+        data = Call.model_validate(call)  # before the commit, as in book_call
+    return Envelope(data=data)
+
+
+@router.post(
+    "/{call_id}/decline",
+    response_model=Envelope[Call],
+    responses=responses(CallNotFound, CallNotPending),
+)
+async def decline_call(
+    call_id: str, session: Session, auth: WriteKey, body: Decline | None = None
+) -> Envelope[Call]:
+    """Cal.com's decline a booking that requires confirmation: a ``pending`` call becomes
+    ``declined`` (with ``reason``/``reason_code``) and its slot is free again. Fires
+    ``call.declined``."""
+    call = await confirmation.decline(session, auth, call_id, body or Decline())
+    return Envelope(data=Call.model_validate(call))
+
+
+@router.post(
     "/{call_id}/auto-reassign",
     response_model=Envelope[ReassignResult],
     responses=responses(
         CallNotFound,
         CallNotReassignable,
         CallCancelled,
+        CallDeclined,
         CallInPast,
         NoHostAvailable,
         CalendarProviderError,
@@ -344,7 +401,14 @@ async def auto_reassign_call(
 @router.post(
     "/{call_id}/absence",
     response_model=Envelope[Call],
-    responses=responses(CallNotFound, CallCancelled, CallNotScheduled, CallNotStarted),
+    responses=responses(
+        CallNotFound,
+        CallCancelled,
+        CallDeclined,
+        CallNotConfirmed,
+        CallNotScheduled,
+        CallNotStarted,
+    ),
 )
 async def mark_absence(
     call_id: str, body: AbsenceMark, session: Session, auth: WriteKey
@@ -375,19 +439,22 @@ async def get_reassign_candidates(
 @router.get(
     "/{call_id}/calendar-links",
     response_model=Envelope[CalendarLinks],
-    responses=responses(CallNotFound, CallNotScheduled, CallCancelled),
+    responses=responses(CallNotFound, CallNotScheduled, CallCancelled, CallDeclined),
 )
 async def get_calendar_links(
     call_id: str, request: Request, session: Session, auth: ReadKey
 ) -> Envelope[CalendarLinks]:
     """Add-to-calendar links for the lead: Google, Outlook (live), Office 365, Yahoo, and the
     ``.ics`` download: a public signed ``/ics/{token}`` that needs no API key and always
-    serves the call as it is now (``docs/links.md``, "The calendar file")."""
+    serves the call as it is now (``docs/links.md``, "The calendar file"). A pending call's
+    links have no join link yet and its file says ``STATUS:TENTATIVE``."""
     call, lead = await steps.call_with_lead(session, auth, call_id)
     if call.call_kind == "intent" or call.scheduled_at is None:
         raise CallNotScheduled()
     if call.status == "cancelled":
         raise CallCancelled()
+    if call.status == "declined":
+        raise CallDeclined()
     settings: Settings = request.app.state.settings
     ics_url = ics_token.ics_url(settings.public_base_url, settings.secret_key, call.id)
     description = await repository.booking_link_description(session, call)
@@ -406,7 +473,8 @@ async def get_calendar_links(
 )
 async def get_ics(call_id: str, session: Session, auth: ReadKey) -> Response:
     """The call as an iCalendar file (``text/calendar``): stable UID, ``SEQUENCE`` bumped on
-    every reschedule/reassign/cancel, ``STATUS:CANCELLED`` once cancelled."""
+    every reschedule/reassign/cancel/confirm/decline, ``STATUS:TENTATIVE`` while pending,
+    ``STATUS:CANCELLED`` once cancelled or declined."""
     call, lead = await steps.call_with_lead(session, auth, call_id)
     if call.call_kind == "intent" or call.scheduled_at is None:
         raise CallNotScheduled()

@@ -31,6 +31,7 @@ from closerdesk.calls.steps import (
     call_json,
     closer_reasons,
     closer_with_calendar,
+    is_pending,
     locked_call_with_lead,
     old_event,
     raise_first,
@@ -63,6 +64,7 @@ async def reassign_closer(
     body: ReassignCloser,
 ) -> ReassignResult:
     """Aura Partner API, reassign closer: move a booked upcoming call to another closer.
+    A ``pending`` call stays pending: new closer, no event, no link (``new_event_id`` null).
 
     Checks in docs/api.md "Reassign" order: ``CallNotFound`` (404), ``CallNotReassignable``,
     ``CallCancelled``, ``CallInPast`` (409), ``CloserNotFound`` (404), ``SameCloser``,
@@ -136,19 +138,21 @@ async def _reassign_to(
     minutes = required(call.duration_minutes, "duration_minutes")
     old = await old_event(session, change.providers.secrets, call, old_connection)
     previous_id, previous_name = call.closer_id, call.closer_name
-    # The new link first, so the new closer's event carries it (the old one is revoked below).
-    new_link = await change.providers.conferencing(session).issue_link(org, call.id)
-    draft = event_draft(
-        call,
-        lead,
-        closer_name=chosen.member.name,
-        booking_link_description=link.description if link else None,
-        starts_at=start,
-        minutes=minutes,
-        link=new_link,
-        sequence=call.sequence + 1,
-    )
-    event_id = await change.create(chosen.account, draft)
+    new_link = event_id = None
+    if not is_pending(call):  # a pending call stays off calendars until confirmed
+        # The new link first, so the new closer's event carries it (the old one is revoked below).
+        new_link = await change.providers.conferencing(session).issue_link(org, call.id)
+        draft = event_draft(
+            call,
+            lead,
+            closer_name=chosen.member.name,
+            booking_link_description=link.description if link else None,
+            starts_at=start,
+            minutes=minutes,
+            link=new_link,
+            sequence=call.sequence + 1,
+        )
+        event_id = await change.create(chosen.account, draft)
     fields = (*REASSIGN_FIELDS, "reason_code")
     before = snapshot(call, fields)
     call.reason_code = reason_code
@@ -195,19 +199,21 @@ async def change_closer(
     change: CalendarChange,
     call: models.Call,
     chosen: Closer,
-    event_id: str,
-    new_link: str,
+    event_id: str | None,
+    new_link: str | None,
     override_conflict: bool,
 ) -> None:
     """Swap closer, calendar event and conferencing link (the old link stops working); the
-    closer and ``override_conflict`` are flushed together (``flush_placement``)."""
+    closer and ``override_conflict`` are flushed together (``flush_placement``). A pending
+    call has neither event nor link (``event_id``, ``new_link`` None)."""
     if call.conferencing_link is not None:
         await change.providers.conferencing(session).revoke_link(
             call.organization_id, call.conferencing_link
         )
     call.conferencing_link = new_link
     set_closer(call, chosen.member)
-    call.calendar_event_id, call.calendar_grant_id = event_id, chosen.account.connection_id
+    call.calendar_event_id = event_id
+    call.calendar_grant_id = None if event_id is None else chosen.account.connection_id
     call.override_conflict = override_conflict
     call.sequence += 1
     chosen.member.last_booked_at = utcnow()
@@ -219,7 +225,7 @@ async def announce_reassign(
     auth: AuthContext,
     call: models.Call,
     lead: models.Lead,
-    event_id: str,
+    event_id: str | None,
     previous: tuple[str | None, str | None],
     reason: str | None,
     call_after: dict[str, Any],

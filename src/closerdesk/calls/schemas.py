@@ -45,6 +45,8 @@ HistoryType = Literal[
     "outcome_set",
     "updated",
     "absence_marked",
+    "confirmed",
+    "declined",
 ]
 """What a call history entry records."""
 Duration = Annotated[int, Field(ge=5, le=MAX_CALL_MINUTES, description="Minutes, 5–1440")]
@@ -103,8 +105,9 @@ class TranscriptData(StrictSchema):
 
 class Call(Schema):
     """The call object (Aura: get call) plus ``closer_name, closer_email, time_zone,
-    calendar_event_id, cancelled_at, cancel_reason, reschedule_count`` (docs/api.md) and
-    ``host_no_show, reason_code, loss_reason`` (docs/sales-floor.md).
+    calendar_event_id, cancelled_at, cancel_reason, confirmed_at, declined_at, decline_reason,
+    reschedule_count`` (docs/api.md) and ``host_no_show, reason_code, loss_reason``
+    (docs/sales-floor.md).
 
     Money in integer cents; times RFC 3339 UTC; ``duration_minutes`` in minutes.
     """
@@ -147,6 +150,11 @@ class Call(Schema):
     calendar_event_id: str | None
     cancelled_at: UTCDateTime | None
     cancel_reason: str | None
+    confirmed_at: UTCDateTime | None = Field(
+        description='When a pending call was confirmed (docs/sales-floor.md, "Confirmation")'
+    )
+    declined_at: UTCDateTime | None
+    decline_reason: str | None
     reschedule_count: int
     # The sales floor (docs/sales-floor.md, "Reason codes" and "Absence"):
     host_no_show: bool = Field(
@@ -280,7 +288,10 @@ class ReassignResult(Schema):
     conferencing_link: str | None
     new_closer_id: str
     new_closer_name: str
-    new_event_id: str
+    new_event_id: str | None = Field(
+        description="The new closer's calendar event; null for a pending call, which gets "
+        "its event when confirmed"
+    )
     old_event_orphaned: bool
     previous_closer_id: str | None
     previous_closer_name: str | None
@@ -301,6 +312,23 @@ class Reschedule(RequestSchema):
 
 class Cancel(RequestSchema):
     """``POST /v1/calls/{id}/cancel``: why, in words and as a code (docs/sales-floor.md)."""
+
+    reason: Reason | None = None
+    reason_code: CancelReasonCode | None = None
+
+
+class Confirm(RequestSchema):
+    """``POST /v1/calls/{id}/confirm`` (Cal.com: confirm a booking that requires one)."""
+
+    override_conflict: bool = Field(
+        default=False,
+        description="Confirm even when the closer's calendar now shows busy time in the slot",
+    )
+
+
+class Decline(RequestSchema):
+    """``POST /v1/calls/{id}/decline`` (Cal.com: decline a booking that requires
+    confirmation)."""
 
     reason: Reason | None = None
     reason_code: CancelReasonCode | None = None

@@ -34,16 +34,19 @@ from closerdesk.calls.steps import (
     actor,
     call_json,
     closer_with_calendar,
+    is_pending,
     locked_call,
     locked_call_with_lead,
     old_event,
     record_change,
+    require_confirmed_call,
     require_slot_call,
     require_valid,
     snapshot,
 )
 from closerdesk.errors import (
     CallCancelled,
+    CallDeclined,
     CallInPast,
     CallLeadMismatch,
     CallNotStarted,
@@ -71,14 +74,14 @@ async def set_outcome(
 ) -> models.Call:
     """Aura: set call outcome. Fires ``call.outcome_set`` (and ``call.no_show`` for ``no_show``).
 
-    Raises ``CallNotFound`` (404), ``CallCancelled`` and ``CallNotStarted`` (409). An outcome
-    may be corrected later; the history keeps every value. ``loss_reason`` goes with ``lost``
-    only (the body refuses it otherwise); any outcome sets it, so another outcome clears it
-    (docs/sales-floor.md, "Reason codes").
+    Raises ``CallNotFound`` (404), ``CallCancelled``, ``CallDeclined``, ``CallNotConfirmed``
+    (a pending call) and ``CallNotStarted`` (409). An outcome may be corrected later; the
+    history keeps every value. ``loss_reason`` goes with ``lost`` only (the body refuses it
+    otherwise); any outcome sets it, so another outcome clears it (docs/sales-floor.md,
+    "Reason codes").
     """
     call = await locked_call(session, auth, call_id)
-    if call.status == "cancelled":
-        raise CallCancelled()
+    require_confirmed_call(call)
     if call.scheduled_at is not None and call.scheduled_at > utcnow():
         raise CallNotStarted()
     fields = ["status", "notes", "loss_reason"]
@@ -130,6 +133,8 @@ async def reschedule(
     ``CloserConflict`` (409, unless ``override_conflict``), ``CalendarProviderError`` (502).
     Fires ``call.rescheduled`` (and ``call.closer_reassigned`` when the closer changes).
     ``reason_code`` becomes the call's ``reason_code`` (docs/sales-floor.md, "Reason codes").
+    A ``pending`` call stays pending, without event or link (docs/sales-floor.md,
+    "Confirmation").
     """
     org = auth.organization_id
     now = utcnow()
@@ -177,8 +182,11 @@ async def reschedule(
         or call.calendar_event_id is None
         or call.calendar_grant_id != chosen.account.connection_id
     )
+    pending = is_pending(call)  # stays pending: no event, no link until confirmed
     conferencing = change.providers.conferencing(session)
-    new_link = await conferencing.issue_link(org, call.id) if changing_closer else None
+    new_link = (
+        await conferencing.issue_link(org, call.id) if changing_closer and not pending else None
+    )
     description = link.description if link else None
     new_draft = event_draft(
         call,
@@ -192,7 +200,10 @@ async def reschedule(
     )
     box = change.providers.secrets
     old = await old_event(session, box, call, old_connection) if needs_new_event else None
-    if needs_new_event:
+    event_id: str | None
+    if pending:
+        event_id = None
+    elif needs_new_event:
         event_id = await change.create(chosen.account, new_draft)
     else:
         event_id = required(call.calendar_event_id, "calendar_event_id")
@@ -223,11 +234,12 @@ async def reschedule(
                 call,
                 chosen,
                 event_id,
-                required(new_link, "conferencing link"),
+                new_link,
                 body.override_conflict,
             )
         else:
-            call.calendar_event_id, call.calendar_grant_id = event_id, chosen.account.connection_id
+            call.calendar_event_id = event_id
+            call.calendar_grant_id = None if event_id is None else chosen.account.connection_id
             call.override_conflict = body.override_conflict
             call.sequence += 1
             await flush_placement(session)
@@ -288,12 +300,15 @@ async def cancel(
     ``change`` for removal. ``reason_code`` (a ``CancelReasonCode``) becomes the call's
     ``reason_code`` (docs/sales-floor.md, "Reason codes").
 
-    Raises ``CallNotFound`` (404), ``CallCancelled`` and ``CallInPast`` (409).
+    Raises ``CallNotFound`` (404), ``CallCancelled``, ``CallDeclined`` and ``CallInPast``
+    (409). A pending call may be cancelled (it has no event or link yet).
     Fires ``call.cancelled``.
     """
     call = await locked_call(session, auth, call_id)
     if call.status == "cancelled":
         raise CallCancelled()
+    if call.status == "declined":
+        raise CallDeclined()
     if call.scheduled_at is not None and call.scheduled_at <= utcnow():
         raise CallInPast()
     before = snapshot(call, ["status", "cancelled_at", "cancel_reason", "reason_code"])

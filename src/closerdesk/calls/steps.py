@@ -20,7 +20,9 @@ from closerdesk.auth.service import AuthContext
 from closerdesk.booking_links.service import CLOSER_ROLES
 from closerdesk.calendars import repository as calendars_repository
 from closerdesk.calendars.accounts import account_of
+from closerdesk.calendars.drafts import event_draft
 from closerdesk.calendars.provider import CalendarAccount
+from closerdesk.calendars.unit_of_work import CalendarChange
 from closerdesk.calls import repository
 from closerdesk.calls.conflicts import conflict_error
 from closerdesk.calls.schemas import (
@@ -31,7 +33,9 @@ from closerdesk.calls.schemas import (
 from closerdesk.errors import (
     CalendarNotConnected,
     CallCancelled,
+    CallDeclined,
     CallInPast,
+    CallNotConfirmed,
     CallNotFound,
     CallNotReassignable,
     CloserNotFound,
@@ -130,8 +134,21 @@ def require_slot_call(call: models.Call, now: datetime) -> None:
         raise CallNotReassignable()
     if call.status == "cancelled":
         raise CallCancelled()
+    if call.status == "declined":
+        raise CallDeclined()
     if call.scheduled_at is None or call.scheduled_at <= now:
         raise CallInPast()
+
+
+def require_confirmed_call(call: models.Call) -> None:
+    """A call that was booked and stands, so that it can have happened (outcome, absence):
+    ``CallCancelled``, ``CallDeclined``, ``CallNotConfirmed`` (a ``pending`` call; 409)."""
+    if call.status == "cancelled":
+        raise CallCancelled()
+    if call.status == "declined":
+        raise CallDeclined()
+    if is_pending(call):
+        raise CallNotConfirmed()
 
 
 @dataclass(frozen=True)
@@ -228,6 +245,37 @@ async def old_event(
     if connection is None:
         return None
     return account_of(connection, box), call.calendar_event_id
+
+
+async def place_on_calendar(
+    session: AsyncSession,
+    change: CalendarChange,
+    call: models.Call,
+    lead: models.Lead,
+    chosen: Closer,
+    booking_link_description: str | None,
+) -> None:
+    """Put a call whose time and closer are set on the closer's calendar: a new conferencing
+    link, then the event carrying it (through ``change``: undone if the transaction does not
+    commit). Booking does this at once; a call that needs confirmation when it is confirmed
+    (docs/sales-floor.md, "Confirmation"). Raises ``CalendarProviderError`` (502),
+    ``CalendarNotConnected`` (409: the calendar refused the credentials)."""
+    conferencing = change.providers.conferencing(session)
+    call.conferencing_link = await conferencing.issue_link(call.organization_id, call.id)
+    draft = event_draft(
+        call,
+        lead,
+        closer_name=chosen.member.name,
+        booking_link_description=booking_link_description,
+    )
+    event_id = await change.create(chosen.account, draft)
+    call.calendar_event_id, call.calendar_grant_id = event_id, chosen.account.connection_id
+
+
+def is_pending(call: models.Call) -> bool:
+    """A call awaiting confirmation: it holds its slot but has no calendar event and no
+    conferencing link yet (docs/sales-floor.md, "Confirmation")."""
+    return call.status == "pending"
 
 
 def set_closer(call: models.Call, closer: TeamMember) -> None:

@@ -31,6 +31,11 @@ FREED_STATUSES = ("cancelled", "declined")
 counted by round robin. Every other status holds the slot (``pending`` included)."""
 
 
+OPEN_STATUSES = ("pending", "scheduled")
+"""Statuses of a call still to take place: booked (``pending`` awaiting confirmation) and
+without an outcome, cancellation or decline."""
+
+
 NO_DOUBLE_BOOKING = "ex_calls_no_double_booking"
 """The PostgreSQL exclusion constraint refusing a closer two live booking calls at once."""
 

@@ -22,6 +22,7 @@ from closerdesk.errors import (
 from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import utcnow
 from closerdesk.models import BusyBlock, CalendarConnection, Call, TeamMember
+from closerdesk.models.call import OPEN_STATUSES
 from closerdesk.scheduling.intervals import Interval, merge
 from closerdesk.team.schemas import (
     BusyBlockCreate,
@@ -129,7 +130,7 @@ async def update_member(
             .where(
                 Call.organization_id == organization_id,
                 Call.closer_id == member.id,
-                Call.status == "scheduled",
+                Call.status.in_(OPEN_STATUSES),
                 Call.scheduled_at > utcnow(),
             )
             .values(closer_name=member.name, closer_email=member.email)
@@ -140,13 +141,13 @@ async def update_member(
 
 
 async def has_upcoming_calls(session: AsyncSession, organization_id: str, member_id: str) -> bool:
-    """Whether the member closes a scheduled call that has not started yet."""
+    """Whether the member closes a scheduled or pending call that has not started yet."""
     found = await session.scalar(
         select(Call.id)
         .where(
             Call.organization_id == organization_id,
             Call.closer_id == member_id,
-            Call.status == "scheduled",
+            Call.status.in_(OPEN_STATUSES),
             Call.scheduled_at > utcnow(),
         )
         .limit(1)

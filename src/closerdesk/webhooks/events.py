@@ -21,6 +21,8 @@ class EventType(StrEnum):
     webhook_disabled = "webhook.disabled"
     ping = "ping"
     call_absence_marked = "call.absence_marked"
+    call_confirmed = "call.confirmed"
+    call_declined = "call.declined"
 
 
 SUBSCRIBABLE = frozenset(e.value for e in EventType if e is not EventType.ping)

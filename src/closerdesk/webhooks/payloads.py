@@ -237,6 +237,27 @@ class CallAbsenceMarkedData(EventData):
     marked_by: Actor
 
 
+class CallConfirmedData(EventData):
+    """``call.confirmed``: a pending call was confirmed; ``call`` is ``scheduled`` now, with its
+    calendar event and conferencing link (docs/sales-floor.md, "Confirmation")."""
+
+    event_type = EventType.call_confirmed
+    call: Call
+    lead: LeadContact
+    confirmed_by: Actor
+
+
+class CallDeclinedData(EventData):
+    """``call.declined``: a pending call was declined and its slot is free again."""
+
+    event_type = EventType.call_declined
+    call: Call
+    lead: LeadContact
+    reason: str | None
+    reason_code: CancelReasonCode | None
+    declined_by: Actor
+
+
 DATA_MODELS: dict[EventType, type[EventData]] = {
     model.event_type: model
     for model in (
@@ -255,6 +276,8 @@ DATA_MODELS: dict[EventType, type[EventData]] = {
         WebhookDisabledData,
         PingData,
         CallAbsenceMarkedData,
+        CallConfirmedData,
+        CallDeclinedData,
     )
 }
 """The ``data`` model of every event type (a test checks that none is missing)."""
