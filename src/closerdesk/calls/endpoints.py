@@ -54,6 +54,10 @@ from closerdesk.errors import (
     PaymentNotFound,
     ProductInactive,
     ProductNotFound,
+    ReservationConsumed,
+    ReservationExpired,
+    ReservationMismatch,
+    ReservationNotFound,
     SameCloser,
     SetterNotFound,
     SlotInPast,
@@ -125,6 +129,10 @@ async def list_calls(
         CalendarNotConnected,
         CloserConflict,
         CalendarProviderError,
+        ReservationNotFound,
+        ReservationConsumed,
+        ReservationMismatch,
+        ReservationExpired,
     ),
 )
 async def book_call(
