@@ -363,7 +363,8 @@ async def test_another_organization_sees_no_reservation(
     theirs = await create_link(client, other_org, [host(b)])
     held = await reserve(client, org, link["id"], S())
     error(await _reserve(client, other_org, link["id"], S(11)), 404, "BOOKING_LINK_NOT_FOUND")
-    error(await _release(client, other_org, link["id"], held["id"]), 404, "RESERVATION_NOT_FOUND")
+    error(await _release(client, other_org, link["id"], held["id"]), 404, "BOOKING_LINK_NOT_FOUND")
+    error(await _release(client, other_org, theirs["id"], held["id"]), 404, "RESERVATION_NOT_FOUND")
     r = await book(client, other_org, session, theirs["id"], S(), reservation_id=held["id"])
     error(r, 404, "RESERVATION_NOT_FOUND")
     # Their own host is not held by it.

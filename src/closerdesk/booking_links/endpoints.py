@@ -177,13 +177,14 @@ async def reserve_slot(
     "/{link_id}/reservations/{reservation_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=responses(ReservationNotFound, ReservationConsumed),
+    responses=responses(BookingLinkNotFound, ReservationNotFound, ReservationConsumed),
 )
 async def release_slot(
     link_id: str, reservation_id: str, session: Session, auth: WriteKey
 ) -> Response:
-    """Release a reservation: the slot is offered again at once. 404 ``RESERVATION_NOT_FOUND``
-    when unknown, of another link or organization, or already released; 409
+    """Release a reservation: the slot is offered again at once. 404 ``BOOKING_LINK_NOT_FOUND``
+    for a link not of the organization; 404 ``RESERVATION_NOT_FOUND`` when the reservation is
+    unknown, of another link or organization, or already released; 409
     ``RESERVATION_CONSUMED`` once a call was booked with it (cancel the call instead)."""
     await reservations.release(session, auth.organization_id, link_id, reservation_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

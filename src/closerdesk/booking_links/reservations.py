@@ -73,9 +73,10 @@ async def release(
     session: AsyncSession, organization_id: str, link_id: str, reservation_id: str
 ) -> None:
     """Release a reservation of the link: its time is free again at once (row deleted; an
-    expired one too). Raises ``ReservationNotFound`` (404: unknown, of another organization or
-    link, or already released), ``ReservationConsumed`` (409: a call was booked with it; cancel
-    the call instead)."""
+    expired one too). Raises ``BookingLinkNotFound`` (404), ``ReservationNotFound`` (404:
+    unknown, of another organization or link, or already released), ``ReservationConsumed``
+    (409: a call was booked with it; cancel the call instead)."""
+    await service.get_link(session, organization_id, link_id)
     reservation = await reservations_repository.get_reservation(
         session, organization_id, reservation_id, lock=True
     )
