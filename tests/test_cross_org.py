@@ -35,6 +35,7 @@ from closerdesk.models import (
     Lead,
     Payment,
     Product,
+    SlotReservation,
     TeamMember,
     WebhookEvent,
 )
@@ -308,6 +309,40 @@ PROBES: list[Probe] = [
         "BOOKING_LINK_NOT_FOUND",
         params=lambda: {**_busy_range(), "time_zone": "UTC"},
     ),
+    _p(
+        "POST",
+        f"{LINK}/reservations",
+        "booking_link",
+        "BOOKING_LINK_NOT_FOUND",
+        lambda own: {"start": own["reserved_start"]},
+    ),
+    _p(
+        "DELETE",
+        f"{LINK}/reservations/{{reservation_id}}",
+        "booking_link",
+        "BOOKING_LINK_NOT_FOUND",
+        own={"reservation_id": "reservation"},
+    ),
+    Probe(
+        "DELETE",
+        f"{LINK}/reservations/{{reservation_id}}",
+        "reservation",
+        "RESERVATION_NOT_FOUND",
+        lambda own, x: (f"/v1/booking-links/{own['booking_link']}/reservations/{x}", None, None),
+        "reservation of own link",
+    ),
+    _ref(
+        "POST",
+        "/v1/calls",
+        "reservation",
+        "RESERVATION_NOT_FOUND",
+        "reservation_id",
+        lambda own: {
+            "lead_id": own["lead"],
+            "booking_link_id": own["booking_link"],
+            "scheduled_at": own["reserved_start"],
+        },
+    ),
     Probe(
         "POST",
         "/v1/booking-links",
@@ -484,6 +519,16 @@ async def _api_rows(client: httpx.AsyncClient, org: Org, ids: Ids) -> Ids:
     link = await _post(
         client, org, "/v1/booking-links", _link_body(ids["closer"], f"link-{ulid().lower()}")
     )
+    # A held slot: the link's first offered start in the coming week (its host works Mondays).
+    r = await client.get(
+        f"/v1/booking-links/{link['id']}/slots",
+        headers=org.headers,
+        params={"start": _future(1), "end": _future(9)},
+    )
+    reserved_start = r.json()["data"][0]["start"]
+    reservation = await _post(
+        client, org, f"/v1/booking-links/{link['id']}/reservations", {"start": reserved_start}
+    )
     webhook = await _post(
         client,
         org,
@@ -502,6 +547,8 @@ async def _api_rows(client: httpx.AsyncClient, org: Org, ids: Ids) -> Ids:
         "webhook": webhook["id"],
         "delivery": deliveries[0]["id"],
         "booking_link": link["id"],
+        "reservation": reservation["id"],
+        "reserved_start": reserved_start,
     }
 
 
@@ -526,6 +573,7 @@ def _missing() -> Ids:
         "webhook": new_id("wh"),
         "delivery": new_id("dlv"),
         "booking_link": new_id("bl"),
+        "reservation": new_id("rsv"),
     }
 
 
@@ -576,6 +624,7 @@ async def _snapshot(
             Call,
             CallEvent,
             Payment,
+            SlotReservation,
             WebhookEvent,
         ):
             count = await s.scalar(
@@ -665,7 +714,7 @@ async def test_lists_and_filters_never_show_another_org(
         ("/v1/calls", {}),
         ("/v1/webhooks", {}),
     ]
-    foreign_values = {v for k, v in theirs.items() if k != "meet"}
+    foreign_values = {v for k, v in theirs.items() if k not in ("meet", "reserved_start")}
     for url, params in checks:
         r = await client.get(url, headers=org.headers, params=params)
         assert r.status_code == 200, r.text

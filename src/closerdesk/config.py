@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     nylas_webhook_secret: SecretStr | None = None
     oauth_state_seconds: int = Field(default=900, ge=60, le=86400)
     """How long an ``authorization_url`` stays usable (its signed ``state``), in seconds."""
+    reservation_minutes: int = Field(default=5, ge=1, le=60)
+    """How long ``POST /v1/booking-links/{id}/reservations`` holds a slot (minutes,
+    docs/sales-floor.md "Slot reservations"); past it the slot is offered again."""
     retention_days: int = Field(default=30, ge=1, le=3650)
     """Delivered webhook deliveries (and their attempts) older than this many days are pruned
     by the worker (docs/idempotency.md, "Retention"); undelivered ones are never pruned."""

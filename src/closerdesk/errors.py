@@ -145,6 +145,12 @@ class BookingLinkNotFound(NotFound):
     code, message = "BOOKING_LINK_NOT_FOUND", "Booking link not found."
 
 
+class ReservationNotFound(NotFound):
+    """A slot reservation that does not exist in the key's organization (or of another link)."""
+
+    code, message = "RESERVATION_NOT_FOUND", "Slot reservation not found."
+
+
 class WebhookNotFound(NotFound):
     code, message = "WEBHOOK_NOT_FOUND", "Webhook subscription not found."
 
@@ -280,6 +286,25 @@ class CallNotScheduled(Conflict):
 
 class SlotNotAvailable(Conflict):
     code, message = "SLOT_NOT_AVAILABLE", "No host of the booking link is free at that time."
+
+
+class ReservationExpired(Conflict):
+    """Booking with a reservation past its ``expires_at`` (docs/sales-floor.md)."""
+
+    code, message = "RESERVATION_EXPIRED", "The slot reservation has expired."
+
+
+class ReservationConsumed(Conflict):
+    """Booking with, or releasing, a reservation a call was already booked with."""
+
+    code, message = "RESERVATION_CONSUMED", "A call was already booked with this reservation."
+
+
+class ReservationMismatch(Conflict):
+    """Booking with a reservation of another booking link, start or duration."""
+
+    code = "RESERVATION_MISMATCH"
+    message = "The call does not match the reservation's booking link, start or duration."
 
 
 class NoHostAvailable(Conflict):

@@ -3,7 +3,10 @@
 * delivered webhook deliveries (``status = succeeded``) whose ``delivered_at`` is older than
   ``CLOSERDESK_RETENTION_DAYS`` (default 30), with their attempts; a pending or failed delivery
   is never pruned, however old (it can still be delivered or redelivered);
-* idempotency keys past their 24 h (``expires_at``).
+* idempotency keys past their 24 h (``expires_at``);
+* slot reservations past their ``expires_at``, consumed or not (docs/sales-floor.md, "Slot
+  reservations"): an expired one holds nothing any more, and a consumed one's time is held by
+  its call; until it expires, booking with it again still answers ``RESERVATION_CONSUMED``.
 
 Each batch is one short transaction of at most ``batch`` rows, and a round stops after
 ``max_batches`` batches per kind, so pruning never holds a lock for long (on SQLite the write
@@ -20,7 +23,7 @@ from sqlalchemy import delete, select
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.kit.time import utcnow
-from closerdesk.models import IdempotencyKey, WebhookAttempt, WebhookDelivery
+from closerdesk.models import IdempotencyKey, SlotReservation, WebhookAttempt, WebhookDelivery
 
 BATCH = 500
 """Rows per transaction."""
@@ -35,6 +38,7 @@ class Pruned:
     deliveries: int = 0
     attempts: int = 0
     idempotency_keys: int = 0
+    reservations: int = 0
 
 
 async def prune(
@@ -91,4 +95,30 @@ async def prune(
                 await session.commit()
         if len(ids) < batch:
             break
-    return Pruned(deliveries=deliveries, attempts=attempts, idempotency_keys=keys)
+    reservations = 0
+    for _ in range(max_batches):
+        async with database.writer() as session:
+            ids = list(
+                await session.scalars(
+                    select(SlotReservation.id)
+                    .where(SlotReservation.expires_at <= now)
+                    .order_by(SlotReservation.expires_at)
+                    .limit(batch)
+                )
+            )
+            if ids:
+                gone = await session.execute(
+                    delete(SlotReservation).where(
+                        SlotReservation.id.in_(ids), SlotReservation.expires_at <= now
+                    )
+                )
+                reservations += gone.rowcount  # type: ignore[attr-defined]
+                await session.commit()
+        if len(ids) < batch:
+            break
+    return Pruned(
+        deliveries=deliveries,
+        attempts=attempts,
+        idempotency_keys=keys,
+        reservations=reservations,
+    )

@@ -95,12 +95,13 @@ class RetentionWorker:
         while not stop.is_set():
             try:
                 pruned = await prune(self.database, self.settings)
-                if pruned.deliveries or pruned.idempotency_keys:
+                if pruned.deliveries or pruned.idempotency_keys or pruned.reservations:
                     log.info(
                         "retention.pruned",
                         deliveries=pruned.deliveries,
                         attempts=pruned.attempts,
                         idempotency_keys=pruned.idempotency_keys,
+                        reservations=pruned.reservations,
                     )
             except Exception:
                 log.exception("retention.round_failed")

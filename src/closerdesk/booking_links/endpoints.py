@@ -5,29 +5,39 @@ from __future__ import annotations
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy import select
 
 from closerdesk.auth.dependencies import ReadKey, WriteKey
-from closerdesk.booking_links import service
+from closerdesk.booking_links import reservations, service
 from closerdesk.booking_links.schemas import (
     BookingLink,
     BookingLinkCreate,
     BookingLinkUpdate,
+    Reservation,
+    ReservationCreate,
     Slot,
 )
+from closerdesk.calendars.unit_of_work import calendar_change
+from closerdesk.config import Settings
 from closerdesk.db import Session
 from closerdesk.errors import (
     BookingLinkInactive,
     BookingLinkNotFound,
     BookingLinkSlugTaken,
+    CalendarProviderError,
     CloserNotFound,
+    ReservationConsumed,
+    ReservationNotFound,
+    SlotInPast,
+    SlotNotAvailable,
     responses,
 )
 from closerdesk.kit.pagination import Cursor, Limit, paginate
 from closerdesk.kit.schemas import Envelope, ListEnvelope, TimeZoneName, UTCDateTime
 from closerdesk.kit.time import utcnow
 from closerdesk.models import BookingLink as BookingLinkRow
+from closerdesk.providers import ProvidersDep
 
 router = APIRouter(prefix="/v1/booking-links", tags=["booking links"])
 
@@ -120,3 +130,61 @@ async def get_slots(
             for s in slots
         ]
     )
+
+
+@router.post(
+    "/{link_id}/reservations",
+    response_model=Envelope[Reservation],
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(
+        SlotInPast,
+        BookingLinkNotFound,
+        BookingLinkInactive,
+        SlotNotAvailable,
+        CalendarProviderError,
+    ),
+)
+async def reserve_slot(
+    link_id: str,
+    body: ReservationCreate,
+    request: Request,
+    session: Session,
+    auth: WriteKey,
+    providers: ProvidersDep,
+) -> Envelope[Reservation]:
+    """Hold an offered slot of the link for ``CLOSERDESK_RESERVATION_MINUTES`` (default 5)
+    while the lead fills in the booking form (docs/sales-floor.md, "Slot reservations"). One
+    host is held, chosen by the link's round robin among the free hosts, and is not shown: the
+    slot stays offered while another host is free. Book it with ``POST /v1/calls``
+    ``{"booking_link_id", "scheduled_at": start, "reservation_id"}`` before ``expires_at``.
+    Not an offered slot (or taken meanwhile): 409 ``SLOT_NOT_AVAILABLE``."""
+    settings: Settings = request.app.state.settings
+    async with calendar_change(session, providers) as change:
+        held = await reservations.reserve(
+            session,
+            change,
+            auth.organization_id,
+            link_id,
+            body.start,
+            minutes=settings.reservation_minutes,
+            now=utcnow(),
+        )
+        data = Reservation.model_validate(held)
+    return Envelope(data=data)
+
+
+@router.delete(
+    "/{link_id}/reservations/{reservation_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=responses(BookingLinkNotFound, ReservationNotFound, ReservationConsumed),
+)
+async def release_slot(
+    link_id: str, reservation_id: str, session: Session, auth: WriteKey
+) -> Response:
+    """Release a reservation: the slot is offered again at once. 404 ``BOOKING_LINK_NOT_FOUND``
+    for a link not of the organization; 404 ``RESERVATION_NOT_FOUND`` when the reservation is
+    unknown, of another link or organization, or already released; 409
+    ``RESERVATION_CONSUMED`` once a call was booked with it (cancel the call instead)."""
+    await reservations.release(session, auth.organization_id, link_id, reservation_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

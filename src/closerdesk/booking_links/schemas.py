@@ -172,3 +172,24 @@ class Slot(Schema):
         json_schema_extra={"format": "date-time"},
         description="RFC 3339 with the offset of the requested time zone",
     )
+
+
+class ReservationCreate(RequestSchema):
+    """``POST /v1/booking-links/{id}/reservations``: the offered slot to hold (RFC 3339)."""
+
+    start: UTCDateTime
+
+
+class Reservation(Schema):
+    """A slot held for one lead until ``expires_at`` (docs/sales-floor.md "Slot reservations").
+
+    ``start``/``end`` are the call's span (UTC, without buffers). The held host is not shown:
+    the answer goes to lead-facing clients, and the booking made with ``reservation_id`` names
+    the closer.
+    """
+
+    id: str = Field(examples=["rsv_01JH2Q4V7Z8X9Y0A1B2C3D4E5F"])
+    booking_link_id: str
+    start: UTCDateTime = Field(validation_alias="starts_at")
+    end: UTCDateTime = Field(validation_alias="ends_at")
+    expires_at: UTCDateTime

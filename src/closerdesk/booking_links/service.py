@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from closerdesk.booking_links import schemas
+from closerdesk.booking_links import reservations_repository, schemas
 from closerdesk.booking_links.schemas import BookingLinkCreate, BookingLinkUpdate
 from closerdesk.calendars.busy import stored_busy_spans
 from closerdesk.calls import repository as calls_repository
@@ -27,6 +27,7 @@ from closerdesk.errors import (
     ValidationFailed,
 )
 from closerdesk.kit.ids import new_id
+from closerdesk.kit.time import utcnow
 from closerdesk.models import BookingLink, BookingLinkHost, CalendarConnection, Call, TeamMember
 from closerdesk.models.base import epoch_us
 from closerdesk.models.call import FREED_STATUSES
@@ -308,15 +309,16 @@ async def busy_spans_by_host(
     end: datetime,
 ) -> dict[str, SpanColumns]:
     """Busy time of each host in ``[start, end)``, member id → spans (integer microseconds since the
-    epoch, UTC, any order; the core's span form, ``SpanColumns``): active calls with their own
-    link's buffers (one query for all hosts) and calendar busy as closerdesk keeps it (the built-in
-    tables, the mirror of an external calendar; no provider is asked: ``docs/calendars.md``). The
-    database computes the integers (docs/performance.md, "Slots through the API")."""
+    epoch, UTC, any order; the core's span form, ``SpanColumns``): active calls and live slot
+    reservations with their own link's buffers (one query for all hosts) and calendar busy as
+    closerdesk keeps it (the built-in tables, the mirror of an external calendar; no provider is
+    asked: ``docs/calendars.md``). The database computes the integers (docs/performance.md,
+    "Slots through the API")."""
     busy = {h.member.id: SpanColumns() for h in hosts}
     if not hosts:
         return busy
     # A call booked through a link keeps that link's buffers around it.
-    calls = await session.execute(
+    calls = (
         select(
             Call.closer_id,
             epoch_us(Call.scheduled_at),
@@ -333,7 +335,14 @@ async def busy_spans_by_host(
             calls_repository.overlaps(start, end),
         )
     )
-    for closer_id, call_start, call_end, before, after in calls.all():
+    # A live slot reservation holds its host's time as a call of its link would; in the same
+    # round trip (docs/sales-floor.md, "Slot reservations").
+    holds = reservations_repository.live_hold_spans(
+        organization_id, list(busy), start, end, utcnow()
+    )
+    for closer_id, call_start, call_end, before, after in (
+        await session.execute(calls.union_all(holds))
+    ).all():
         if closer_id is not None and call_start is not None and call_end is not None:
             busy[closer_id].extend(
                 [call_start - (before or 0) * MINUTE_US], [call_end + (after or 0) * MINUTE_US]

@@ -16,7 +16,7 @@ from closerdesk.auth.service import AuthContext
 from closerdesk.booking_links import service as booking_links
 from closerdesk.booking_links.service import CLOSER_ROLES, fairness_of
 from closerdesk.calendars.unit_of_work import CalendarChange
-from closerdesk.calls import repository
+from closerdesk.calls import repository, reserved
 from closerdesk.calls.assignment import pick_by_round_robin
 from closerdesk.calls.conflicts import flush_placement, require_free
 from closerdesk.calls.schemas import (
@@ -70,7 +70,9 @@ async def book(
     Raises ``LeadNotFound``, ``SetterNotFound``, ``ProductNotFound``, ``BookingLinkNotFound``
     (404), ``ProductInactive``, ``BookingLinkInactive`` (409), ``SlotInPast`` (400) and, for
     bookings, ``CloserNotFound`` (404), ``CalendarNotConnected``/``CloserConflict`` (409),
-    ``SlotNotAvailable`` (409, round robin), ``CalendarProviderError`` (502).
+    ``SlotNotAvailable`` (409, round robin), ``CalendarProviderError`` (502); with
+    ``reservation_id`` (docs/sales-floor.md, "Slot reservations"), ``ReservationNotFound``
+    (404), ``ReservationConsumed``/``ReservationMismatch``/``ReservationExpired`` (409).
     """
     org = auth.organization_id
     now = utcnow()
@@ -114,6 +116,7 @@ async def book(
     )
     link = await _booking_link(session, org, body.booking_link_id)
     assignment = "manual"
+    held: reserved.Held | None = None
     if body.call_kind == "booking":
         # The schema demands a time, and a closer or a booking link (whose duration applies).
         start = required(body.scheduled_at, "scheduled_at")
@@ -121,8 +124,20 @@ async def book(
         end = start + timedelta(minutes=minutes)
         if start <= now:
             raise SlotInPast()
-        if body.closer_id is None:
-            chosen = await _round_robin_closer(
+        if body.reservation_id is not None:  # the host the reservation holds (no round robin)
+            held = await reserved.take(
+                session,
+                change,
+                body.reservation_id,
+                required(link, "booking link"),
+                start,
+                end,
+                override_conflict=body.override_conflict,
+                now=now,
+            )
+            chosen, assignment = held.closer, "round_robin"
+        elif body.closer_id is None:
+            chosen = await round_robin_closer(
                 session, change, required(link, "booking link"), start, end, now
             )
             assignment = "round_robin"
@@ -160,6 +175,8 @@ async def book(
 
     session.add(call)
     await flush_placement(session)
+    if held is not None:
+        await reserved.consume(session, held, call)
     after = call_json(call)
     record_change(session, call, auth, "booked", before={}, after=after)
     status_changed = lead.status == "new" and call.call_kind == "booking"
@@ -217,7 +234,7 @@ async def _booking_link(
     return link
 
 
-async def _round_robin_closer(
+async def round_robin_closer(
     session: AsyncSession,
     change: CalendarChange,
     link: BookingLink,

@@ -1,6 +1,8 @@
 """Conflict detection: what a closer already has during a call's time (``docs/calendars.md``).
 
-Two sources: the closer's other live calls (``source: "call"``), and foreign busy time on the
+Three sources: the closer's other live calls (``source: "call"``), the closer's live slot
+reservations (``source: "reservation"``: a slot held for a lead being booked, times only;
+docs/sales-floor.md, "Slot reservations"), and foreign busy time on the
 closer's calendar asked live of the provider (``source: "calendar"``: the busy time as the
 calendar reports it for the call's interval, times only, never the other event's title). The
 caller holds the closer's row lock, so no concurrent booking can slip in between the check and
@@ -22,6 +24,7 @@ from closerdesk.calendars.unit_of_work import CalendarChange
 from closerdesk.calls import repository
 from closerdesk.calls.schemas import ConflictItem
 from closerdesk.errors import CalendarProviderError, CloserConflict
+from closerdesk.kit.time import utcnow
 from closerdesk.models.call import NO_DOUBLE_BOOKING
 from closerdesk.scheduling.intervals import Interval
 
@@ -37,8 +40,10 @@ async def find_conflicts(
     *,
     exclude_call_id: str | None,
     tolerate_calendar_error: bool,
+    exclude_reservation_id: str | None = None,
 ) -> list[ConflictItem]:
-    """What the closer already has in ``[start, end)``: other live calls, then calendar busy.
+    """What the closer already has in ``[start, end)``: other live calls and live slot
+    reservations (but ``exclude_reservation_id``, the one being booked), then calendar busy.
 
     Raises ``CalendarProviderError`` (502) if the calendar cannot answer, unless
     ``tolerate_calendar_error`` (an override does not need the answer to proceed), and
@@ -46,16 +51,22 @@ async def find_conflicts(
     """
     wanted = Interval(start, end)
     conflicts = [
-        ConflictItem(start=c.scheduled_at, end=c.ends_at, source="call", call_id=c.id)
-        for c in await repository.overlapping_calls(
+        ConflictItem(
+            start=row_start,
+            end=row_end,
+            source=source,
+            call_id=held_id if source == "call" else None,
+        )
+        for source, held_id, row_start, row_end in await repository.overlapping_busy(
             session,
             account.organization_id,
             account.member_id,
             start,
             end,
+            utcnow(),
             exclude_call_id=exclude_call_id,
+            exclude_reservation_id=exclude_reservation_id,
         )
-        if c.scheduled_at is not None and c.ends_at is not None
     ]
     try:
         busy = await change.busy(account, start, end)
@@ -81,6 +92,7 @@ async def require_free(
     *,
     exclude_call_id: str | None,
     override_conflict: bool,
+    exclude_reservation_id: str | None = None,
 ) -> list[ConflictItem]:
     """The conflicts of ``[start, end)`` for the (locked) closer; raises ``CloserConflict``
     (409, with ``details.conflicts``) unless ``override_conflict``, which returns them."""
@@ -92,6 +104,7 @@ async def require_free(
         end,
         exclude_call_id=exclude_call_id,
         tolerate_calendar_error=override_conflict,
+        exclude_reservation_id=exclude_reservation_id,
     )
     if conflicts and not override_conflict:
         raise conflict_error(conflicts)

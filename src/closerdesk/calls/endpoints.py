@@ -70,6 +70,10 @@ from closerdesk.errors import (
     PaymentNotFound,
     ProductInactive,
     ProductNotFound,
+    ReservationConsumed,
+    ReservationExpired,
+    ReservationMismatch,
+    ReservationNotFound,
     SameCloser,
     SetterNotFound,
     SlotInPast,
@@ -147,6 +151,10 @@ async def list_calls(
         CalendarNotConnected,
         CloserConflict,
         CalendarProviderError,
+        ReservationNotFound,
+        ReservationConsumed,
+        ReservationMismatch,
+        ReservationExpired,
     ),
 )
 async def book_call(

@@ -9,11 +9,20 @@ from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, or_, select
+from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closerdesk.booking_links import reservations_repository
 from closerdesk.kit.rows import first_row, shaped
-from closerdesk.models import BookingLink, CalendarConnection, Call, CallEvent, Lead, TeamMember
+from closerdesk.models import (
+    BookingLink,
+    CalendarConnection,
+    Call,
+    CallEvent,
+    Lead,
+    SlotReservation,
+    TeamMember,
+)
 from closerdesk.models.call import FREED_STATUSES, MAX_CALL_MINUTES
 
 CALL_LOOKBACK = timedelta(minutes=MAX_CALL_MINUTES + 1)
@@ -236,6 +245,48 @@ async def closers_with_connections(
         .order_by(TeamMember.name, TeamMember.id)
     )
     return [(member, connection) for member, connection in rows.all()]
+
+
+async def overlapping_busy(
+    session: AsyncSession,
+    organization_id: str,
+    closer_id: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    *,
+    exclude_call_id: str | None = None,
+    exclude_reservation_id: str | None = None,
+) -> Sequence[Row[str, str, datetime, datetime]]:
+    """What of the closer's own holds shares time with ``[start, end)``, as ``(source, id,
+    start, end)`` rows in start order, in one round trip: ``("call", …)`` for the calls of
+    :func:`overlapping_calls`, ``("reservation", …)`` for the closer's live slot reservations
+    (docs/sales-floor.md, "Slot reservations")."""
+    calls = select(
+        literal("call").label("source"),
+        Call.id.label("id"),
+        Call.scheduled_at.label("starts_at"),
+        Call.ends_at.label("ends_at"),
+    ).where(
+        Call.organization_id == organization_id,
+        Call.closer_id == closer_id,
+        Call.call_kind == "booking",
+        Call.status.not_in(FREED_STATUSES),
+        overlaps(start, end),
+    )
+    if exclude_call_id is not None:
+        calls = calls.where(Call.id != exclude_call_id)
+    holds = select(
+        literal("reservation"),
+        SlotReservation.id,
+        SlotReservation.starts_at,
+        SlotReservation.ends_at,
+    ).where(reservations_repository.live_overlapping(organization_id, [closer_id], start, end, now))
+    if exclude_reservation_id is not None:
+        holds = holds.where(SlotReservation.id != exclude_reservation_id)
+    both = union_all(calls, holds).subquery()
+    rows = await session.execute(select(both).order_by(both.c.starts_at, both.c.id))
+    return rows.all()
 
 
 def list_calls_query(

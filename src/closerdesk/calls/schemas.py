@@ -196,8 +196,9 @@ class UtmFields(RequestSchema):
 
 class CallCreate(UtmFields):
     """Book a call (docs/api.md). A ``booking`` needs ``scheduled_at`` and either ``closer_id``
-    (manual) or ``booking_link_id`` alone (round robin at an offered slot, docs/api.md "Slots"); its
-    ``duration_minutes`` defaults to the link's. An ``intent`` has neither time nor event."""
+    (manual) or ``booking_link_id`` alone (round robin at an offered slot, docs/api.md "Slots"),
+    or with a ``reservation_id`` of that link and time (its host); its ``duration_minutes``
+    defaults to the link's. An ``intent`` has neither time nor event."""
 
     lead_id: str | None = Field(default=None, max_length=40)
     lead: LeadInline | None = None
@@ -213,6 +214,13 @@ class CallCreate(UtmFields):
     notes: LongText | None = None
     form_data: list[FormAnswer] = Field(default_factory=list, max_length=200)
     override_conflict: bool = False
+    reservation_id: str | None = Field(
+        default=None,
+        max_length=40,
+        description="A slot reservation of ``booking_link_id`` at ``scheduled_at`` "
+        '(docs/sales-floor.md, "Slot reservations"): the call goes to the host it holds and '
+        "consumes it. Not with ``closer_id``.",
+    )
 
     @model_validator(mode="after")
     def _check_shape(self) -> CallCreate:
@@ -225,8 +233,12 @@ class CallCreate(UtmFields):
                 raise ValueError("a booking call needs closer_id or booking_link_id")
             if self.duration_minutes is None and self.booking_link_id is None:
                 raise ValueError("a booking call needs duration_minutes (or a booking link)")
+            if self.reservation_id is not None and self.closer_id is not None:
+                raise ValueError("give closer_id or reservation_id, not both")
         elif self.scheduled_at is not None or self.duration_minutes is not None:
             raise ValueError("an intent call has no scheduled_at or duration_minutes")
+        elif self.reservation_id is not None:
+            raise ValueError("an intent call has no reservation_id")
         return self
 
 
@@ -339,7 +351,11 @@ class ConflictItem(Schema):
 
     start: UTCDateTime
     end: UTCDateTime
-    source: Literal["call", "calendar"]
+    source: Literal["call", "calendar", "reservation"] = Field(
+        description="``call``: another call of the closer (``call_id`` names it); "
+        "``calendar``: busy time on the closer's calendar; ``reservation``: a slot the closer "
+        'holds for a lead being booked (docs/sales-floor.md, "Slot reservations")'
+    )
     call_id: str | None = None
 
 
