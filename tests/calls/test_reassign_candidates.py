@@ -177,3 +177,34 @@ async def test_a_bounded_number_of_queries(
         event.remove(database.engine.sync_engine, "before_cursor_execute", count)
     print(f"reassign-candidates, {closers} closers: {len(statements)} statements")  # noqa: T201
     assert len(statements) <= 16
+
+
+async def test_a_closer_holding_a_reservation_at_that_time_has_a_conflict(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession
+) -> None:
+    """The same holds as reassign's conflict check: a live slot reservation is one, even for a
+    closer outside the call's link (sales-floor.md, "Slot reservations")."""
+    current = await create_member(session, org)
+    holder = await create_member(session, org)
+    lead = await create_lead(session, org)
+    call = await create_call(session, org, lead=lead, closer=current, scheduled_at=S(10))
+    other_link = await create_link(client, org, [host(holder.id)])
+    held = ok(
+        await client.post(
+            f"/v1/booking-links/{other_link['id']}/reservations",
+            headers=org.headers,
+            json={"start": iso(S(10))},
+        ),
+        201,
+    )
+    got = by_id(await candidates(client, org, call.id))
+    assert got[holder.id]["reasons"] == ["CLOSER_CONFLICT"]
+    assert got[holder.id]["conflicts"] == [
+        {"start": held["start"], "end": held["end"], "source": "reservation", "call_id": None}
+    ]
+    reassign = await client.post(
+        f"/v1/calls/{call.id}/reassign-closer",
+        headers=org.headers,
+        json={"new_closer_id": holder.id},
+    )
+    error(reassign, 409, "CLOSER_CONFLICT")

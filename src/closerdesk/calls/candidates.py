@@ -28,6 +28,7 @@ from closerdesk.booking_links import service as booking_links
 from closerdesk.booking_links.service import CLOSER_ROLES, Host
 from closerdesk.calendars.busy import stored_busy
 from closerdesk.calls import repository
+from closerdesk.calls.conflicts import own_conflicts
 from closerdesk.calls.schemas import CandidateReason, ConflictItem, ReassignCandidate
 from closerdesk.calls.steps import closer_reasons, get_call, require_slot_call
 from closerdesk.kit import required
@@ -95,16 +96,7 @@ async def reassign_candidates(
     busy = await booking_links.busy_by_host(session, org, hosts, start - margin, end + margin)
 
     # What each closer has during the call itself, as CLOSER_CONFLICT details say it.
-    conflicts: dict[str, list[ConflictItem]] = {member_id: [] for member_id in ids}
-    for other in await repository.overlapping_calls_of(
-        session, org, ids, start, end, exclude_call_id=call.id
-    ):
-        if other.closer_id is not None and other.scheduled_at and other.ends_at:
-            conflicts[other.closer_id].append(
-                ConflictItem(
-                    start=other.scheduled_at, end=other.ends_at, source="call", call_id=other.id
-                )
-            )
+    conflicts = await own_conflicts(session, org, ids, start, end, exclude_call_id=call.id)
     valid = {c.id: member.id for member, c in closers if c is not None and c.status == "valid"}
     stored = await stored_busy(
         session, [c for _, c in closers if c is not None and c.id in valid], start, end

@@ -250,26 +250,27 @@ async def closers_with_connections(
 async def overlapping_busy(
     session: AsyncSession,
     organization_id: str,
-    closer_id: str,
+    closer_ids: Sequence[str],
     start: datetime,
     end: datetime,
     now: datetime,
     *,
     exclude_call_id: str | None = None,
     exclude_reservation_id: str | None = None,
-) -> Sequence[Row[str, str, datetime, datetime]]:
-    """What of the closer's own holds shares time with ``[start, end)``, as ``(source, id,
-    start, end)`` rows in start order, in one round trip: ``("call", …)`` for the calls of
-    :func:`overlapping_calls`, ``("reservation", …)`` for the closer's live slot reservations
+) -> Sequence[Row[str, str, str, datetime, datetime]]:
+    """What of the closers' own holds shares time with ``[start, end)``, as ``(closer_id,
+    source, id, start, end)`` rows in start order, in one round trip: ``("call", …)`` for the
+    calls of :func:`overlapping_calls`, ``("reservation", …)`` for live slot reservations
     (docs/sales-floor.md, "Slot reservations")."""
     calls = select(
+        Call.closer_id.label("closer_id"),
         literal("call").label("source"),
         Call.id.label("id"),
         Call.scheduled_at.label("starts_at"),
         Call.ends_at.label("ends_at"),
     ).where(
         Call.organization_id == organization_id,
-        Call.closer_id == closer_id,
+        Call.closer_id.in_(list(closer_ids)),
         Call.call_kind == "booking",
         Call.status.not_in(FREED_STATUSES),
         overlaps(start, end),
@@ -277,11 +278,14 @@ async def overlapping_busy(
     if exclude_call_id is not None:
         calls = calls.where(Call.id != exclude_call_id)
     holds = select(
+        SlotReservation.member_id,
         literal("reservation"),
         SlotReservation.id,
         SlotReservation.starts_at,
         SlotReservation.ends_at,
-    ).where(reservations_repository.live_overlapping(organization_id, [closer_id], start, end, now))
+    ).where(
+        reservations_repository.live_overlapping(organization_id, list(closer_ids), start, end, now)
+    )
     if exclude_reservation_id is not None:
         holds = holds.where(SlotReservation.id != exclude_reservation_id)
     both = union_all(calls, holds).subquery()
