@@ -41,7 +41,7 @@ async def test_every_printed_curl_line_works_as_pasted(
 ) -> None:
     demo = await load_demo(database, settings, providers)
     lines = curl_lines(demo, BASE)
-    assert len(lines) >= 9
+    assert len(lines) >= 14
     for title, command in lines:
         method, url, headers, body = request_of(command)
         assert url.startswith(BASE), command
@@ -60,4 +60,6 @@ async def test_loading_it_again_replaces_the_demo_organization(
     assert old.status_code == 401
     new = await client.get("/v1/calls", headers={"Authorization": f"Bearer {second.api_key}"})
     assert new.status_code == 200
-    assert len(new.json()["data"]) == 5
+    calls = new.json()["data"]
+    assert len(calls) == 6
+    assert [c["status"] for c in calls].count("pending") == 1

@@ -70,6 +70,8 @@ class DemoData:
     slots_to: datetime
     round_robin_slot: datetime
     auto_reassign_call_id: str
+    pending_call_id: str
+    reservation_slot: datetime
 
 
 def _weekdays(start: str, end: str) -> list[dict[str, str]]:
@@ -116,6 +118,33 @@ _STRATEGY_CALL = BookingLinkCreate.model_validate(
     }
 )
 """Three closers of different priorities in three zones (issue "Scheduling", part 4)."""
+
+_DISCOVERY_CALL = BookingLinkCreate.model_validate(
+    {
+        "slug": "vip-discovery",
+        "title": "VIP discovery call",
+        "duration_minutes": 30,
+        "assignment": "round_robin",
+        "minimum_notice_minutes": 60,
+        "requires_confirmation": True,
+        "fairness_period": "week",
+        "hosts": [
+            {
+                "member_id": "user_bruno",
+                "schedule": {"time_zone": "Europe/Berlin", "weekly": _weekdays("10:00", "18:00")},
+            },
+            {
+                "member_id": "user_chloe",
+                "schedule": {
+                    "time_zone": "America/Los_Angeles",
+                    "weekly": _weekdays("08:00", "16:00"),
+                },
+            },
+        ],
+    }
+)
+"""Calls booked through it wait for a manager's confirmation (docs/sales-floor.md,
+"Confirmation"); its round robin is fair over the week."""
 
 
 def _at(days: int, hour: int) -> datetime:
@@ -194,6 +223,11 @@ async def load_demo(
         )
         past = await _past_call(session, settings, org.id, leads[3], product.id)
         link_id = (await booking_links.create_link(session, org.id, _STRATEGY_CALL)).id
+        discovery_id = (await booking_links.create_link(session, org.id, _DISCOVERY_CALL)).id
+        # Chloe takes at most four calls a day (docs/sales-floor.md, "Round-robin controls").
+        chloe = await session.get(TeamMember, (org.id, "user_chloe"))
+        if chloe is not None:
+            chloe.max_bookings_per_day = 4
         await session.commit()
 
     async def book(lead: Lead, closer_id: str, start: datetime) -> Call:
@@ -248,6 +282,30 @@ async def load_demo(
             ),
         )
     later = next(s for s in slots if s.start >= shared.start + timedelta(days=1))
+    held = next(s for s in slots if s.start >= later.start + timedelta(days=1))
+
+    # A VIP request waiting for a manager's confirmation: pending, its slot held.
+    async with database.writer() as session:
+        discovery = await booking_links.get_link(session, org.id, discovery_id)
+        vip_slots = await booking_links.link_slots(
+            session, discovery, slots_from, slots_to, utcnow()
+        )
+    async with database.writer() as session, calendar_change(session, providers) as change:
+        pending = await calls.book(
+            session,
+            auth,
+            change,
+            CallCreate(
+                lead=LeadInline(
+                    email="jonas@example.com",
+                    full_name="Jonas Berg",
+                    phone="+4917055501060",
+                    time_zone="Europe/Berlin",
+                ),
+                scheduled_at=vip_slots[len(vip_slots) // 2].start,
+                booking_link_id=discovery_id,
+            ),
+        )
     return DemoData(
         organization_id=org.id,
         api_key=key.api_key,
@@ -262,6 +320,8 @@ async def load_demo(
         slots_to=slots_to,
         round_robin_slot=later.start,
         auto_reassign_call_id=routed.id,
+        pending_call_id=pending.id,
+        reservation_slot=held.start,
     )
 
 
@@ -342,6 +402,10 @@ def curl_lines(demo: DemoData, base_url: str) -> list[tuple[str, str]]:
     return [
         ("Get a call", f"curl -s {base}/v1/calls/{demo.reassign_call_id} {auth}"),
         (
+            "Who could take this call instead (reassign candidates)",
+            f"curl -s {base}/v1/calls/{demo.reassign_call_id}/reassign-candidates {auth}",
+        ),
+        (
             "Set an outcome on yesterday's call",
             post(
                 f"/v1/calls/{demo.past_call_id}/outcome",
@@ -364,8 +428,15 @@ def curl_lines(demo: DemoData, base_url: str) -> list[tuple[str, str]]:
             ),
         ),
         (
-            "Cancel",
-            post(f"/v1/calls/{demo.cancel_call_id}/cancel", '{"reason": "Lead cancelled"}'),
+            "Cancel, with a reason code",
+            post(
+                f"/v1/calls/{demo.cancel_call_id}/cancel",
+                '{"reason": "Lead cancelled", "reason_code": "lead_requested"}',
+            ),
+        ),
+        (
+            "Calls cancelled because the lead asked",
+            f"curl -s '{base}/v1/calls?status=cancelled&reason_code=lead_requested' {auth}",
         ),
         (
             "Slots of the round-robin booking link, in the lead's zone",
@@ -392,5 +463,24 @@ def curl_lines(demo: DemoData, base_url: str) -> list[tuple[str, str]]:
         (
             "Add-to-calendar links",
             f"curl -s {base}/v1/calls/{demo.reassign_call_id}/calendar-links {auth}",
+        ),
+        (
+            "Plan moving all of Bruno's upcoming calls (bulk reassign, dry run)",
+            post(
+                "/v1/calls/bulk-reassign",
+                '{"from_closer_id": "user_bruno", "to": "auto", "reason_code": '
+                '"closer_unavailable", "dry_run": true}',
+            ),
+        ),
+        (
+            "Confirm the VIP request waiting for approval",
+            post(f"/v1/calls/{demo.pending_call_id}/confirm", "{}"),
+        ),
+        (
+            "Hold a slot while a lead fills in the form",
+            post(
+                f"/v1/booking-links/{demo.booking_link_id}/reservations",
+                f'{{"start": "{isoformat_z(demo.reservation_slot)}"}}',
+            ),
         ),
     ]
