@@ -160,6 +160,9 @@ PROBES: list[Probe] = [
     _p("GET", f"{CALL}/history", "call", "CALL_NOT_FOUND"),
     _p("POST", f"{CALL}/auto-reassign", "call", "CALL_NOT_FOUND", {}),
     _p("POST", f"{CALL}/absence", "call", "CALL_NOT_FOUND", {"host": True, "lead": True}),
+    _p("GET", f"{CALL}/reassign-candidates", "call", "CALL_NOT_FOUND"),
+    _p("POST", f"{CALL}/confirm", "call", "CALL_NOT_FOUND", {}),
+    _p("POST", f"{CALL}/decline", "call", "CALL_NOT_FOUND", {}),
     _p("GET", f"{CALL}/calendar-links", "call", "CALL_NOT_FOUND"),
     _p("GET", f"{CALL}/ics", "call", "CALL_NOT_FOUND"),
     # --- calls, by body reference ---
@@ -174,6 +177,14 @@ PROBES: list[Probe] = [
             "scheduled_at": _future(7),
             "duration_minutes": 30,
         },
+    ),
+    _ref(
+        "POST",
+        "/v1/calls/bulk-reassign",
+        "member",
+        "CLOSER_NOT_FOUND",
+        "from_closer_id",
+        lambda _: {"to": "auto", "dry_run": True},
     ),
     _ref(
         "POST",
