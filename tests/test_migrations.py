@@ -349,3 +349,74 @@ def test_0005_refuses_production_with_the_development_key(scratch_url: str) -> N
     upgrade(scratch_url, "0004", settings=settings)
     with pytest.raises(RuntimeError, match=r"^CLOSERDESK_ENCRYPTION_KEYS must hold your own"):
         upgrade(scratch_url, "0005", settings=settings)
+
+
+def _fill_at_0013(connection: sa.Connection) -> None:
+    """A closer whose declined call's slot was booked again, and a pending call (plain SQL)."""
+    connection.execute(
+        organizations.insert().values(id="org_1", name="Acme", is_demo=False, created_at=NOW)
+    )
+    connection.execute(
+        members.insert().values(
+            organization_id="org_1",
+            id="user_a",
+            name="Ana",
+            email="ana@example.com",
+            role="closer",
+            time_zone="UTC",
+            is_active=True,
+            created_at=NOW,
+            updated_at=NOW,
+        )
+    )
+    connection.execute(
+        sa.text(
+            "INSERT INTO leads (id, organization_id, email, status, metadata, created_at,"
+            " updated_at) VALUES ('lead_1', 'org_1', 'lee@example.com', 'new', '{}', :now, :now)"
+        ),
+        {"now": NOW},
+    )
+    start, end = datetime(2027, 1, 5, 15, tzinfo=UTC), datetime(2027, 1, 5, 16, tzinfo=UTC)
+    for call_id, status, starts_at in (
+        ("call_declined", "declined", start),
+        ("call_rebooked", "scheduled", start),
+        ("call_pending", "pending", end),
+    ):
+        connection.execute(
+            sa.text(
+                "INSERT INTO calls (id, organization_id, call_kind, status, lead_id, closer_id,"
+                " scheduled_at, ends_at, duration_minutes, action_items, form_data,"
+                " reschedule_count, sequence, declined_at, decline_reason, created_at, updated_at)"
+                " VALUES (:id, 'org_1', 'booking', :status, 'lead_1', 'user_a', :start,"
+                " :end, 60, '[]', '[]', 0, 0, :declined_at, :reason, :now, :now)"
+            ),
+            {
+                "id": call_id,
+                "status": status,
+                "start": starts_at,
+                "end": starts_at + (end - start),
+                "declined_at": NOW if status == "declined" else None,
+                "reason": "Not a fit" if status == "declined" else None,
+                "now": NOW,
+            },
+        )
+
+
+def test_0013_downgrades_declined_and_pending_calls_to_what_0012_knows(scratch_url: str) -> None:
+    """A declined call whose slot was booked again would break 0011's constraint (it counted
+    every call but cancelled ones): the downgrade makes it cancelled, and pending scheduled."""
+    settings = Settings(database_url=scratch_url, env="test", encryption_keys=SecretStr(KEY))
+    upgrade(scratch_url, "head", settings=settings)
+    _run(scratch_url, _fill_at_0013)
+    downgrade(scratch_url, "0012", settings=settings)
+
+    def statuses(connection: sa.Connection) -> dict[str, tuple[str, str | None]]:
+        rows = connection.execute(sa.text("SELECT id, status, cancel_reason FROM calls"))
+        return {row.id: (row.status, row.cancel_reason) for row in rows}
+
+    assert _run(scratch_url, statuses) == {
+        "call_declined": ("cancelled", "Not a fit"),
+        "call_rebooked": ("scheduled", None),
+        "call_pending": ("scheduled", None),
+    }
+    upgrade(scratch_url, "head", settings=settings)  # and up again

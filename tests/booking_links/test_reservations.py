@@ -19,7 +19,7 @@ from closerdesk.app import create_app
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.kit.time import utcnow
-from closerdesk.models import SlotReservation
+from closerdesk.models import Call, SlotReservation
 from closerdesk.providers import Providers
 from closerdesk.retention import prune
 from tests.booking_links.helpers import (
@@ -195,6 +195,23 @@ async def test_a_held_slot_of_a_one_host_link_is_not_offered_nor_bookable_by_oth
     error(await _reserve(client, org, link["id"], S()), 409, "SLOT_NOT_AVAILABLE")
 
 
+async def test_the_hosts_busy_time_shows_the_hold(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession
+) -> None:
+    """``GET /v1/team/{id}/busy`` shows what the conflict check refuses: the live hold too."""
+    [a] = await _closers(session, org, 1)
+    link = await create_link(client, org, [host(a)])
+    held = await reserve(client, org, link["id"], S())
+    busy = ok(
+        await client.get(
+            f"/v1/team/{a}/busy",
+            headers=org.headers,
+            params={"start": iso(S(9)), "end": iso(S(12))},
+        )
+    )
+    assert busy == [{"start": held["start"], "end": held["end"]}]
+
+
 async def test_with_another_free_host_the_slot_stays_offered_until_both_are_taken(
     client: httpx.AsyncClient, org: Org, session: AsyncSession
 ) -> None:
@@ -267,6 +284,32 @@ async def test_an_expired_hold_stops_counting_at_expires_at(
 
 
 # --- POST /v1/calls with reservation_id ----------------------------------------------------------
+async def test_booking_a_hold_over_a_conflict_with_override_records_the_override(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession, database: Database
+) -> None:
+    """The call placed with ``override_conflict`` remembers it, as any placement does (the
+    no-double-booking constraint leaves such calls out; docs/calendars.md)."""
+    [a] = await _closers(session, org, 1)
+    link = await create_link(client, org, [host(a)])
+    held = await reserve(client, org, link["id"], S())
+    lead = await create_lead(session, org)
+    direct = {"lead_id": lead.id, "closer_id": a, "scheduled_at": iso(S(10, 15))}
+    ok(
+        await client.post(
+            "/v1/calls",
+            headers=org.headers,
+            json=direct | {"duration_minutes": 30, "override_conflict": True},
+        ),
+        201,
+    )
+    extra = {"reservation_id": held["id"]}
+    error(await book(client, org, session, link["id"], S(), **extra), 409, "CLOSER_CONFLICT")
+    call = ok(
+        await book(client, org, session, link["id"], S(), **extra, override_conflict=True), 201
+    )
+    assert (await fetch_one(database, select(Call).where(Call.id == call["id"]))).override_conflict
+
+
 async def test_booking_with_the_reservation_consumes_it(
     client: httpx.AsyncClient, org: Org, session: AsyncSession, database: Database
 ) -> None:

@@ -333,6 +333,9 @@ async def test_listed_calls_outside_the_batch_get_their_code(
     cancelled = await create_call(
         session, org, lead=lead, closer=f.source, scheduled_at=future(days=4), status="cancelled"
     )
+    declined = await create_call(
+        session, org, lead=lead, closer=f.source, scheduled_at=future(days=4), status="declined"
+    )
     gone = await create_call(session, org, lead=lead, closer=f.source, scheduled_at=future(days=-1))
     intent = await create_call(session, org, lead=lead, closer=f.source, call_kind="intent")
     late = await create_call(session, org, lead=lead, closer=f.source, scheduled_at=future(days=9))
@@ -345,6 +348,7 @@ async def test_listed_calls_outside_the_batch_get_their_code(
         f.calls[0].id,
         theirs.id,
         cancelled.id,
+        declined.id,
         gone.id,
         intent.id,
         late.id,
@@ -364,13 +368,14 @@ async def test_listed_calls_outside_the_batch_get_their_code(
             (f.calls[0].id, None),
             (theirs.id, "CALL_NOT_OF_CLOSER"),
             (cancelled.id, "CALL_CANCELLED"),
+            (declined.id, "CALL_DECLINED"),
             (gone.id, "CALL_IN_PAST"),
             (intent.id, "CALL_NOT_REASSIGNABLE"),
             (late.id, "CALL_OUTSIDE_WINDOW"),
             (foreign.id, "CALL_NOT_FOUND"),
             ("call_missing", "CALL_NOT_FOUND"),
         ]
-        foreign_item = data["results"][6]
+        foreign_item = data["results"][7]
         assert foreign_item["scheduled_at"] is None  # nothing of another organization shows
         assert foreign_item["previous_closer_id"] is None
     assert (await call_row(database, foreign.id)).closer_id == foreign_closer.id

@@ -136,6 +136,7 @@ async def book(
                 now=now,
             )
             chosen, assignment = held.closer, "round_robin"
+            call.override_conflict = body.override_conflict
         elif body.closer_id is None:
             chosen = await round_robin_closer(
                 session, change, required(link, "booking link"), start, end, now

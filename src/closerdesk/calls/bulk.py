@@ -51,16 +51,13 @@ from closerdesk.calls.schemas import (
     ReassignCloser,
     ReassignResult,
 )
-from closerdesk.calls.steps import closer_reasons, raise_first
+from closerdesk.calls.steps import closer_reasons, raise_first, require_slot_call
 from closerdesk.db import Database
 from closerdesk.errors import (
     ApiError,
     BulkLimitExceeded,
-    CallCancelled,
-    CallInPast,
     CallNotFound,
     CallNotOfCloser,
-    CallNotReassignable,
     CallOutsideWindow,
     CloserNotFound,
     NoHostAvailable,
@@ -68,7 +65,6 @@ from closerdesk.errors import (
 from closerdesk.kit import required
 from closerdesk.kit.time import as_utc, utcnow
 from closerdesk.models import BookingLink, CalendarConnection, TeamMember
-from closerdesk.models.call import FREED_STATUSES
 from closerdesk.providers import Providers
 from closerdesk.scheduling.intervals import Interval
 from closerdesk.scheduling.round_robin import period_start
@@ -162,12 +158,10 @@ def _rejection(row: Any, body: BulkReassign, now: datetime) -> ApiError | None:
     single reassign's order, then the batch's own conditions; None when it is."""
     if row is None:
         return CallNotFound()
-    if row.call_kind == "intent":
-        return CallNotReassignable()
-    if row.status in FREED_STATUSES:
-        return CallCancelled()
-    if row.scheduled_at is None or as_utc(row.scheduled_at) <= now:
-        return CallInPast()
+    try:
+        require_slot_call(row, now)
+    except ApiError as refused:
+        return refused
     if row.closer_id != body.from_closer_id:
         return CallNotOfCloser()
     start = as_utc(row.scheduled_at)

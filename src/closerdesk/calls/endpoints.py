@@ -432,7 +432,7 @@ async def mark_absence(
 @router.get(
     "/{call_id}/reassign-candidates",
     response_model=Envelope[list[ReassignCandidate]],
-    responses=responses(CallNotFound, CallNotReassignable, CallCancelled, CallInPast),
+    responses=responses(CallNotFound, CallNotReassignable, CallCancelled, CallDeclined, CallInPast),
 )
 async def get_reassign_candidates(
     call_id: str, session: Session, auth: ReadKey

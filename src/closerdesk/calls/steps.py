@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -128,8 +128,20 @@ async def locked_call_with_lead(
     return found
 
 
-def require_slot_call(call: models.Call, now: datetime) -> None:
-    """Aura's reassign constraints, in the order of docs/api.md "Reassign" (after 404)."""
+class SlotCall(Protocol):
+    """What :func:`require_slot_call` reads: a ``Call``, or a row of its columns."""
+
+    @property
+    def call_kind(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def scheduled_at(self) -> datetime | None: ...
+
+
+def require_slot_call(call: SlotCall, now: datetime) -> None:
+    """Aura's reassign constraints, in the order of docs/api.md "Reassign" (after 404):
+    ``CallNotReassignable``, ``CallCancelled``, ``CallDeclined``, ``CallInPast`` (409)."""
     if call.call_kind == "intent":
         raise CallNotReassignable()
     if call.status == "cancelled":

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closerdesk.calendars import repository as calendars_repository
 from closerdesk.calendars.busy import stored_busy
 from closerdesk.calls import repository as calls_repository
+from closerdesk.calls.conflicts import own_conflicts
 from closerdesk.db import UniqueViolation, unique_write
 from closerdesk.errors import (
     BusyBlockNotFound,
@@ -203,8 +204,9 @@ async def busy_intervals(
     start: datetime,
     end: datetime,
 ) -> list[Interval]:
-    """Merged busy time in ``[start, end)``: the member's active calls and calendar busy as
-    closerdesk keeps it (the built-in calendar, the mirror of an external one).
+    """Merged busy time in ``[start, end)``: the member's live calls and live slot
+    reservations (what the conflict check reads, ``calls.conflicts.own_conflicts``) and
+    calendar busy as closerdesk keeps it (the built-in calendar, the mirror of an external one).
 
     Raises ``ValidationFailed`` (400) for an empty range or one over 92 days,
     ``MemberNotFound`` (404).
@@ -214,13 +216,8 @@ async def busy_intervals(
     if end - start > MAX_BUSY_RANGE:
         raise ValidationFailed.field("end", "the range spans at most 92 days")
     member = await get_member(session, organization_id, member_id)
-    spans = [
-        Interval(c.scheduled_at, c.ends_at)
-        for c in await calls_repository.overlapping_calls(
-            session, organization_id, member.id, start, end
-        )
-        if c.scheduled_at is not None and c.ends_at is not None
-    ]
+    held = await own_conflicts(session, organization_id, [member.id], start, end)
+    spans = [Interval(c.start, c.end) for c in held[member.id]]
     connection = await calendars_repository.get_connection(session, organization_id, member.id)
     if connection is not None:
         spans += (await stored_busy(session, [connection], start, end))[connection.id]

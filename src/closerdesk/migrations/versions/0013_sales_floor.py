@@ -131,6 +131,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Before 0013 no call could be pending or declined. A declined call becomes a cancelled one
+    # (its slot may have been booked again since, which the 0011 constraint would refuse while
+    # it counted); a pending call becomes scheduled (it keeps its slot; it has no event).
+    op.execute(
+        "UPDATE calls SET status = 'cancelled', cancelled_at = declined_at,"
+        " cancel_reason = decline_reason WHERE status = 'declined'"
+    )
+    op.execute("UPDATE calls SET status = 'scheduled' WHERE status = 'pending'")
     _exclusion(LIVE_0011)
     op.drop_table("slot_reservations")
     with op.batch_alter_table("call_events", schema=None) as batch_op:
