@@ -161,7 +161,7 @@ class Call(Schema):
         description="The closer missed the call (``POST /v1/calls/{id}/absence``)"
     )
     reason_code: ReasonCode | None = Field(
-        description="The code of the latest cancel, reschedule or reassign"
+        description="The code of the latest cancel, decline, reschedule or reassign"
     )
     loss_reason: LossReason | None = Field(description="Why a ``lost`` call was lost")
 

@@ -14,7 +14,8 @@ class CallEvent(Base):
     """Append-only history of a call (docs/api.md): one row per change. id ``cev_…`` (time-ordered).
 
     ``type``: booked, rescheduled, closer_reassigned, cancelled, outcome_set, updated,
-    absence_marked. ``reason_code``: the code the change gave (docs/sales-floor.md).
+    absence_marked, confirmed, declined. ``reason_code``: the code the change gave
+    (docs/sales-floor.md).
     ``actor_type``/``actor_id``: who did it (``api_key``/``key_…`` or ``member``/``user_…``).
     ``before``/``after``: the changed fields only.
     """
