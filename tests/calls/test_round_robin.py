@@ -153,12 +153,13 @@ async def test_a_high_priority_host_outside_its_hours_is_skipped(
     assert await rr_closer(client, org, session, link["id"], S(13)) == high
 
 
-async def test_the_host_furthest_below_its_weighted_share_gets_the_call(
+async def test_the_weighted_share_decides_by_the_quota_method(
     client: httpx.AsyncClient, org: Org, session: AsyncSession, database: Database
 ) -> None:
-    """Weights 300 : 100 and bookings 2 : 1 this month: the heavy host is owed 3 of 4, so it
-    gets the call although it has more bookings; then both are at their share and the one
-    never booked goes first."""
+    """Weights 300 : 100 and bookings 2 : 1 this month. With the next call counted (4) the light
+    host's share is 1, which it holds: only the heavy host may take it, although it has more
+    bookings. Then (3 : 1, shares of 5 are 3.75 and 1.25) both may, and the heavy host's
+    300 / (3 + 1) beats the light host's 100 / (1 + 1) (docs/api.md "Round robin")."""
     heavy, light = await _closers(session, org, 2)
     link = await create_link(
         client,
@@ -173,7 +174,12 @@ async def test_the_host_furthest_below_its_weighted_share_gets_the_call(
             booking_link_id=link["id"],
         )  # fmt: skip
     assert await rr_closer(client, org, session, link["id"], S(10)) == heavy
-    assert await rr_closer(client, org, session, link["id"], S(11)) == light
+    assert await rr_closer(client, org, session, link["id"], S(11)) == heavy
+    # 4 : 1, shares of 6 are 4.5 and 1.5: 300 / 5 = 60 against 100 / 2 = 50: heavy again;
+    # 5 : 1, shares of 7 are 5.25 and 1.75: heavy 5 < 5.25 may, 300 / 6 = 50 against 50, a tie
+    # the least recently booked (light) wins.
+    assert await rr_closer(client, org, session, link["id"], S(12)) == heavy
+    assert await rr_closer(client, org, session, link["id"], S(13)) == light
 
 
 async def test_only_this_months_active_calls_of_this_link_count(

@@ -653,8 +653,9 @@ async def round_robin_choice(
     scheduled_at: datetime | None = None,
 ) -> str | None:
     """Which of ``member_ids`` gets the call (docs/api.md "Round robin"): not at a cap for
-    ``scheduled_at``'s day and week, highest priority, then furthest below its weighted share of
-    the fairness period's bookings (:func:`round_robin_candidates`), then least recently booked;
+    ``scheduled_at``'s day and week, highest priority, then the weighted share of the fairness
+    period's bookings by the quota method (:func:`round_robin_candidates`,
+    ``scheduling.round_robin``), then least recently booked;
     None if none. ``priorities``: id → (priority, weight)."""
     candidates = await round_robin_candidates(
         session,

@@ -1,18 +1,21 @@
 """Round robin: which free host gets the call. Pure, no I/O.
 
-Rule source: docs/api.md "Round robin" and issue 4 — among free hosts keep the highest priority;
-then the host furthest below its weighted share of bookings in the current period (the current
-month); tie → least recently booked. Completed here with:
+Rule source: docs/api.md "Round robin" — among free hosts keep the highest priority; then the
+host owed the call by its weighted share of the period's bookings; tie → least recently booked.
+Completed here with:
 
 * **Weights.** Among the kept hosts, a host with weight 0 only takes calls when every kept host
   has weight 0 (then all count as weight 1, i.e. an even split). So weight 0 means "only when
   no weighted host of the same priority is free"; it never outranks priority.
-* **Share and deficit.** With ``W`` the sum of the kept weights and ``T`` the kept hosts'
-  bookings this period, host ``h`` is owed ``share = weight_h / W`` of them and its deficit is
-  ``share × T − bookings_h``. The largest deficit wins. Compared exactly in integers
-  (``weight_h × T − bookings_h × W``), no floats.
-* **Ties.** Equal deficits → least recently booked (never booked first, then the oldest
-  ``last_booked_at``) → smallest ``member_id``, so the answer never depends on input order.
+* **Share: the quota method** (Balinski & Young, "The Quota Method of Apportionment", 1975).
+  With ``W`` the sum of the kept weights and ``T`` the kept hosts' bookings this period, host
+  ``h`` is owed ``share_h = weight_h / W`` of them. The call goes to a host that would not get a
+  whole booking more than its share with it (``bookings_h < share_h × (T + 1)``), and among
+  those to the largest ``weight_h / (bookings_h + 1)``. Compared exactly (integers and fractions),
+  no floats.
+* **Ties.** Equal ``weight / (bookings + 1)`` → least recently booked (never booked first,
+  then the oldest ``last_booked_at``) → smallest ``member_id``, so the answer never depends on
+  input order.
 * **Caps** (docs/sales-floor.md "Round-robin controls"). A host may have a daily and a weekly
   cap on its live calls, counted in its own time zone (a day is a local calendar date, a week
   starts on a local Monday). A host at a cap for the call's day or week is no candidate at all
@@ -21,12 +24,13 @@ month); tie → least recently booked. Completed here with:
   ``week`` (the ISO week, UTC, from Monday 00:00) or ``rolling_30_days`` (the last 30 days):
   :func:`period_start`.
 
-What the rule guarantees (``tests/scheduling/test_round_robin_fairness.py``): among kept hosts
-with positive weights, always free, a host is only chosen when it is at or below its share
-(its deficit is the largest, and the deficits sum to 0), so after every choice
-``bookings_h − share_h × T ≤ 1 − share_h < 1``: no host ever gets a whole booking more than
-its share. Below the share the bound is ``n − 2 + share_h`` for ``n`` hosts (the others' excess
-summed): under one booking for two hosts; ``bench/fairness.py`` measures it for more.
+What the rule guarantees (the quota property, ``tests/scheduling/test_round_robin.py``): among
+kept hosts that are always free, after every booking each host's count is within one booking of
+its weighted share, ``|bookings_h − share_h × T| < 1``, above and below, for any number of hosts
+and any weights. The first condition keeps every host under its share plus one; choosing by
+``weight / (bookings + 1)`` among the rest keeps every host over its share minus one.
+Cancellations (credit-back) take a booking away at once, so right after one a host can be
+further below; ``bench/fairness.py`` measures both cases.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from fractions import Fraction
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -93,9 +98,10 @@ def choose_host(candidates: Iterable[Candidate]) -> Candidate | None:
     ``NO_HOST_AVAILABLE`` upstream). Pass only hosts free for the slot.
 
     Order of rules (module docstring, docs/api.md): hosts at a cap out → highest priority →
-    weight-0 hosts only if all kept weights are 0 → largest deficit against the weighted share →
-    least recently booked (never booked first) → smallest ``member_id``. Deterministic and
-    independent of input order.
+    weight-0 hosts only if all kept weights are 0 → the quota method (not a whole booking above
+    the share with this call; then the largest weight ÷ (bookings + 1)) → least recently booked
+    (never booked first) → smallest ``member_id``. Deterministic and independent of input
+    order.
     """
     pool = [c for c in candidates if c.remaining != 0]
     if not pool:
@@ -110,15 +116,18 @@ def choose_host(candidates: Iterable[Candidate]) -> Candidate | None:
         return c.weight if weighted else 1  # all weights 0: an even split
 
     total_weight = sum(weight(c) for c in kept)
-    total_bookings = sum(c.bookings_this_period for c in kept)
+    after = sum(c.bookings_this_period for c in kept) + 1  # T + 1: this call counted
+    # Upper quota: never a whole booking above the share. Not empty: the shares of T + 1 sum
+    # to T + 1, more than the T bookings held, so some host holds less than its share of them.
+    eligible = [c for c in kept if c.bookings_this_period * total_weight < weight(c) * after]
 
-    def key(c: Candidate) -> tuple[int, bool, datetime, str]:
-        # deficit × W in exact integers; min() wants smaller = better, hence the negation.
-        deficit = weight(c) * total_bookings - c.bookings_this_period * total_weight
+    def key(c: Candidate) -> tuple[Fraction, bool, datetime, str]:
+        # min() wants smaller = better: the largest weight / (bookings + 1) first.
+        priority = Fraction(weight(c), c.bookings_this_period + 1)
         booked = c.last_booked_at is not None
-        return (-deficit, booked, c.last_booked_at or _NEVER, c.member_id)
+        return (-priority, booked, c.last_booked_at or _NEVER, c.member_id)
 
-    return min(kept, key=key)
+    return min(eligible, key=key)
 
 
 def rank_hosts(candidates: Iterable[Candidate]) -> list[Candidate]:
