@@ -415,6 +415,78 @@ async def test_another_organization_sees_no_reservation(
     ok(await book(client, org, session, link["id"], S(), reservation_id=held["id"]), 201)
 
 
+# --- a live hold counts like a booking in round robin ---------------------------------------------
+async def test_a_live_hold_counts_against_its_hosts_daily_cap(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession
+) -> None:
+    """The hold is the host's one call of the day: no other slot of that day goes to the host
+    (not offered, not given by round robin, not reservable), and booking with it still works."""
+    a = (await create_member(session, org, max_bookings_per_day=1)).id
+    link = await create_link(client, org, [host(a)])
+    whole_day = (S(0), S(0) + timedelta(days=1))
+    held = await reserve(client, org, link["id"], S(10))
+    assert await get_slots(client, org, link["id"], *whole_day) == []
+    error(await book(client, org, session, link["id"], S(14)), 409, "SLOT_NOT_AVAILABLE")
+    error(await _reserve(client, org, link["id"], S(14)), 409, "SLOT_NOT_AVAILABLE")
+    # Released, it stops counting at once.
+    assert (await _release(client, org, link["id"], held["id"])).status_code == 204
+    assert S(14) in starts(await get_slots(client, org, link["id"], *whole_day))
+    # Booked with, the hold does not count against its own call; the call counts instead.
+    held = await reserve(client, org, link["id"], S(10))
+    call = ok(await book(client, org, session, link["id"], S(10), reservation_id=held["id"]), 201)
+    assert call["closer_id"] == a
+    assert await get_slots(client, org, link["id"], *whole_day) == []
+    error(await book(client, org, session, link["id"], S(14)), 409, "SLOT_NOT_AVAILABLE")
+
+
+async def test_booking_with_a_hold_rechecks_the_hosts_cap_without_the_hold(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession, database: Database
+) -> None:
+    """A call placed on the held host by name (caps do not limit a manager) fills the cap the
+    hold was counting on: booking with the hold is refused, and the hold is left unspent."""
+    a = (await create_member(session, org, max_bookings_per_day=1)).id
+    link = await create_link(client, org, [host(a)])
+    held = await reserve(client, org, link["id"], S(10))
+    ok(await book(client, org, session, link["id"], S(14), closer_id=a), 201)
+    r = await book(client, org, session, link["id"], S(10), reservation_id=held["id"])
+    error(r, 409, "SLOT_NOT_AVAILABLE")
+    row = await _row(database, held["id"])
+    assert row is not None
+    assert row.call_id is None
+
+
+async def test_holds_made_close_together_are_spread_over_the_hosts(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession, database: Database
+) -> None:
+    """Nothing is booked yet, so without counting the holds every reservation would go to the
+    same top-ranked host, and booking with them skips round robin."""
+    a, b, c = sorted(await _closers(session, org, 3))
+    link = await create_link(client, org, [host(a), host(b), host(c)])
+    held = [await reserve(client, org, link["id"], S(h)) for h in (10, 11, 12)]
+    rows = [await _row(database, h["id"]) for h in held]
+    assert [row.member_id for row in rows if row is not None] == [a, b, c]
+    for hour, h in zip((10, 11, 12), held, strict=True):
+        ok(await book(client, org, session, link["id"], S(hour), reservation_id=h["id"]), 201)
+    # Each now has one booking: the next call by round robin goes by least recently booked.
+    call = ok(await book(client, org, session, link["id"], S(14)), 201)
+    assert call["closer_id"] == a
+
+
+async def test_a_live_hold_is_its_hosts_latest_booking(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession
+) -> None:
+    """A and B have one call each on the link, B's older: B is owed the next one, unless B has
+    just been given a hold (on another link: not in this link's share, but B's latest)."""
+    a, b = await _closers(session, org, 2)
+    link = await create_link(client, org, [host(a), host(b)])
+    other = await create_link(client, org, [host(b)])
+    ok(await book(client, org, session, link["id"], S(10), closer_id=b), 201)
+    ok(await book(client, org, session, link["id"], S(11), closer_id=a), 201)
+    await reserve(client, org, other["id"], S(14))
+    call = ok(await book(client, org, session, link["id"], S(15)), 201)
+    assert call["closer_id"] == a
+
+
 # --- concurrency and retention -------------------------------------------------------------------
 async def test_concurrent_reservations_of_one_slot_exactly_one_wins(
     client: httpx.AsyncClient, org: Org, session: AsyncSession, database: Database

@@ -33,7 +33,7 @@ from closerdesk.kit.time import utcnow
 from closerdesk.models import CalendarEvent, Call, CallEvent, TeamMember
 from closerdesk.providers import Providers, default_providers
 from closerdesk.scheduling.intervals import Interval
-from tests.booking_links.helpers import create_link, host
+from tests.booking_links.helpers import create_link, day, host
 from tests.calls.helpers import (
     add_busy_block,
     assert_link_live,
@@ -536,6 +536,32 @@ async def test_the_plan_follows_round_robin_ties_as_the_run_does(
     assert plan_of(real) == plan_of(dry)
     assert [r["new_closer_id"] for r in real["results"]][:3] == [a.id, c.id, b.id]
     assert len(real["results"]) == len(calls)
+
+
+async def test_the_plan_counts_live_slot_reservations_against_caps(
+    client: httpx.AsyncClient, session: AsyncSession, org: Org
+) -> None:
+    """A holds a reservation later that day, which fills its daily cap: B gets the call in the
+    plan and the run, though B holds more of the month's calls (sales-floor.md, "Round-robin
+    controls")."""
+    source = await create_member(session, org)
+    a = await create_member(session, org, id="user_bulkholda", max_bookings_per_day=1)
+    b = await create_member(session, org, id="user_bulkholdb")
+    lead = await create_lead(session, org)
+    for days in (10, 11):
+        await create_call(session, org, lead=lead, closer=b, scheduled_at=day(days, 10))
+    call = await create_call(session, org, lead=lead, closer=source, scheduled_at=day(3, 10))
+    link = await create_link(client, org, [host(a.id)])
+    held = await client.post(
+        f"/v1/booking-links/{link['id']}/reservations",
+        headers=org.headers,
+        json={"start": iso(day(3, 14))},
+    )
+    ok(held, 201)
+    body = {"from_closer_id": source.id, "to": "auto"}
+    dry = ok(await bulk(client, org, {**body, "dry_run": True}))
+    assert plan_of(dry) == [(call.id, b.id, None)]
+    assert plan_of(ok(await bulk(client, org, body))) == plan_of(dry)
 
 
 @pytest.mark.parametrize("n", [100])

@@ -208,3 +208,25 @@ async def test_a_closer_holding_a_reservation_at_that_time_has_a_conflict(
         json={"new_closer_id": holder.id},
     )
     error(reassign, 409, "CLOSER_CONFLICT")
+
+
+async def test_a_live_hold_fills_a_cap_and_counts_in_the_share(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession
+) -> None:
+    """A reservation counts like the call it may become (sales-floor.md, "Round-robin
+    controls"): against the host's cap on its day, and in its share of the link."""
+    current = await create_member(session, org)
+    capped = await create_member(session, org, max_bookings_per_day=1)
+    link = await create_link(client, org, [host(current.id), host(capped.id)])
+    call = ok(await rr_book(client, org, session, link["id"], S(10), closer_id=current.id), 201)
+    ok(
+        await client.post(
+            f"/v1/booking-links/{link['id']}/reservations",
+            headers=org.headers,
+            json={"start": iso(S(14))},
+        ),
+        201,
+    )  # ``capped`` has no booking yet: round robin holds it
+    got = by_id(await candidates(client, org, call["id"]))
+    assert got[capped.id]["reasons"] == ["CAP_REACHED"]
+    assert got[capped.id]["period_bookings"] == 1

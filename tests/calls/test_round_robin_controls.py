@@ -18,7 +18,7 @@ from closerdesk.models import Call
 from tests.booking_links.helpers import create_link, day, get_slots, host, iso, patch_link
 from tests.calls.test_round_robin import rr_book, rr_closer
 from tests.envelopes import error, ok
-from tests.factories import Org, create_member
+from tests.factories import Org, create_lead, create_member
 
 
 def S(hour: int = 10, minute: int = 0, days: int = 3) -> datetime:
@@ -221,3 +221,18 @@ async def test_cancelled_and_reassigned_away_calls_do_not_count(
     # ...but both are gone from A's count: A (0) and B (0) tie; B was never booked, A was.
     assert await rr_closer(client, org, session, link["id"], S(13)) == b
     assert await rr_closer(client, org, session, link["id"], S(14)) == a
+
+
+async def test_intent_calls_do_not_count_toward_the_share(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession
+) -> None:
+    """Round robin never places an intent call (it has no time): only booking calls count."""
+    a = (await create_member(session, org, id="user_intenta")).id
+    b = (await create_member(session, org, id="user_intentb")).id
+    link = await create_link(client, org, [host(a), host(b)])
+    lead = await create_lead(session, org)
+    body = {"lead_id": lead.id, "call_kind": "intent", "booking_link_id": link["id"]}
+    for _ in range(2):
+        ok(await client.post("/v1/calls", headers=org.headers, json=body | {"closer_id": a}), 201)
+    # A (0 bookings) and B (0) tie, neither ever booked: the smaller id.
+    assert await rr_closer(client, org, session, link["id"], S(10)) == a

@@ -4,7 +4,9 @@ release it (docs/sales-floor.md, "Slot reservations"; Cal.com: reserve a slot).
 A reservation holds one host's time over the call's span until ``expires_at``
 (``CLOSERDESK_RESERVATION_MINUTES`` after it was made): while live, that time is busy for the
 host (slots, round robin, conflict checks; ``booking_links.service.busy_spans_by_host`` and
-``calls.repository.overlapping_busy``). Booking with it is ``calls/reserved.py``.
+``calls.repository.overlapping_busy``), and it counts for the host as the call it may become
+(its share of the link's bookings, its latest booking, its daily and weekly caps;
+``booking_links/round_robin_counts.py``). Booking with it is ``calls/reserved.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.booking_links import reservations_repository, service
 from closerdesk.calendars.unit_of_work import CalendarChange
-from closerdesk.calls.booking import round_robin_closer
+from closerdesk.calls.assignment import round_robin_closer
 from closerdesk.errors import (
     BookingLinkInactive,
     ReservationConsumed,
@@ -41,8 +43,10 @@ async def reserve(
     The slot must be offered (docs/api.md "Slots"). The host is the one booking there would
     get: the offered hosts are row-locked, checked again for the whole call, and ranked by the
     link's round robin, the first whose calendar confirms the time live wins
-    (``calls.booking.round_robin_closer``). So two requests for one slot take turns, and while
-    another host is free the slot stays offered.
+    (``calls.assignment.round_robin_closer``). So two requests for one slot take turns, and
+    while another host is free the slot stays offered. Other live reservations count in that
+    choice like bookings (shares, latest booking, caps), so reservations made close together
+    are spread over the hosts as bookings would be.
 
     Raises ``BookingLinkNotFound`` (404), ``BookingLinkInactive`` (409), ``SlotInPast`` (400),
     ``SlotNotAvailable`` (409: not an offered slot, or no host free any more),

@@ -23,6 +23,26 @@ span, so at most ``MAX_CALL_MINUTES`` long (the lower bound keeps the index rang
 ``ix_slot_reservations_member_span`` to the window, as ``calls.repository.overlaps`` does)."""
 
 
+def live(
+    organization_id: str,
+    member_ids: Sequence[str],
+    now: datetime,
+    *,
+    exclude_reservation_id: str | None = None,
+) -> ColumnElement[bool]:
+    """Live reservations of ``member_ids``: unconsumed, ``expires_at > now``; never
+    ``exclude_reservation_id`` (the one being booked)."""
+    found = and_(
+        SlotReservation.organization_id == organization_id,
+        SlotReservation.member_id.in_(list(member_ids)),
+        SlotReservation.call_id.is_(None),
+        SlotReservation.expires_at > now,
+    )
+    if exclude_reservation_id is not None:
+        found = and_(found, SlotReservation.id != exclude_reservation_id)
+    return found
+
+
 def live_overlapping(
     organization_id: str,
     member_ids: Sequence[str],
@@ -33,10 +53,7 @@ def live_overlapping(
     """Live reservations of ``member_ids`` sharing time with ``[start, end)`` (touching ends
     do not): unconsumed, ``expires_at > now``."""
     return and_(
-        SlotReservation.organization_id == organization_id,
-        SlotReservation.member_id.in_(list(member_ids)),
-        SlotReservation.call_id.is_(None),
-        SlotReservation.expires_at > now,
+        live(organization_id, member_ids, now),
         SlotReservation.starts_at > start - HOLD_LOOKBACK,
         SlotReservation.starts_at < end,
         SlotReservation.ends_at > start,

@@ -1,22 +1,24 @@
-"""Booking links: CRUD, slots, and the round-robin ranking of free hosts (docs/api.md).
+"""Booking links: CRUD, their hosts, busy time and slots (docs/api.md "Booking links").
 
 The maths is in ``closerdesk.scheduling`` (pure); this module loads hosts, their schedules and
-busy time, and hands plain values to it.
+busy time, and hands plain values to it. What round robin counts of each host (shares, caps) is
+``round_robin_counts.py``; the choice over real calendars is ``calls/assignment.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.booking_links import reservations_repository, schemas
+from closerdesk.booking_links.round_robin_counts import cap_loads
 from closerdesk.booking_links.schemas import BookingLinkCreate, BookingLinkUpdate
 from closerdesk.calendars.busy import stored_busy_spans
 from closerdesk.calls import repository as calls_repository
@@ -30,7 +32,6 @@ from closerdesk.kit.ids import new_id
 from closerdesk.kit.time import utcnow
 from closerdesk.models import BookingLink, BookingLinkHost, CalendarConnection, Call, TeamMember
 from closerdesk.models.base import epoch_us
-from closerdesk.models.call import FREED_STATUSES
 from closerdesk.scheduling._spans import MINUTE_US, SpanColumns, intervals_of
 from closerdesk.scheduling.availability import (
     DateOverride,
@@ -40,21 +41,17 @@ from closerdesk.scheduling.availability import (
     expand,
 )
 from closerdesk.scheduling.intervals import Interval
-from closerdesk.scheduling.round_robin import (
-    Candidate,
-    CapLoad,
-    Caps,
-    FairnessPeriod,
-    Priority,
-    choose_host,
-    period_start,
-    within_caps,
-)
+from closerdesk.scheduling.round_robin import within_caps
 from closerdesk.scheduling.slots import HostBusySpans, Slot, find_slots
 
 MAX_SLOT_RANGE = timedelta(days=62)
 CLOSER_ROLES = frozenset({"closer", "admin"})
 """Roles that can take calls (admins of small teams close too)."""
+
+
+def is_active_closer(member: TeamMember | None) -> bool:
+    """Whether ``member`` (None: not found) can take calls: active, of ``CLOSER_ROLES``."""
+    return member is not None and member.is_active and member.role in CLOSER_ROLES
 
 
 # --- CRUD ----------------------------------------------------------------------------------------
@@ -133,8 +130,7 @@ async def _replace_hosts(
         )
     }
     for index, host in enumerate(hosts):
-        member = members.get(host.member_id)
-        if member is None or not member.is_active or member.role not in CLOSER_ROLES:
+        if not is_active_closer(members.get(host.member_id)):
             raise CloserNotFound(
                 f"Host {host.member_id} is not an active closer.",
                 details=[{"field": f"hosts.{index}.member_id", "message": "not an active closer"}],
@@ -255,13 +251,46 @@ class Host:
 async def bookable_hosts(
     session: AsyncSession, link: BookingLink, *, exclude: str | None = None
 ) -> list[Host]:
-    """The link's hosts that can receive calls (active closer, valid calendar), in order."""
-    rows = [r for r in (await hosts_of(session, [link.id]))[link.id] if r.member_id != exclude]
+    """The link's hosts that can receive calls (active closer, valid calendar), in order,
+    never ``exclude``."""
+    rows = (await hosts_of(session, [link.id]))[link.id]
     ready = await closers_with_calendars(session, link.organization_id, [r.member_id for r in rows])
+    return hosts_among(link, rows, ready, exclude=exclude)
+
+
+async def round_robin_hosts(
+    session: AsyncSession, organization_id: str, link: BookingLink | None, *, exclude: str | None
+) -> list[Host]:
+    """The hosts round robin may pick for a call of ``link`` (:func:`hosts_among`), loaded:
+    auto-reassign and bulk reassign's ``"auto"`` (``exclude``: the call's closer)."""
+    if link is not None:
+        return await bookable_hosts(session, link, exclude=exclude)
+    ready = await closers_with_calendars(session, organization_id)
+    return hosts_among(None, [], ready, exclude=exclude)
+
+
+def hosts_among(
+    link: BookingLink | None,
+    host_rows: Sequence[BookingLinkHost],
+    ready: Mapping[str, tuple[TeamMember, CalendarConnection]],
+    *,
+    exclude: str | None = None,
+) -> list[Host]:
+    """The one rule for which hosts round robin may pick for a call (docs/api.md
+    "Auto-reassign"): with a ``link``, its hosts (``host_rows``, in the link's order) that are
+    in ``ready`` (active closers with a valid calendar, :func:`closers_with_calendars`), with
+    their priority, weight and schedule; without one, everyone in ``ready``, all ``medium``,
+    weight 100, no schedule (no availability rules). Never ``exclude``."""
+    if link is None:
+        return [
+            Host(member, connection, "medium", 100, None)
+            for member_id, (member, connection) in ready.items()
+            if member_id != exclude
+        ]
     return [
         Host(*ready[r.member_id], r.priority, r.weight, schedule_of(r.schedule))
-        for r in rows
-        if r.member_id in ready
+        for r in host_rows
+        if r.member_id in ready and r.member_id != exclude
     ]
 
 
@@ -330,8 +359,7 @@ async def busy_spans_by_host(
         .where(
             Call.organization_id == organization_id,
             Call.closer_id.in_(list(busy)),
-            Call.call_kind == "booking",
-            Call.status.not_in(FREED_STATUSES),
+            calls_repository.live_booking_call(),
             calls_repository.overlaps(start, end),
         )
     )
@@ -393,7 +421,9 @@ async def link_slots(
         buffer_after_minutes=link.buffer_after_minutes,
         now=now,
     )
-    loads = await cap_loads(session, link.organization_id, [h.member for h in hosts], start, end)
+    loads = await cap_loads(
+        session, link.organization_id, [h.member for h in hosts], start, end, now=now
+    )
     if not loads:
         return slots
     # A host at its daily or weekly cap is not offered on that day or week.
@@ -407,52 +437,6 @@ async def link_slots(
     return capped
 
 
-CAP_MARGIN = timedelta(days=8)
-"""Around a range, the calls that can share a local day or week with a start inside it."""
-
-
-def caps_of(member: TeamMember) -> Caps:
-    """The member's round-robin caps (docs/sales-floor.md "Round-robin controls")."""
-    return Caps(member.time_zone, member.max_bookings_per_day, member.max_bookings_per_week)
-
-
-async def cap_loads(
-    session: AsyncSession,
-    organization_id: str,
-    members: Sequence[TeamMember],
-    start: datetime,
-    end: datetime,
-    *,
-    extra_starts: Mapping[str, Sequence[datetime]] | None = None,
-) -> dict[str, CapLoad]:
-    """For each member with a cap, its caps and its live booking calls (not cancelled or
-    declined, not missed by the host) per local day and week, for starts in ``[start, end]``
-    (one query for all members; none without caps), plus ``extra_starts`` (calls planned but
-    not written yet)."""
-    caps = {m.id: caps_of(m) for m in members if caps_of(m).any}
-    if not caps:
-        return {}
-    rows = await session.execute(
-        select(Call.closer_id, Call.scheduled_at).where(
-            Call.organization_id == organization_id,
-            Call.closer_id.in_(list(caps)),
-            Call.call_kind == "booking",
-            Call.status.not_in(FREED_STATUSES),
-            Call.host_no_show.is_(False),
-            Call.scheduled_at >= start - CAP_MARGIN,
-            Call.scheduled_at < end + CAP_MARGIN,
-        )
-    )
-    starts: dict[str, list[datetime]] = {member_id: [] for member_id in caps}
-    for closer_id, scheduled_at in rows.all():
-        if closer_id is not None and scheduled_at is not None:
-            starts[closer_id].append(scheduled_at)
-    for member_id, planned in (extra_starts or {}).items():
-        if member_id in starts:
-            starts[member_id].extend(planned)
-    return {member_id: CapLoad.of(caps[member_id], starts[member_id]) for member_id in caps}
-
-
 async def free_hosts_for_slot(
     session: AsyncSession, link: BookingLink, start: datetime, now: datetime
 ) -> list[str]:
@@ -461,32 +445,50 @@ async def free_hosts_for_slot(
     return list(slots[0].member_ids) if slots and slots[0].start == start else []
 
 
+@dataclass(frozen=True)
+class Buffers:
+    """The free time a call keeps around it (a link's ``buffer_before_minutes`` and
+    ``buffer_after_minutes``; none for a call without a link)."""
+
+    before_minutes: int = 0
+    after_minutes: int = 0
+
+    @classmethod
+    def of(cls, link: BookingLink | None) -> Buffers:
+        if link is None:
+            return cls()
+        return cls(link.buffer_before_minutes, link.buffer_after_minutes)
+
+    def around(self, start: datetime, end: datetime) -> Interval:
+        """The span ``[start, end)`` holds with its buffers: how round robin sees a call."""
+        return Interval(
+            start - timedelta(minutes=self.before_minutes),
+            end + timedelta(minutes=self.after_minutes),
+        )
+
+    def busy_window(self, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+        """The span whose busy time (buffered calls included) can meet ``[start, end)`` with
+        these buffers: widened on both sides by both buffers and the span's length."""
+        margin = timedelta(minutes=self.before_minutes + self.after_minutes) + (end - start)
+        return start - margin, end + margin
+
+
 async def free_hosts_for_span(
     session: AsyncSession,
     organization_id: str,
     hosts: Sequence[Host],
     start: datetime,
     end: datetime,
-    *,
-    buffer_before_minutes: int = 0,
-    buffer_after_minutes: int = 0,
+    buffers: Buffers,
 ) -> list[str]:
     """Hosts free for all of ``[start, end)``: inside their availability (when they have a
-    schedule) and clear of busy time widened by the buffers. Off-grid times are fine here
+    schedule) and clear of busy time with the ``buffers``. Off-grid times are fine here
     (auto-reassign keeps the call's time)."""
-    margin = timedelta(minutes=buffer_before_minutes + buffer_after_minutes) + (end - start)
-    busy = await busy_by_host(session, organization_id, hosts, start - margin, end + margin)
+    busy = await busy_by_host(session, organization_id, hosts, *buffers.busy_window(start, end))
     return [
         host.member.id
         for host in hosts
-        if not span_reasons(
-            host,
-            busy[host.member.id],
-            start,
-            end,
-            buffer_before_minutes=buffer_before_minutes,
-            buffer_after_minutes=buffer_after_minutes,
-        )
+        if not span_reasons(host, busy[host.member.id], start, end, buffers)
     ]
 
 
@@ -495,14 +497,12 @@ def span_reasons(
     busy: Sequence[Interval],
     start: datetime,
     end: datetime,
-    *,
-    buffer_before_minutes: int = 0,
-    buffer_after_minutes: int = 0,
+    buffers: Buffers,
 ) -> list[str]:
     """Why ``host`` cannot take all of ``[start, end)`` by round robin, in this order:
     ``OUTSIDE_AVAILABILITY`` (it has a schedule and the span is not inside it),
-    ``CLOSER_CONFLICT`` (``busy``, its busy time as :func:`busy_by_host` reads it, widened by
-    the buffers, meets the span); ``[]`` when it is free. The one rule behind auto-reassign,
+    ``CLOSER_CONFLICT`` (``busy``, its busy time as :func:`busy_by_host` reads it, meets the
+    span with its ``buffers``); ``[]`` when it is free. The one rule behind auto-reassign,
     booking by link and the reassign candidates (docs/sales-floor.md)."""
     reasons: list[str] = []
     if host.schedule is not None:
@@ -510,162 +510,7 @@ def span_reasons(
         available = expand(host.schedule, start - margin, end + margin)
         if not any(a.start <= start and end <= a.end for a in available):
             reasons.append("OUTSIDE_AVAILABILITY")
-    before = timedelta(minutes=buffer_before_minutes)
-    after = timedelta(minutes=buffer_after_minutes)
-    wanted = Interval(start, end)
-    if any(Interval(b.start - after, b.end + before).overlaps(wanted) for b in busy):
+    held = buffers.around(start, end)
+    if any(b.overlaps(held) for b in busy):
         reasons.append("CLOSER_CONFLICT")
     return reasons
-
-
-# --- round robin ---------------------------------------------------------------------------------
-def fairness_of(link: BookingLink | None) -> FairnessPeriod:
-    """The link's fairness period; ``month`` for a call without a link."""
-    return "month" if link is None else _PERIODS[link.fairness_period]
-
-
-_PERIODS: dict[str, FairnessPeriod] = {p: p for p in ("month", "week", "rolling_30_days")}
-
-
-async def period_bookings(
-    session: AsyncSession,
-    organization_id: str,
-    booking_link_id: str | None,
-    member_ids: Sequence[str],
-    period: FairnessPeriod,
-    now: datetime,
-) -> dict[str, int]:
-    """Round robin's count of each member's bookings in the fairness period (one query): the
-    calls of the link (of any link when ``booking_link_id`` is None) created since
-    :func:`period_start`, held now by the member (a call reassigned away counts for its new
-    closer only), neither cancelled nor declined, not missed by the host (credit-back,
-    docs/sales-floor.md "Round-robin controls"). Members without any are absent."""
-    if not member_ids:
-        return {}
-    stmt = (
-        select(Call.closer_id, func.count())
-        .where(
-            Call.organization_id == organization_id,
-            Call.closer_id.in_(list(member_ids)),
-            Call.status.not_in(FREED_STATUSES),
-            Call.host_no_show.is_(False),
-            Call.created_at >= period_start(period, now),
-        )
-        .group_by(Call.closer_id)
-    )
-    if booking_link_id is not None:
-        stmt = stmt.where(Call.booking_link_id == booking_link_id)
-    rows = (await session.execute(stmt)).all()
-    return {closer_id: int(n) for closer_id, n in rows if closer_id is not None}
-
-
-@dataclass(frozen=True)
-class PlannedBookings:
-    """Bookings decided but not written yet (a bulk reassign's dry run, docs/sales-floor.md
-    "Bulk reassign"), member id → what round robin would read from them once written:
-    ``counted``, how many fall in the fairness period of the link asked about; ``starts``,
-    their start times (UTC), which count against the caps; ``booked_at``, when the latest was
-    made (the real run stamps ``last_booked_at``)."""
-
-    counted: Mapping[str, int] = field(default_factory=dict)
-    starts: Mapping[str, Sequence[datetime]] = field(default_factory=dict)
-    booked_at: Mapping[str, datetime] = field(default_factory=dict)
-
-
-NOTHING_PLANNED = PlannedBookings()
-
-
-async def round_robin_candidates(
-    session: AsyncSession,
-    organization_id: str,
-    booking_link_id: str | None,
-    member_ids: Sequence[str],
-    priorities: Mapping[str, tuple[str, int]],
-    now: datetime,
-    *,
-    fairness_period: FairnessPeriod = "month",
-    scheduled_at: datetime | None = None,
-    planned: PlannedBookings = NOTHING_PLANNED,
-) -> list[Candidate]:
-    """The pure core's ``Candidate`` of each of ``member_ids`` (three queries at most):
-    :func:`period_bookings`, ``last_booked_at``, and, with ``scheduled_at``, how many calls the
-    member may still take that local day and week under its caps; each with the ``planned``
-    bookings added. ``priorities``: id → (priority, weight)."""
-    if not member_ids:
-        return []
-    counts = await period_bookings(
-        session, organization_id, booking_link_id, member_ids, fairness_period, now
-    )
-    members = {
-        m.id: m
-        for m in await session.scalars(
-            select(TeamMember).where(
-                TeamMember.organization_id == organization_id,
-                TeamMember.id.in_(list(member_ids)),
-            )
-        )
-    }
-    loads = (
-        await cap_loads(
-            session,
-            organization_id,
-            list(members.values()),
-            scheduled_at,
-            scheduled_at,
-            extra_starts=planned.starts,
-        )
-        if scheduled_at is not None
-        else {}
-    )
-
-    def last_booked(member_id: str) -> datetime | None:
-        member = members.get(member_id)
-        times = [member.last_booked_at if member else None, planned.booked_at.get(member_id)]
-        known = [t for t in times if t is not None]
-        return max(known) if known else None
-
-    return [
-        Candidate(
-            member_id=member_id,
-            priority=Priority(priorities[member_id][0]),
-            weight=priorities[member_id][1],
-            bookings_this_period=counts.get(member_id, 0) + planned.counted.get(member_id, 0),
-            last_booked_at=last_booked(member_id),
-            remaining=(
-                loads[member_id].remaining(scheduled_at)
-                if scheduled_at is not None and member_id in loads
-                else None
-            ),
-        )
-        for member_id in member_ids
-    ]
-
-
-async def round_robin_choice(
-    session: AsyncSession,
-    organization_id: str,
-    booking_link_id: str | None,
-    member_ids: Sequence[str],
-    priorities: Mapping[str, tuple[str, int]],
-    now: datetime,
-    *,
-    fairness_period: FairnessPeriod = "month",
-    scheduled_at: datetime | None = None,
-) -> str | None:
-    """Which of ``member_ids`` gets the call (docs/api.md "Round robin"): not at a cap for
-    ``scheduled_at``'s day and week, highest priority, then the weighted share of the fairness
-    period's bookings by the quota method (:func:`round_robin_candidates`,
-    ``scheduling.round_robin``), then least recently booked;
-    None if none. ``priorities``: id → (priority, weight)."""
-    candidates = await round_robin_candidates(
-        session,
-        organization_id,
-        booking_link_id,
-        member_ids,
-        priorities,
-        now,
-        fairness_period=fairness_period,
-        scheduled_at=scheduled_at,
-    )
-    chosen = choose_host(candidates)
-    return chosen.member_id if chosen is not None else None

@@ -7,38 +7,35 @@ the caller commits. The calendar event is made through the transaction's ``Calen
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk import models
 from closerdesk.auth.service import AuthContext
 from closerdesk.booking_links import service as booking_links
-from closerdesk.booking_links.service import CLOSER_ROLES, fairness_of
 from closerdesk.calendars.unit_of_work import CalendarChange
 from closerdesk.calls import repository, reserved
-from closerdesk.calls.assignment import pick_by_round_robin
+from closerdesk.calls.assignment import round_robin_closer
 from closerdesk.calls.conflicts import flush_placement, require_free
 from closerdesk.calls.schemas import (
     CallCreate,
 )
 from closerdesk.calls.steps import (
-    Closer,
     actor,
     call_json,
     closer_with_calendar,
     place_on_calendar,
     record_change,
+    require_active_closer,
     require_valid,
     set_closer,
 )
 from closerdesk.errors import (
     BookingLinkInactive,
-    CloserNotFound,
     ProductInactive,
     SetterNotFound,
     SlotInPast,
-    SlotNotAvailable,
 )
 from closerdesk.kit import required
 from closerdesk.kit.ids import new_id
@@ -46,7 +43,6 @@ from closerdesk.kit.time import utcnow
 from closerdesk.leads.service import find_or_create, get_lead, lead_contact, lead_json
 from closerdesk.models import BookingLink
 from closerdesk.products.service import get_product
-from closerdesk.scheduling.intervals import Interval
 from closerdesk.webhooks.payloads import (
     CallBookedData,
     LeadCreatedData,
@@ -166,13 +162,7 @@ async def book(
         chosen.member.last_booked_at = now
     elif body.closer_id is not None:
         intent_closer = await repository.get_member(session, org, body.closer_id)
-        if (
-            intent_closer is None
-            or not intent_closer.is_active
-            or intent_closer.role not in CLOSER_ROLES
-        ):
-            raise CloserNotFound()
-        set_closer(call, intent_closer)
+        set_closer(call, require_active_closer(intent_closer))
 
     session.add(call)
     await flush_placement(session)
@@ -233,58 +223,3 @@ async def _booking_link(
     if not link.is_active:
         raise BookingLinkInactive()
     return link
-
-
-async def round_robin_closer(
-    session: AsyncSession,
-    change: CalendarChange,
-    link: BookingLink,
-    start: datetime,
-    end: datetime,
-    now: datetime,
-) -> Closer:
-    """The host that gets a call at ``start`` by the link's round robin (docs/api.md "Round robin").
-
-    ``start`` must be an offered slot. The hosts offered there are row-locked in id order (no
-    deadlock between two bookings), checked again under the lock for the whole call
-    ``[start, end)`` (availability, busy time, buffers: the slot may have been taken since it
-    was offered), and the first of them in round-robin order whose calendar confirms the time
-    live gets the call. Raises ``SlotNotAvailable`` (409), ``CalendarProviderError`` (502).
-    """
-    offered = await booking_links.free_hosts_for_slot(session, link, start, now)
-    if not offered:
-        raise SlotNotAvailable()
-    await repository.lock_members(session, link.organization_id, offered)
-    hosts = {
-        h.member.id: h
-        for h in await booking_links.bookable_hosts(session, link)
-        if h.member.id in offered
-    }
-    free = await booking_links.free_hosts_for_span(
-        session,
-        link.organization_id,
-        list(hosts.values()),
-        start,
-        end,
-        buffer_before_minutes=link.buffer_before_minutes,
-        buffer_after_minutes=link.buffer_after_minutes,
-    )
-    span = Interval(
-        start - timedelta(minutes=link.buffer_before_minutes),
-        end + timedelta(minutes=link.buffer_after_minutes),
-    )
-    chosen = await pick_by_round_robin(
-        session,
-        change,
-        link.organization_id,
-        link.id,
-        hosts,
-        free,
-        span,
-        now,
-        fairness_period=fairness_of(link),
-        scheduled_at=start,
-    )
-    if chosen is None:
-        raise SlotNotAvailable()
-    return chosen

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.auth.service import AuthContext
 from closerdesk.booking_links import service as booking_links
+from closerdesk.booking_links.round_robin_counts import PlannedBookings, fairness_of
 from closerdesk.calendars.accounts import account_of
 from closerdesk.calendars.unit_of_work import CalendarChange, calendar_change
 from closerdesk.calls import reassign, repository
@@ -51,7 +52,12 @@ from closerdesk.calls.schemas import (
     ReassignCloser,
     ReassignResult,
 )
-from closerdesk.calls.steps import closer_reasons, raise_first, require_slot_call
+from closerdesk.calls.steps import (
+    closer_reasons,
+    raise_first,
+    require_active_closer,
+    require_slot_call,
+)
 from closerdesk.db import Database
 from closerdesk.errors import (
     ApiError,
@@ -146,9 +152,7 @@ async def _batch(
 async def _target(session: AsyncSession, organization_id: str, member_id: str) -> Target:
     """The named new closer and its valid calendar (None: not connected, a per-call
     ``CALENDAR_NOT_CONNECTED``). Raises ``CloserNotFound`` (404) as the single reassign does."""
-    member = await repository.get_member(session, organization_id, member_id)
-    if member is None or not member.is_active or member.role not in booking_links.CLOSER_ROLES:
-        raise CloserNotFound()
+    member = require_active_closer(await repository.get_member(session, organization_id, member_id))
     ready = await booking_links.closers_with_calendars(session, organization_id, [member_id])
     return member, ready[member_id][1] if member_id in ready else None
 
@@ -264,11 +268,10 @@ class _Planner:
     async def plan(self, row: BatchRow) -> BulkReassignItem:
         start, end = as_utc(row.scheduled_at), as_utc(row.ends_at)
         link = await self._link(row.booking_link_id)
-        before = link.buffer_before_minutes if link else 0
-        after = link.buffer_after_minutes if link else 0
+        buffers = booking_links.Buffers.of(link)
         try:
             if self.body.to == AUTO:
-                member = await self._round_robin(row.id, link, start, end, before, after)
+                member = await self._round_robin(link, start, end, buffers)
             else:
                 member = await self._named(row.id, start, end)
         except ApiError as exc:
@@ -278,7 +281,7 @@ class _Planner:
                 closer_id=member.id,
                 call_id=row.id,
                 call=Interval(start, end),
-                held=Interval(start - timedelta(minutes=before), end + timedelta(minutes=after)),
+                held=buffers.around(start, end),
                 link_id=row.booking_link_id,
                 created_at=as_utc(row.created_at),
                 # The real run stamps each new closer's last_booked_at as it goes: later each time.
@@ -322,35 +325,27 @@ class _Planner:
 
     async def _round_robin(
         self,
-        call_id: str,
         link: BookingLink | None,
         start: datetime,
         end: datetime,
-        before: int,
-        after: int,
+        buffers: booking_links.Buffers,
     ) -> TeamMember:
         """``auto_reassign``'s choice, with the calls planned before this one: a host they
         occupy at this time (buffers included) is not free, and they count in its share."""
         org = self.auth.organization_id
         hosts = await self._hosts_of(link)
         free = await booking_links.free_hosts_for_span(
-            self.session,
-            org,
-            hosts,
-            start,
-            end,
-            buffer_before_minutes=before,
-            buffer_after_minutes=after,
+            self.session, org, hosts, start, end, buffers
         )
-        span = Interval(start - timedelta(minutes=before), end + timedelta(minutes=after))
+        span = buffers.around(start, end)
         taken = {p.closer_id for p in self.placements if p.held.overlaps(span)}
         link_id = link.id if link else None
-        period = booking_links.fairness_of(link)
+        period = fairness_of(link)
         since = period_start(period, self.now)
         starts: dict[str, list[datetime]] = {}
         for p in self.placements:
             starts.setdefault(p.closer_id, []).append(p.call.start)
-        planned = booking_links.PlannedBookings(
+        planned = PlannedBookings(
             counted=Counter(
                 p.closer_id
                 for p in self.placements
@@ -386,23 +381,13 @@ class _Planner:
         return self._links[link_id]
 
     async def _hosts_of(self, link: BookingLink | None) -> list[booking_links.Host]:
-        """``auto_reassign``'s candidates: the link's bookable hosts, or every active closer
-        with a valid calendar for a call without a link; never the from-closer."""
+        """``auto_reassign``'s candidates (``booking_links.round_robin_hosts``), never the
+        from-closer; loaded once per link."""
         key = link.id if link else None
         if key not in self._hosts:
-            exclude = self.body.from_closer_id
-            if link is not None:
-                hosts = await booking_links.bookable_hosts(self.session, link, exclude=exclude)
-            else:
-                ready = await booking_links.closers_with_calendars(
-                    self.session, self.auth.organization_id
-                )
-                hosts = [
-                    booking_links.Host(member, connection, "medium", 100, None)
-                    for member_id, (member, connection) in ready.items()
-                    if member_id != exclude
-                ]
-            self._hosts[key] = hosts
+            self._hosts[key] = await booking_links.round_robin_hosts(
+                self.session, self.auth.organization_id, link, exclude=self.body.from_closer_id
+            )
         return self._hosts[key]
 
 

@@ -2,9 +2,11 @@
 (docs/sales-floor.md "Reassign candidates").
 
 Every closer is judged by the functions reassign and round robin use themselves:
-``steps.closer_reasons`` (reassign's checks 6–8), ``booking_links.span_reasons`` (round robin's
-availability and busy rule, the link's buffers included), ``booking_links.round_robin_candidates``
-(the fairness period's counts and the caps) and ``round_robin.rank_hosts`` (the order).
+``steps.closer_reasons`` (reassign's checks 6–8), ``booking_links.hosts_among`` (which hosts
+round robin may pick), ``booking_links.span_reasons`` (round robin's availability and busy rule,
+the link's buffers included), ``round_robin_counts.round_robin_candidates`` (the fairness
+period's counts and the caps, live slot reservations included) and ``round_robin.rank_hosts``
+(the order).
 
 Read only, and no calendar provider is asked: calendar busy time comes from what closerdesk keeps
 (the built-in calendar, the busy mirror of an external one: docs/calendars.md "The busy mirror"),
@@ -18,14 +20,14 @@ caps); docs/sales-floor.md gives the figures.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.auth.service import AuthContext
 from closerdesk.booking_links import service as booking_links
-from closerdesk.booking_links.service import CLOSER_ROLES, Host
+from closerdesk.booking_links.round_robin_counts import fairness_of, round_robin_candidates
+from closerdesk.booking_links.service import CLOSER_ROLES
 from closerdesk.calendars.busy import stored_busy
 from closerdesk.calls import repository
 from closerdesk.calls.conflicts import own_conflicts
@@ -69,37 +71,25 @@ async def reassign_candidates(
     closers = await repository.closers_with_connections(session, org, CLOSER_ROLES)
     ids = [member.id for member, _ in closers]
 
-    # The hosts round robin would consider, each as round robin builds it.
+    # The hosts round robin would consider, by round robin's own rule (the current closer is
+    # one here: SAME_CLOSER below says why it cannot take the call).
     host_rows = (await booking_links.hosts_of(session, [link.id]))[link.id] if link else []
     host_order = {row.member_id: n for n, row in enumerate(host_rows)}
     settings = {row.member_id: row for row in host_rows}
-    hosts: list[Host] = []
-    for member, connection in closers:
-        if connection is None or connection.status != "valid":
-            continue
-        if link is None:
-            hosts.append(Host(member, connection, "medium", 100, None))
-        elif member.id in settings:
-            row = settings[member.id]
-            hosts.append(
-                Host(
-                    member,
-                    connection,
-                    row.priority,
-                    row.weight,
-                    booking_links.schedule_of(row.schedule),
-                )
-            )
-    before = link.buffer_before_minutes if link else 0
-    after = link.buffer_after_minutes if link else 0
-    margin = timedelta(minutes=before + after) + (end - start)
-    busy = await booking_links.busy_by_host(session, org, hosts, start - margin, end + margin)
+    ready = {
+        member.id: (member, connection)
+        for member, connection in closers
+        if connection is not None and connection.status == "valid"
+    }
+    hosts = booking_links.hosts_among(link, host_rows, ready)
+    buffers = booking_links.Buffers.of(link)
+    busy = await booking_links.busy_by_host(session, org, hosts, *buffers.busy_window(start, end))
 
     # What each closer has during the call itself, as CLOSER_CONFLICT details say it.
     conflicts = await own_conflicts(session, org, ids, start, end, exclude_call_id=call.id)
-    valid = {c.id: member.id for member, c in closers if c is not None and c.status == "valid"}
+    valid = {connection.id: member_id for member_id, (_, connection) in ready.items()}
     stored = await stored_busy(
-        session, [c for _, c in closers if c is not None and c.id in valid], start, end
+        session, [connection for _, connection in ready.values()], start, end
     )
     wanted = Interval(start, end)
     for connection_id, spans in stored.items():
@@ -113,14 +103,14 @@ async def reassign_candidates(
     priorities = {h.member.id: (h.priority, h.weight) for h in hosts}
     candidates = {
         c.member_id: c
-        for c in await booking_links.round_robin_candidates(
+        for c in await round_robin_candidates(
             session,
             org,
             link.id if link else None,
             ids,
             {m: priorities.get(m, ("medium", 100)) for m in ids},
             now,
-            fairness_period=booking_links.fairness_of(link),
+            fairness_period=fairness_of(link),
             scheduled_at=start,
         )
     }
@@ -140,14 +130,7 @@ async def reassign_candidates(
             mine.append("NOT_A_HOST")
         host = by_host.get(member.id)
         if host is not None:
-            for code in booking_links.span_reasons(
-                host,
-                busy[member.id],
-                start,
-                end,
-                buffer_before_minutes=before,
-                buffer_after_minutes=after,
-            ):
+            for code in booking_links.span_reasons(host, busy[member.id], start, end, buffers):
                 if code not in mine:
                     mine.append(cast(CandidateReason, code))
         if candidates[member.id].remaining == 0:

@@ -7,7 +7,6 @@ the old calendar event's removal is handed to the transaction's ``CalendarChange
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closerdesk import models
 from closerdesk.auth.service import AuthContext
 from closerdesk.booking_links import service as booking_links
+from closerdesk.booking_links.round_robin_counts import fairness_of
 from closerdesk.calendars.drafts import event_draft
 from closerdesk.calendars.unit_of_work import CalendarChange
 from closerdesk.calls import repository
@@ -48,7 +48,6 @@ from closerdesk.kit import required
 from closerdesk.kit.time import utcnow
 from closerdesk.leads.service import lead_contact
 from closerdesk.models import BookingLink, CalendarConnection
-from closerdesk.scheduling.intervals import Interval
 from closerdesk.webhooks.payloads import (
     CallCloserReassignedData,
 )
@@ -309,31 +308,11 @@ async def auto_reassign(
     require_slot_call(call, now)
     start = required(call.scheduled_at, "scheduled_at")
     end = required(call.ends_at, "ends_at")
-    if link is not None:
-        hosts = await booking_links.bookable_hosts(session, link, exclude=call.closer_id)
-    else:
-        ready = await booking_links.closers_with_calendars(session, org)
-        hosts = [
-            booking_links.Host(member, connection, "medium", 100, None)
-            for member_id, (member, connection) in ready.items()
-            if member_id != call.closer_id
-        ]
+    hosts = await booking_links.round_robin_hosts(session, org, link, exclude=call.closer_id)
     # Lock every candidate first (id order), then decide on what the lock protects.
     await repository.lock_members(session, org, [h.member.id for h in hosts])
-    before_minutes = link.buffer_before_minutes if link else 0
-    after_minutes = link.buffer_after_minutes if link else 0
-    free = await booking_links.free_hosts_for_span(
-        session,
-        org,
-        hosts,
-        start,
-        end,
-        buffer_before_minutes=before_minutes,
-        buffer_after_minutes=after_minutes,
-    )
-    span = Interval(
-        start - timedelta(minutes=before_minutes), end + timedelta(minutes=after_minutes)
-    )
+    buffers = booking_links.Buffers.of(link)
+    free = await booking_links.free_hosts_for_span(session, org, hosts, start, end, buffers)
     by_id = {h.member.id: h for h in hosts}
     chosen = await pick_by_round_robin(
         session,
@@ -342,9 +321,9 @@ async def auto_reassign(
         link.id if link else None,
         by_id,
         free,
-        span,
+        buffers.around(start, end),
         now,
-        fairness_period=booking_links.fairness_of(link),
+        fairness_period=fairness_of(link),
         scheduled_at=start,
     )
     if chosen is None:

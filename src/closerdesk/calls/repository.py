@@ -169,6 +169,19 @@ async def booking_link_description(session: AsyncSession, call: Call) -> str | N
     )
 
 
+def live_booking_call(*, counting: bool = False) -> ColumnElement[bool]:
+    """The one rule for "a live booking call": a booking call (an intent call has no time, and
+    round robin never places one, so it neither holds time nor counts toward a host's share or
+    caps) that is neither cancelled nor declined (``FREED_STATUSES``).
+
+    ``counting=True`` is the call as round robin counts it for its closer (the fairness share
+    and the daily and weekly caps): also not missed by the host (``host_no_show``: credit-back,
+    docs/sales-floor.md "Round-robin controls"). Without it (busy time, conflicts, the calls a
+    bulk reassign moves) a missed call still took its time."""
+    live = and_(Call.call_kind == "booking", Call.status.not_in(FREED_STATUSES))
+    return and_(live, Call.host_no_show.is_(False)) if counting else live
+
+
 def overlaps(start: datetime, end: datetime) -> ColumnElement[bool]:
     """Calls sharing time with ``[start, end)``; touching ends (``ends_at == start``) do not.
 
@@ -216,8 +229,7 @@ async def overlapping_calls_of(
     stmt = select(Call).where(
         Call.organization_id == organization_id,
         Call.closer_id.in_(list(closer_ids)),
-        Call.call_kind == "booking",
-        Call.status.not_in(FREED_STATUSES),
+        live_booking_call(),
         overlaps(start, end),
     )
     if exclude_call_id is not None:
@@ -271,8 +283,7 @@ async def overlapping_busy(
     ).where(
         Call.organization_id == organization_id,
         Call.closer_id.in_(list(closer_ids)),
-        Call.call_kind == "booking",
-        Call.status.not_in(FREED_STATUSES),
+        live_booking_call(),
         overlaps(start, end),
     )
     if exclude_call_id is not None:
@@ -379,8 +390,7 @@ async def upcoming_calls_of_closer(
     stmt = select(*BATCH_COLUMNS).where(
         Call.organization_id == organization_id,
         Call.closer_id == closer_id,
-        Call.call_kind == "booking",
-        Call.status.not_in(FREED_STATUSES),
+        live_booking_call(),
         Call.scheduled_at > now,
     )
     if scheduled_after is not None:

@@ -3,6 +3,7 @@
 
 The reservation already chose the host by the link's round robin; booking with it gives the call
 to that host (no round robin again) and marks the reservation consumed in the same transaction.
+The host's caps are checked again: a call may have been placed on it by name since.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk import models
 from closerdesk.booking_links import reservations_repository
+from closerdesk.booking_links.round_robin_counts import cap_loads
 from closerdesk.calendars.unit_of_work import CalendarChange
 from closerdesk.calls.conflicts import require_free
 from closerdesk.calls.steps import Closer, closer_with_calendar, require_valid
@@ -22,6 +24,7 @@ from closerdesk.errors import (
     ReservationExpired,
     ReservationMismatch,
     ReservationNotFound,
+    SlotNotAvailable,
 )
 from closerdesk.models import BookingLink, SlotReservation
 
@@ -52,8 +55,11 @@ async def take(
     404), no call consumed it yet (``ReservationConsumed``, 409), the call is for the
     reservation's link, exact start and duration (``ReservationMismatch``, 409), and it has not
     expired (``ReservationExpired``, 409). Then the host, row-locked, must still be an active
-    closer (``CloserNotFound``, 404) with a valid calendar (``CalendarNotConnected``, 409) and
-    free but for this reservation: calendar busy that appeared since, or a call placed with
+    closer (``CloserNotFound``, 404) with a valid calendar (``CalendarNotConnected``, 409),
+    below its daily and weekly caps on ``start``'s day and week counting its live calls and
+    other live reservations but not this one (``SlotNotAvailable``, 409: a call placed on the
+    host by name since filled it; docs/sales-floor.md "Round-robin controls"), and free but for
+    this reservation: calendar busy that appeared since, or a call placed with
     ``override_conflict``, answers ``CloserConflict`` (409) unless ``override_conflict``.
     """
     reservation = await reservations_repository.get_reservation(
@@ -75,6 +81,19 @@ async def take(
         session, link.organization_id, reservation.member_id
     )
     closer = require_valid(member, connection, change.providers.secrets)
+    loads = await cap_loads(
+        session,
+        link.organization_id,
+        [member],
+        start,
+        start,
+        now=now,
+        exclude_reservation_id=reservation.id,
+    )
+    if member.id in loads and loads[member.id].remaining(start) == 0:
+        raise SlotNotAvailable(
+            "The reserved host reached its daily or weekly cap since the reservation was made."
+        )
     await require_free(
         session,
         change,

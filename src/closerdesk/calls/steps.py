@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk import models
 from closerdesk.auth.service import AuthContext
-from closerdesk.booking_links.service import CLOSER_ROLES
+from closerdesk.booking_links.service import is_active_closer
 from closerdesk.calendars import repository as calendars_repository
 from closerdesk.calendars.accounts import account_of
 from closerdesk.calendars.drafts import event_draft
@@ -187,11 +187,19 @@ async def closer_with_calendar(
     if found is None:
         raise CloserNotFound()
     closer, connections = found
-    if not closer.is_active or closer.role not in CLOSER_ROLES:
-        raise CloserNotFound()
+    require_active_closer(closer)
     mine = next((c for c in connections if c.member_id == closer.id), None)
     old = next((c for c in connections if c.id == old_grant_id), None)
     return closer, mine, old
+
+
+def require_active_closer(member: TeamMember | None) -> TeamMember:
+    """``member`` when it can take calls (an active closer or admin); raises
+    ``CloserNotFound`` (404) for None (missing, another organization's), an inactive member or
+    a setter."""
+    if member is None or not is_active_closer(member):
+        raise CloserNotFound()
+    return member
 
 
 def closer_reasons(
