@@ -71,6 +71,8 @@ async def test_unknown_route_is_404_not_found(
         ("PUT", "/v1/leads/lead_x", {"GET", "PATCH"}),
         ("POST", "/v1/calls/call_x", {"GET", "PATCH"}),
         ("POST", "/health", {"GET"}),
+        # A path written out in full owns it, although ``/v1/calls/{call_id}`` matches it too.
+        ("OPTIONS", "/v1/calls/bulk-reassign", {"POST"}),
     ],
 )
 async def test_wrong_method_is_405(

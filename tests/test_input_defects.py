@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closerdesk.app import create_app
 from closerdesk.config import DEFAULT_SECRET_KEY, Settings
 from closerdesk.db import Database
+from closerdesk.errors import ValidationFailed
+from closerdesk.leads.schemas import LeadCreate
 from closerdesk.models import Lead
 from tests.factories import Org, create_call, create_lead, create_member
 
@@ -398,3 +400,16 @@ async def test_private_targets_allow_any_port_but_0(
         body = {"target_url": f"http://127.0.0.1:{port}/hook", "event_types": ["call.booked"]}
         r = await client.post("/v1/webhooks", headers=org.headers, json=body)
     assert r.status_code == (201 if allowed else 400), r.text
+
+
+@pytest.mark.parametrize("shape", ["array", "object"])
+def test_the_storable_text_check_walks_any_depth_without_recursing(shape: str) -> None:
+    """The request-body check walks a body as deep as any JSON parser hands over (here 5,000
+    levels; CPython's parser stops near 1,000) with its own stack: a recursive walk answered
+    500 with a ``RecursionError`` when the server's stack was already deep."""
+    body: Any = "\x00"
+    for _ in range(5_000):
+        body = [body] if shape == "array" else {"a": body}
+    with pytest.raises(ValidationFailed) as refused:
+        LeadCreate.model_validate({"email": "deep@example.com", "metadata": {"a": body}})
+    assert refused.value.details[0]["field"].startswith("metadata.a.")

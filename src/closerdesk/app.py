@@ -274,7 +274,8 @@ def _envelope(
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method some route serves at this path (Starlette names only the first route's)."""
+    """Every method some route serves at this path (Starlette names only the first route's);
+    only those of routes whose path has no parameter when there is one."""
     routes: Iterable[Any] = request.app.routes
     try:  # FastAPI ≥ 0.120 keeps included routers whole; this walks into them.
         from fastapi.routing import iter_route_contexts
@@ -282,10 +283,17 @@ def _allowed_methods(request: Request) -> str:
         routes = [context.route for context in iter_route_contexts(request.app.routes)]
     except ImportError:  # pragma: no cover - older FastAPI lists every route flat
         pass
+    matching = [
+        route
+        for route in routes
+        if isinstance(route, BaseRoute) and route.matches(request.scope)[0] is not Match.NONE
+    ]
+    # A path written out in full owns it: ``/v1/calls/bulk-reassign`` is not a call id, although
+    # ``/v1/calls/{call_id}`` would match it too (the OpenAPI document lists the literal path).
+    literal = [r for r in matching if "{" not in getattr(r, "path", "{")]
     methods: set[str] = set()
-    for route in routes:
-        if isinstance(route, BaseRoute) and route.matches(request.scope)[0] is not Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
+    for route in literal or matching:
+        methods |= set(getattr(route, "methods", None) or ())
     return ", ".join(sorted(methods))
 
 

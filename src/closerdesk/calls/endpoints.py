@@ -459,10 +459,7 @@ async def get_calendar_links(
     call, lead = await steps.call_with_lead(session, auth, call_id)
     if call.call_kind == "intent" or call.scheduled_at is None:
         raise CallNotScheduled()
-    if call.status == "cancelled":
-        raise CallCancelled()
-    if call.status == "declined":
-        raise CallDeclined()
+    steps.require_not_freed(call)
     settings: Settings = request.app.state.settings
     ics_url = ics_token.ics_url(settings.public_base_url, settings.secret_key, call.id)
     description = await repository.booking_link_description(session, call)

@@ -40,13 +40,12 @@ from closerdesk.calls.steps import (
     old_event,
     record_change,
     require_confirmed_call,
+    require_not_freed,
     require_slot_call,
     require_valid,
     snapshot,
 )
 from closerdesk.errors import (
-    CallCancelled,
-    CallDeclined,
     CallInPast,
     CallLeadMismatch,
     CallNotStarted,
@@ -305,10 +304,7 @@ async def cancel(
     Fires ``call.cancelled``.
     """
     call = await locked_call(session, auth, call_id)
-    if call.status == "cancelled":
-        raise CallCancelled()
-    if call.status == "declined":
-        raise CallDeclined()
+    require_not_freed(call)
     if call.scheduled_at is not None and call.scheduled_at <= utcnow():
         raise CallInPast()
     before = snapshot(call, ["status", "cancelled_at", "cancel_reason", "reason_code"])

@@ -139,15 +139,21 @@ class SlotCall(Protocol):
     def scheduled_at(self) -> datetime | None: ...
 
 
+def require_not_freed(call: SlotCall) -> None:
+    """A call that still holds its slot: ``CallCancelled``, ``CallDeclined`` (409) for one
+    that gave it up (``models.call.FREED_STATUSES``)."""
+    if call.status == "cancelled":
+        raise CallCancelled()
+    if call.status == "declined":
+        raise CallDeclined()
+
+
 def require_slot_call(call: SlotCall, now: datetime) -> None:
     """Aura's reassign constraints, in the order of docs/api.md "Reassign" (after 404):
     ``CallNotReassignable``, ``CallCancelled``, ``CallDeclined``, ``CallInPast`` (409)."""
     if call.call_kind == "intent":
         raise CallNotReassignable()
-    if call.status == "cancelled":
-        raise CallCancelled()
-    if call.status == "declined":
-        raise CallDeclined()
+    require_not_freed(call)
     if call.scheduled_at is None or call.scheduled_at <= now:
         raise CallInPast()
 
@@ -155,10 +161,7 @@ def require_slot_call(call: SlotCall, now: datetime) -> None:
 def require_confirmed_call(call: models.Call) -> None:
     """A call that was booked and stands, so that it can have happened (outcome, absence):
     ``CallCancelled``, ``CallDeclined``, ``CallNotConfirmed`` (a ``pending`` call; 409)."""
-    if call.status == "cancelled":
-        raise CallCancelled()
-    if call.status == "declined":
-        raise CallDeclined()
+    require_not_freed(call)
     if is_pending(call):
         raise CallNotConfirmed()
 

@@ -94,33 +94,40 @@ def _email_fields(model: type[BaseModel]) -> tuple[str, ...]:
 
 def _unstorable_text(value: Any, path: str) -> tuple[str, str] | None:
     """``(field path, problem)`` of the first string (or key) no database can store, or the
-    first number that is not finite."""
+    first number that is not finite, in document order. Walks with its own stack, not by
+    recursion: a body nested a thousand levels deep is an answer, not a ``RecursionError``."""
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        problem = _unstorable_scalar(item)
+        if problem is not None:
+            return where, problem
+        children: list[tuple[str, Any]] = []
+        if isinstance(item, dict):
+            for key, child in item.items():
+                key_problem = _unstorable_scalar(key) if isinstance(key, str) else None
+                if key_problem is not None:
+                    return where, key_problem
+                children.append((f"{where}.{key}" if where else str(key), child))
+        elif isinstance(item, list | tuple):
+            children = [(f"{where}.{i}" if where else str(i), c) for i, c in enumerate(item)]
+        stack.extend(reversed(children))
+    return None
+
+
+def _unstorable_scalar(value: Any) -> str | None:
+    """What no database can store in one number or string, else None."""
     if isinstance(value, float):
         if not math.isfinite(value):
-            return path, "numbers must be finite (no NaN, Infinity or overflowing values)"
+            return "numbers must be finite (no NaN, Infinity or overflowing values)"
         return None
     if isinstance(value, str):
         if "\x00" in value:
-            return path, "text must not contain NUL (U+0000) characters"
+            return "text must not contain NUL (U+0000) characters"
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            return path, "text must be valid Unicode (no lone surrogates)"
-        return None
-    items: list[tuple[str, Any]] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            found = _unstorable_text(key, path) if isinstance(key, str) else None
-            if found is not None:
-                return found
-            items.append((where, item))
-    elif isinstance(value, list | tuple):
-        items = [(f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value)]
-    for where, item in items:
-        found = _unstorable_text(item, where)
-        if found is not None:
-            return found
+            return "text must be valid Unicode (no lone surrogates)"
     return None
 
 
