@@ -5,6 +5,7 @@ many bookings with cancellations (credit-back)."""
 from __future__ import annotations
 
 import random
+import time
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 
@@ -46,6 +47,22 @@ def test_period_start() -> None:
         period_start("month", datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="unknown"):
         period_start("year", now)  # type: ignore[arg-type]
+
+
+def test_period_start_does_not_depend_on_the_machines_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Periods are UTC whatever zone the server runs in: 20:00 UTC on 31 December is already
+    New Year's morning in Tokyo, and still December's period."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        now = datetime(2026, 12, 31, 20, tzinfo=UTC)
+        assert period_start("month", now) == datetime(2026, 12, 1, tzinfo=UTC)
+        assert period_start("week", now) == datetime(2026, 12, 28, tzinfo=UTC)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 @given(st.datetimes(timezones=st.just(UTC)))
