@@ -9,6 +9,7 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -124,12 +125,25 @@ async def test_no_cursor_answers_5xx(client: httpx.AsyncClient, org: Org, path: 
     @FUZZ
     @given(cursor=cursors)
     def probe(cursor: str) -> None:
-        r = call(client.get(path, headers=org.headers, params={"cursor": cursor}))
+        # Sent as a client can send it: UTF-8, percent-encoded. A lone surrogate has no UTF-8
+        # form, so it goes as the bytes it would be ("surrogatepass"): invalid UTF-8 on arrival.
+        raw = quote(cursor.encode("utf-8", "surrogatepass"), safe="")
+        r = call(client.get(f"{path}?cursor={raw}", headers=org.headers))
         assert r.status_code in {200, 400}, (cursor, r.text)
         if r.status_code == 400:
             assert r.json()["code"] == "VALIDATION_ERROR"
 
     await asyncio.to_thread(probe)
+
+
+@pytest.mark.parametrize("path", ["/v1/leads", "/v1/calls", "/v1/webhooks"])
+async def test_a_cursor_that_is_not_utf8_is_a_400(
+    client: httpx.AsyncClient, org: Org, path: str
+) -> None:
+    # %ED%A0%80: a lone surrogate (U+D800) as "surrogatepass" bytes, invalid UTF-8.
+    r = await client.get(f"{path}?cursor=%ED%A0%80", headers=org.headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "VALIDATION_ERROR"
 
 
 # Bodies: free JSON where the API takes it, and raw bytes that may not be JSON at all.
