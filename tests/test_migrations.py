@@ -402,12 +402,89 @@ def _fill_at_0013(connection: sa.Connection) -> None:
         )
 
 
+def _fill_0013_history_and_webhooks(connection: sa.Connection) -> None:
+    """History rows and webhooks of the kinds 0013 added (calls from ``_fill_at_0013``)."""
+    stamps = {"created_at": NOW, "updated_at": NOW}
+    for event_id, kind in (("cev_1", "declined"), ("cev_2", "confirmed"), ("cev_3", "booked")):
+        connection.execute(
+            sa.text(
+                "INSERT INTO call_events (id, organization_id, call_id, type, actor_type,"
+                " actor_id, before, after, created_at)"
+                " VALUES (:id, 'org_1', 'call_declined', :type, 'api_key', 'key_1', '{}', '{}',"
+                " :now)"
+            ),
+            {"id": event_id, "type": kind, "now": NOW},
+        )
+    connection.execute(
+        subscriptions.insert(),
+        [
+            {
+                "id": f"wh_{n}",
+                "organization_id": "org_1",
+                "target_url": f"https://hooks.example.test/{n}",
+                "event_types": types,
+                "secret": "whsec_x",
+                "previous_secret": None,
+                "previous_secret_expires_at": None,
+                "is_active": True,
+                **stamps,
+            }
+            for n, types in ((1, ["call.declined", "call.booked"]), (2, ["call.confirmed"]))
+        ],
+    )
+    connection.execute(
+        webhook_events.insert(),
+        [
+            {"id": msg, "organization_id": "org_1", "type": kind, "payload": {}, "created_at": NOW}
+            for msg, kind in (("msg_1", "call.declined"), ("msg_2", "call.booked"))
+        ],
+    )
+    connection.execute(
+        deliveries.insert(),
+        [
+            {
+                "id": f"dlv_{msg}",
+                "organization_id": "org_1",
+                "subscription_id": "wh_1",
+                "event_id": msg,
+                "event_type": kind,
+                "status": "pending",
+                "attempt_count": 0,
+                "next_attempt_at": NOW,
+                **stamps,
+            }
+            for msg, kind in (("msg_1", "call.declined"), ("msg_2", "call.booked"))
+        ],
+    )
+
+
+def _history_and_webhooks(connection: sa.Connection) -> dict[str, Any]:
+    def rows(sql: str) -> list[Any]:
+        return [tuple(r) for r in connection.execute(sa.text(sql))]
+
+    subs = {
+        r.id: (json.loads(r.event_types) if isinstance(r.event_types, str) else r.event_types,
+               r.is_active)
+        for r in connection.execute(
+            sa.text("SELECT id, event_types, is_active FROM webhook_subscriptions")
+        )
+    }  # fmt: skip
+    return {
+        "history": rows("SELECT id, type FROM call_events ORDER BY id"),
+        "events": rows("SELECT id FROM webhook_events ORDER BY id"),
+        "deliveries": rows("SELECT id FROM webhook_deliveries ORDER BY id"),
+        "subscriptions": subs,
+    }
+
+
 def test_0013_downgrades_declined_and_pending_calls_to_what_0012_knows(scratch_url: str) -> None:
     """A declined call whose slot was booked again would break 0011's constraint (it counted
-    every call but cancelled ones): the downgrade makes it cancelled, and pending scheduled."""
+    every call but cancelled ones): the downgrade makes it cancelled, and pending scheduled;
+    history and webhooks of the new kinds become what 0012 can read."""
     settings = Settings(database_url=scratch_url, env="test", encryption_keys=SecretStr(KEY))
     upgrade(scratch_url, "head", settings=settings)
     _run(scratch_url, _fill_at_0013)
+    _run(scratch_url, _fill_0013_history_and_webhooks)
     downgrade(scratch_url, "0012", settings=settings)
 
     def statuses(connection: sa.Connection) -> dict[str, tuple[str, str | None]]:
@@ -418,5 +495,13 @@ def test_0013_downgrades_declined_and_pending_calls_to_what_0012_knows(scratch_u
         "call_declined": ("cancelled", "Not a fit"),
         "call_rebooked": ("scheduled", None),
         "call_pending": ("scheduled", None),
+    }
+    # History of the new kinds becomes the nearest old kind; the new event types leave the
+    # subscriptions (one that asked only for them stops), and their events go.
+    assert _run(scratch_url, _history_and_webhooks) == {
+        "history": [("cev_1", "cancelled"), ("cev_2", "updated"), ("cev_3", "booked")],
+        "events": [("msg_2",)],
+        "deliveries": [("dlv_msg_2",)],
+        "subscriptions": {"wh_1": (["call.booked"], True), "wh_2": ([], False)},
     }
     upgrade(scratch_url, "head", settings=settings)  # and up again

@@ -439,6 +439,26 @@ async def test_a_live_hold_counts_against_its_hosts_daily_cap(
     error(await book(client, org, session, link["id"], S(14)), 409, "SLOT_NOT_AVAILABLE")
 
 
+async def test_a_hold_and_the_call_booked_with_it_count_once(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession
+) -> None:
+    """Under a daily cap of 2, a hold booked with is one call, not two: another slot of that
+    day is still offered and given to the host, and its share counts one booking."""
+    a = (await create_member(session, org, max_bookings_per_day=2)).id
+    link = await create_link(client, org, [host(a)])
+    whole_day = (S(0), S(0) + timedelta(days=1))
+    held = await reserve(client, org, link["id"], S(10))
+    call = ok(await book(client, org, session, link["id"], S(10), reservation_id=held["id"]), 201)
+    assert S(14) in starts(await get_slots(client, org, link["id"], *whole_day))
+    candidates = ok(
+        await client.get(f"/v1/calls/{call['id']}/reassign-candidates", headers=org.headers)
+    )
+    assert [c["period_bookings"] for c in candidates if c["member_id"] == a] == [1]
+    second = ok(await book(client, org, session, link["id"], S(14)), 201)
+    assert second["closer_id"] == a
+    assert await get_slots(client, org, link["id"], *whole_day) == []
+
+
 async def test_booking_with_a_hold_rechecks_the_hosts_cap_without_the_hold(
     client: httpx.AsyncClient, org: Org, session: AsyncSession, database: Database
 ) -> None:

@@ -56,8 +56,16 @@ def test_the_quota_method_picks_the_host() -> None:
     assert chosen(c("a", weight=3, bookings=2, last=9), c("b", weight=1, bookings=1)) == "a"
     # Weights 5:1, bookings 0 and 0: 5/1 against 1/1: a.
     assert chosen(c("a", weight=5, last=9), c("b", weight=1)) == "a"
-    # Weights 5:1, bookings 5 and 0 (T = 5, shares of 6: 5 and 1): 5/6 against 1/1: b.
+    # Weights 5:1, bookings 5 and 0 (T = 5, shares of 6: 5 and 1): a holds its share of 6
+    # already (5 is not < 5), so b, however recently booked.
     assert chosen(c("a", weight=5, bookings=5), c("b", weight=1, last=9)) == "b"
+    # Both eligible and the ratio decides. Weights 100 : 900, bookings 0 and 5 (shares of 6:
+    # 0.6 and 5.4): 100/1 against 900/6 = 150: b, although a is below its share of 5 (0.5) and
+    # b above (4.5): the quota method, not "furthest below", keeps both within one booking.
+    assert chosen(c("a", weight=100), c("b", weight=900, bookings=5, last=9)) == "b"
+    # Weights 100 : 900, bookings 0 and 8 (shares of 9: 0.9 and 8.1): 100 against 900/9 = 100,
+    # a tie: a, never booked.
+    assert chosen(c("a", weight=100), c("b", weight=900, bookings=8, last=9)) == "a"
     # Equal weights: the one with fewer bookings, however recently it was booked.
     assert chosen(c("a", bookings=4, last=1), c("b", bookings=3, last=50)) == "b"
     # Only the kept (top-priority) hosts count towards the total.
@@ -72,7 +80,7 @@ def test_the_quota_method_picks_the_host() -> None:
 
 
 def test_ties_go_to_the_least_recently_booked_then_member_id() -> None:
-    # Same deficit (both at their share): never booked beats booked, older beats newer.
+    # Same weight / (bookings + 1): never booked beats booked, older beats newer.
     assert chosen(c("a", bookings=0, last=5), c("b", bookings=0)) == "b"
     assert chosen(c("a", bookings=2, last=5), c("b", bookings=2, last=3)) == "b"
     # Everything equal: the smallest member_id, whatever the input order.

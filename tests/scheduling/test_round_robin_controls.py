@@ -1,5 +1,5 @@
 """Round-robin controls in the pure core (docs/sales-floor.md "Round-robin controls"): caps in
-the host's zone, the fairness period, the ranking, and what the deficit rule guarantees over
+the host's zone, the fairness period, the ranking, and what the quota method guarantees over
 many bookings with cancellations (credit-back)."""
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def test_with_cancellations_and_caps(
     back (a cancelled call leaves its host's count):
 
     * a host is only chosen when it stays under a whole booking above its share with that call
-      (it was under ``share_h`` above it), and a choice never raises another host's excess;
+      (it was under ``share_h`` above it);
     * once the cancellations stop, every host is back under one booking above its share after
       ``max_h (⌊(excess_h − 1) / share_h⌋ + 1)`` choices (a host that far above is never
       chosen, and each choice takes ``share_h`` off its excess);
@@ -216,9 +216,6 @@ def test_with_cancellations_and_caps(
         if everyone_free:
             assert before[i] < share[i]
             assert after[i] < 1
-            for j in range(n):
-                if j != i:
-                    assert after[j] <= before[j]
         for j in range(n):
             day_caps_j = caps[j].per_day
             if day_caps_j is not None:

@@ -54,8 +54,8 @@ async def reassign_candidates(
     (its daily or weekly cap is full on the call's local day or week). For a call without a
     link every closer counts as a host without a schedule (as auto-reassign does).
 
-    Raises ``CallNotFound`` (404), ``CallNotReassignable``, ``CallCancelled``, ``CallInPast``
-    (409) as reassign does (docs/api.md "Reassign" checks 1–4).
+    Raises ``CallNotFound`` (404), ``CallNotReassignable``, ``CallCancelled``, ``CallDeclined``,
+    ``CallInPast`` (409) as reassign does (docs/api.md "Reassign" checks 1–4).
     """
     org = auth.organization_id
     now = utcnow()
@@ -86,7 +86,7 @@ async def reassign_candidates(
     busy = await booking_links.busy_by_host(session, org, hosts, *buffers.busy_window(start, end))
 
     # What each closer has during the call itself, as CLOSER_CONFLICT details say it.
-    conflicts = await own_conflicts(session, org, ids, start, end, exclude_call_id=call.id)
+    conflicts = await own_conflicts(session, org, ids, start, end, now=now, exclude_call_id=call.id)
     valid = {connection.id: member_id for member_id, (_, connection) in ready.items()}
     stored = await stored_busy(
         session, [connection for _, connection in ready.values()], start, end

@@ -82,6 +82,7 @@ async def own_conflicts(
     start: datetime,
     end: datetime,
     *,
+    now: datetime | None = None,
     exclude_call_id: str | None = None,
     exclude_reservation_id: str | None = None,
 ) -> dict[str, list[ConflictItem]]:
@@ -89,7 +90,8 @@ async def own_conflicts(
     (``source: "call"``, with ``call_id``) and live slot reservations (``source:
     "reservation"``), in start order, in one query for all the closers. The part of
     :func:`find_conflicts` that closerdesk knows without asking a calendar (reassign
-    candidates use it as is)."""
+    candidates and ``GET /v1/team/{id}/busy`` use it as is). A reservation is live until
+    ``now`` (default: the current time), so one answer reads every hold at one instant."""
     conflicts: dict[str, list[ConflictItem]] = {closer_id: [] for closer_id in closer_ids}
     for closer_id, source, held_id, row_start, row_end in await repository.overlapping_busy(
         session,
@@ -97,7 +99,7 @@ async def own_conflicts(
         closer_ids,
         start,
         end,
-        utcnow(),
+        now or utcnow(),
         exclude_call_id=exclude_call_id,
         exclude_reservation_id=exclude_reservation_id,
     ):

@@ -25,12 +25,15 @@ Completed here with:
   :func:`period_start`.
 
 What the rule guarantees (the quota property, ``tests/scheduling/test_round_robin.py``): among
-kept hosts that are always free, after every booking each host's count is within one booking of
-its weighted share, ``|bookings_h − share_h × T| < 1``, above and below, for any number of hosts
-and any weights. The first condition keeps every host under its share plus one; choosing by
-``weight / (bookings + 1)`` among the rest keeps every host over its share minus one.
-Cancellations (credit-back) take a booking away at once, so right after one a host can be
-further below; ``bench/fairness.py`` measures both cases.
+kept hosts that are always free, with fixed weights and no booking leaving the count, after
+every booking each host's count is within one booking of its weighted share,
+``|bookings_h − share_h × T| < 1``, above and below, for any number of hosts and any weights.
+The first condition keeps every host under its share plus one; choosing by
+``weight / (bookings + 1)`` among the rest keeps every host over its share minus one. A
+booking that leaves the count (a cancellation, a missed call, one ageing out of a rolling
+period, an expired hold) moves every share at once: its host falls further below and the
+others rise above, until the next bookings even it out; ``bench/fairness.py`` measures both
+cases.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ A ``declined`` call frees its slot like a cancelled one, so on PostgreSQL the ex
 constraint of 0011 is rebuilt to leave both out.
 """
 
+import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -139,6 +140,37 @@ def downgrade() -> None:
         " cancel_reason = decline_reason WHERE status = 'declined'"
     )
     op.execute("UPDATE calls SET status = 'scheduled' WHERE status = 'pending'")
+    # History and webhooks of the kinds 0012 does not know: history rows become the nearest
+    # kind it knows; the new event types leave every subscription, and their events go with
+    # their deliveries and attempts (nothing of 0012 could show or send them).
+    op.execute("UPDATE call_events SET type = 'cancelled' WHERE type = 'declined'")
+    op.execute(
+        "UPDATE call_events SET type = 'updated' WHERE type IN ('confirmed', 'absence_marked')"
+    )
+    new_types = ("call.confirmed", "call.declined", "call.absence_marked")
+    listed = ", ".join(f"'{t}'" for t in new_types)
+    events = f"SELECT id FROM webhook_events WHERE type IN ({listed})"  # noqa: S608 - constants
+    deliveries = f"SELECT id FROM webhook_deliveries WHERE event_id IN ({events})"  # noqa: S608
+    op.execute(f"DELETE FROM webhook_attempts WHERE delivery_id IN ({deliveries})")  # noqa: S608
+    op.execute(f"DELETE FROM webhook_deliveries WHERE id IN ({deliveries})")  # noqa: S608
+    op.execute(f"DELETE FROM webhook_events WHERE id IN ({events})")  # noqa: S608
+    bind = op.get_bind()
+    subscriptions = sa.table(
+        "webhook_subscriptions",
+        sa.column("id", sa.String),
+        sa.column("event_types", sa.JSON),
+        sa.column("is_active", sa.Boolean),
+        sa.column("disabled_reason", sa.Text),
+    )
+    for row in bind.execute(sa.select(subscriptions.c.id, subscriptions.c.event_types)).all():
+        types = json.loads(row.event_types) if isinstance(row.event_types, str) else row.event_types
+        kept = [t for t in types if t not in new_types]
+        if kept == types:
+            continue
+        values: dict[str, object] = {"event_types": kept}
+        if not kept:  # it asked for nothing else: it stops rather than receiving nothing
+            values |= {"is_active": False, "disabled_reason": "downgraded below 0013"}
+        bind.execute(subscriptions.update().where(subscriptions.c.id == row.id).values(**values))
     _exclusion(LIVE_0011)
     op.drop_table("slot_reservations")
     with op.batch_alter_table("call_events", schema=None) as batch_op:
