@@ -22,13 +22,12 @@ from closerdesk.calls.conflicts import require_free
 from closerdesk.calls.schemas import Confirm, Decline
 from closerdesk.calls.steps import (
     actor,
-    call_json,
     closer_with_calendar,
     is_pending,
     locked_call,
     locked_call_with_lead,
     place_on_calendar,
-    record_change,
+    record_fields_change,
     require_valid,
     snapshot,
 )
@@ -86,10 +85,7 @@ async def confirm(
     call.sequence += 1  # the .ics goes from TENTATIVE to CONFIRMED
     await place_on_calendar(session, change, call, lead, chosen, link.description if link else None)
     await session.flush()
-    after = call_json(call)
-    record_change(
-        session, call, auth, "confirmed", before=before, after={k: after[k] for k in before}
-    )
+    after = record_fields_change(session, call, auth, "confirmed", before)
     await record_event(
         session,
         call.organization_id,
@@ -118,16 +114,8 @@ async def decline(
     call.reason_code = body.reason_code
     call.sequence += 1  # the .ics becomes a cancellation
     await session.flush()
-    after = call_json(call)
-    record_change(
-        session,
-        call,
-        auth,
-        "declined",
-        before=before,
-        after={k: after[k] for k in before},
-        reason=body.reason,
-        reason_code=body.reason_code,
+    after = record_fields_change(
+        session, call, auth, "declined", before, reason=body.reason, reason_code=body.reason_code
     )
     lead = await get_lead(session, call.organization_id, call.lead_id)
     await record_event(

@@ -28,14 +28,13 @@ from closerdesk.calls.schemas import (
 from closerdesk.calls.steps import (
     Closer,
     actor,
-    call_json,
     closer_reasons,
     closer_with_calendar,
     is_pending,
     locked_call_with_lead,
     old_event,
     raise_first,
-    record_change,
+    record_fields_change,
     require_slot_call,
     require_valid,
     set_closer,
@@ -156,16 +155,8 @@ async def _reassign_to(
     before = snapshot(call, fields)
     call.reason_code = reason_code
     await change_closer(session, change, call, chosen, event_id, new_link, override_conflict)
-    after = call_json(call)
-    record_change(
-        session,
-        call,
-        auth,
-        "closer_reassigned",
-        before=before,
-        after={k: after[k] for k in fields},
-        reason=reason,
-        reason_code=reason_code,
+    after = record_fields_change(
+        session, call, auth, "closer_reassigned", before, reason=reason, reason_code=reason_code
     )
     result = await announce_reassign(
         session,

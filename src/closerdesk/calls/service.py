@@ -39,6 +39,7 @@ from closerdesk.calls.steps import (
     locked_call_with_lead,
     old_event,
     record_change,
+    record_fields_change,
     require_confirmed_call,
     require_not_freed,
     require_slot_call,
@@ -90,10 +91,7 @@ async def set_outcome(
     if body.notes is not None:
         call.notes = body.notes
     await session.flush()
-    after = call_json(call)
-    record_change(
-        session, call, auth, "outcome_set", before=before, after={k: after[k] for k in fields}
-    )
+    after = record_fields_change(session, call, auth, "outcome_set", before)
     lead = await get_lead(session, call.organization_id, call.lead_id)
     data = CallOutcomeSetData(
         call=after,
@@ -242,16 +240,8 @@ async def reschedule(
             call.override_conflict = body.override_conflict
             call.sequence += 1
             await flush_placement(session)
-    after = call_json(call)
-    record_change(
-        session,
-        call,
-        auth,
-        "rescheduled",
-        before=before,
-        after={k: after[k] for k in fields},
-        reason=body.reason,
-        reason_code=body.reason_code,
+    after = record_fields_change(
+        session, call, auth, "rescheduled", before, reason=body.reason, reason_code=body.reason_code
     )
     await record_event(
         session,
@@ -316,16 +306,8 @@ async def cancel(
             call.organization_id, call.conferencing_link
         )
     await session.flush()
-    after = call_json(call)
-    record_change(
-        session,
-        call,
-        auth,
-        "cancelled",
-        before=before,
-        after={k: after[k] for k in before},
-        reason=reason,
-        reason_code=reason_code,
+    after = record_fields_change(
+        session, call, auth, "cancelled", before, reason=reason, reason_code=reason_code
     )
     lead = await get_lead(session, call.organization_id, call.lead_id)
     await record_event(

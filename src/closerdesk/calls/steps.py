@@ -104,6 +104,32 @@ def record_change(
     )
 
 
+def record_fields_change(
+    session: AsyncSession,
+    call: models.Call,
+    auth: AuthContext,
+    kind: str,
+    before: dict[str, Any],
+    *,
+    reason: str | None = None,
+    reason_code: str | None = None,
+) -> dict[str, Any]:
+    """Append history row ``kind`` with ``before`` (a :func:`snapshot`) and the same fields as
+    they are now; answers the call as it goes on the wire now (for the change's webhook)."""
+    after = call_json(call)
+    record_change(
+        session,
+        call,
+        auth,
+        kind,
+        before=before,
+        after={k: after[k] for k in before},
+        reason=reason,
+        reason_code=reason_code,
+    )
+    return after
+
+
 def snapshot(call: models.Call, fields: Sequence[str]) -> dict[str, Any]:
     """The JSON values of ``fields`` of the call, for history rows."""
     full = call_json(call)
