@@ -9,11 +9,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.kit.ids import ulid
 from closerdesk.kit.time import isoformat_z, utcnow
 from tests.envelopes import error, ok  # noqa: F401 - re-exported to the tests of this package
-from tests.factories import Org
+from tests.factories import Org, create_lead
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -173,3 +174,18 @@ def spring_and_fall(zone_name: str) -> tuple[date, date]:
         return after > before
 
     return (first, second) if springs(first) else (second, first)
+
+
+async def book_through_link(
+    client: httpx.AsyncClient,
+    org: Org,
+    session: AsyncSession,
+    link_id: str,
+    start: datetime,
+    **extra: Any,
+) -> httpx.Response:
+    """``POST /v1/calls`` through the link for a fresh lead: round robin picks the closer unless
+    ``extra`` names one (``closer_id``) or a ``reservation_id``."""
+    lead = await create_lead(session, org)
+    body = {"lead_id": lead.id, "booking_link_id": link_id, "scheduled_at": iso(start), **extra}
+    return await client.post("/v1/calls", headers=org.headers, json=body)

@@ -23,6 +23,7 @@ from closerdesk.models import Call, SlotReservation
 from closerdesk.providers import Providers
 from closerdesk.retention import prune
 from tests.booking_links.helpers import (
+    book_through_link,
     create_link,
     day,
     error,
@@ -68,21 +69,6 @@ async def reserve(
 
 def _release(client: httpx.AsyncClient, org: Org, link_id: str, rid: str) -> Any:
     return client.delete(f"/v1/booking-links/{link_id}/reservations/{rid}", headers=org.headers)
-
-
-async def book(
-    client: httpx.AsyncClient,
-    org: Org,
-    session: AsyncSession,
-    link_id: str,
-    start: datetime,
-    **extra: Any,
-) -> httpx.Response:
-    """``POST /v1/calls`` through the link (a fresh lead); ``extra`` adds ``reservation_id``,
-    ``closer_id``, …"""
-    lead = await create_lead(session, org)
-    body = {"lead_id": lead.id, "booking_link_id": link_id, "scheduled_at": iso(start), **extra}
-    return await client.post("/v1/calls", headers=org.headers, json=body)
 
 
 async def _row(database: Database, rid: str) -> SlotReservation | None:
@@ -191,7 +177,7 @@ async def test_a_held_slot_of_a_one_host_link_is_not_offered_nor_bookable_by_oth
     assert S() not in offered
     assert S(10, 30) not in offered
     assert S(11) in offered
-    error(await book(client, org, session, link["id"], S()), 409, "SLOT_NOT_AVAILABLE")
+    error(await book_through_link(client, org, session, link["id"], S()), 409, "SLOT_NOT_AVAILABLE")
     error(await _reserve(client, org, link["id"], S()), 409, "SLOT_NOT_AVAILABLE")
 
 
@@ -220,9 +206,12 @@ async def test_with_another_free_host_the_slot_stays_offered_until_both_are_take
     held = await reserve(client, org, link["id"], S())
     assert S() in await _offered(client, org, link["id"])
     # Round robin without the reservation can only give the call to the other host ...
-    call = ok(await book(client, org, session, link["id"], S()), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S()), 201)
     # ... and the reservation still books its own host.
-    mine = ok(await book(client, org, session, link["id"], S(), reservation_id=held["id"]), 201)
+    mine = ok(
+        await book_through_link(client, org, session, link["id"], S(), reservation_id=held["id"]),
+        201,
+    )
     assert {call["closer_id"], mine["closer_id"]} == {a, b}
     assert S() not in await _offered(client, org, link["id"])
 
@@ -275,11 +264,11 @@ async def test_an_expired_hold_stops_counting_at_expires_at(
     await _expire(database, held["id"])
     assert S() in await _offered(client, org, link["id"])
     error(
-        await book(client, org, session, link["id"], S(), reservation_id=held["id"]),
+        await book_through_link(client, org, session, link["id"], S(), reservation_id=held["id"]),
         409,
         "RESERVATION_EXPIRED",
     )
-    call = ok(await book(client, org, session, link["id"], S()), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S()), 201)
     assert call["closer_id"] == a
 
 
@@ -303,9 +292,16 @@ async def test_booking_a_hold_over_a_conflict_with_override_records_the_override
         201,
     )
     extra = {"reservation_id": held["id"]}
-    error(await book(client, org, session, link["id"], S(), **extra), 409, "CLOSER_CONFLICT")
+    error(
+        await book_through_link(client, org, session, link["id"], S(), **extra),
+        409,
+        "CLOSER_CONFLICT",
+    )
     call = ok(
-        await book(client, org, session, link["id"], S(), **extra, override_conflict=True), 201
+        await book_through_link(
+            client, org, session, link["id"], S(), **extra, override_conflict=True
+        ),
+        201,
     )
     assert (await fetch_one(database, select(Call).where(Call.id == call["id"]))).override_conflict
 
@@ -316,7 +312,10 @@ async def test_booking_with_the_reservation_consumes_it(
     [a] = await _closers(session, org, 1)
     link = await create_link(client, org, [host(a)])
     held = await reserve(client, org, link["id"], S())
-    call = ok(await book(client, org, session, link["id"], S(), reservation_id=held["id"]), 201)
+    call = ok(
+        await book_through_link(client, org, session, link["id"], S(), reservation_id=held["id"]),
+        201,
+    )
     assert (call["closer_id"], call["scheduled_at"], call["duration_minutes"]) == (a, iso(S()), 30)
     assert call["booking_link_id"] == link["id"]
     row = await _row(database, held["id"])
@@ -327,7 +326,7 @@ async def test_booking_with_the_reservation_consumes_it(
     # The call holds the slot now; the consumed reservation holds nothing and is spent.
     assert S() not in await _offered(client, org, link["id"])
     error(
-        await book(client, org, session, link["id"], S(), reservation_id=held["id"]),
+        await book_through_link(client, org, session, link["id"], S(), reservation_id=held["id"]),
         409,
         "RESERVATION_CONSUMED",
     )
@@ -349,17 +348,21 @@ async def test_the_call_must_match_the_reservation(
         (other["id"], S(), {}),  # another link
         (link["id"], S(), {"duration_minutes": 45}),  # another duration
     ]:
-        r = await book(client, org, session, link_id, start, reservation_id=rid, **extra)
+        r = await book_through_link(
+            client, org, session, link_id, start, reservation_id=rid, **extra
+        )
         error(r, 409, "RESERVATION_MISMATCH")
     error(
-        await book(client, org, session, link["id"], S(), reservation_id="rsv_missing"),
+        await book_through_link(
+            client, org, session, link["id"], S(), reservation_id="rsv_missing"
+        ),
         404,
         "RESERVATION_NOT_FOUND",
     )
     row = await _row(database, rid)
     assert row is not None
     assert row.call_id is None
-    ok(await book(client, org, session, link["id"], S(), reservation_id=rid), 201)
+    ok(await book_through_link(client, org, session, link["id"], S(), reservation_id=rid), 201)
 
 
 async def test_reservation_id_goes_with_a_booking_through_a_link_only(
@@ -368,7 +371,9 @@ async def test_reservation_id_goes_with_a_booking_through_a_link_only(
     [a] = await _closers(session, org, 1)
     link = await create_link(client, org, [host(a)])
     held = await reserve(client, org, link["id"], S())
-    r = await book(client, org, session, link["id"], S(), reservation_id=held["id"], closer_id=a)
+    r = await book_through_link(
+        client, org, session, link["id"], S(), reservation_id=held["id"], closer_id=a
+    )
     error(r, 400, "VALIDATION_ERROR")
     lead = await create_lead(session, org)
     body = {"lead_id": lead.id, "call_kind": "intent", "reservation_id": held["id"]}
@@ -391,7 +396,7 @@ async def test_releasing_offers_the_slot_again(
     assert S() in await _offered(client, org, link["id"])
     error(await _release(client, org, link["id"], held["id"]), 404, "RESERVATION_NOT_FOUND")
     error(
-        await book(client, org, session, link["id"], S(), reservation_id=held["id"]),
+        await book_through_link(client, org, session, link["id"], S(), reservation_id=held["id"]),
         404,
         "RESERVATION_NOT_FOUND",
     )
@@ -408,11 +413,16 @@ async def test_another_organization_sees_no_reservation(
     error(await _reserve(client, other_org, link["id"], S(11)), 404, "BOOKING_LINK_NOT_FOUND")
     error(await _release(client, other_org, link["id"], held["id"]), 404, "BOOKING_LINK_NOT_FOUND")
     error(await _release(client, other_org, theirs["id"], held["id"]), 404, "RESERVATION_NOT_FOUND")
-    r = await book(client, other_org, session, theirs["id"], S(), reservation_id=held["id"])
+    r = await book_through_link(
+        client, other_org, session, theirs["id"], S(), reservation_id=held["id"]
+    )
     error(r, 404, "RESERVATION_NOT_FOUND")
     # Their own host is not held by it.
     assert S() in await _offered(client, other_org, theirs["id"])
-    ok(await book(client, org, session, link["id"], S(), reservation_id=held["id"]), 201)
+    ok(
+        await book_through_link(client, org, session, link["id"], S(), reservation_id=held["id"]),
+        201,
+    )
 
 
 # --- a live hold counts like a booking in round robin ---------------------------------------------
@@ -426,17 +436,24 @@ async def test_a_live_hold_counts_against_its_hosts_daily_cap(
     whole_day = (S(0), S(0) + timedelta(days=1))
     held = await reserve(client, org, link["id"], S(10))
     assert await get_slots(client, org, link["id"], *whole_day) == []
-    error(await book(client, org, session, link["id"], S(14)), 409, "SLOT_NOT_AVAILABLE")
+    error(
+        await book_through_link(client, org, session, link["id"], S(14)), 409, "SLOT_NOT_AVAILABLE"
+    )
     error(await _reserve(client, org, link["id"], S(14)), 409, "SLOT_NOT_AVAILABLE")
     # Released, it stops counting at once.
     assert (await _release(client, org, link["id"], held["id"])).status_code == 204
     assert S(14) in starts(await get_slots(client, org, link["id"], *whole_day))
     # Booked with, the hold does not count against its own call; the call counts instead.
     held = await reserve(client, org, link["id"], S(10))
-    call = ok(await book(client, org, session, link["id"], S(10), reservation_id=held["id"]), 201)
+    call = ok(
+        await book_through_link(client, org, session, link["id"], S(10), reservation_id=held["id"]),
+        201,
+    )
     assert call["closer_id"] == a
     assert await get_slots(client, org, link["id"], *whole_day) == []
-    error(await book(client, org, session, link["id"], S(14)), 409, "SLOT_NOT_AVAILABLE")
+    error(
+        await book_through_link(client, org, session, link["id"], S(14)), 409, "SLOT_NOT_AVAILABLE"
+    )
 
 
 async def test_a_hold_and_the_call_booked_with_it_count_once(
@@ -448,13 +465,16 @@ async def test_a_hold_and_the_call_booked_with_it_count_once(
     link = await create_link(client, org, [host(a)])
     whole_day = (S(0), S(0) + timedelta(days=1))
     held = await reserve(client, org, link["id"], S(10))
-    call = ok(await book(client, org, session, link["id"], S(10), reservation_id=held["id"]), 201)
+    call = ok(
+        await book_through_link(client, org, session, link["id"], S(10), reservation_id=held["id"]),
+        201,
+    )
     assert S(14) in starts(await get_slots(client, org, link["id"], *whole_day))
     candidates = ok(
         await client.get(f"/v1/calls/{call['id']}/reassign-candidates", headers=org.headers)
     )
     assert [c["period_bookings"] for c in candidates if c["member_id"] == a] == [1]
-    second = ok(await book(client, org, session, link["id"], S(14)), 201)
+    second = ok(await book_through_link(client, org, session, link["id"], S(14)), 201)
     assert second["closer_id"] == a
     assert await get_slots(client, org, link["id"], *whole_day) == []
 
@@ -467,8 +487,8 @@ async def test_booking_with_a_hold_rechecks_the_hosts_cap_without_the_hold(
     a = (await create_member(session, org, max_bookings_per_day=1)).id
     link = await create_link(client, org, [host(a)])
     held = await reserve(client, org, link["id"], S(10))
-    ok(await book(client, org, session, link["id"], S(14), closer_id=a), 201)
-    r = await book(client, org, session, link["id"], S(10), reservation_id=held["id"])
+    ok(await book_through_link(client, org, session, link["id"], S(14), closer_id=a), 201)
+    r = await book_through_link(client, org, session, link["id"], S(10), reservation_id=held["id"])
     error(r, 409, "SLOT_NOT_AVAILABLE")
     row = await _row(database, held["id"])
     assert row is not None
@@ -486,9 +506,14 @@ async def test_holds_made_close_together_are_spread_over_the_hosts(
     rows = [await _row(database, h["id"]) for h in held]
     assert [row.member_id for row in rows if row is not None] == [a, b, c]
     for hour, h in zip((10, 11, 12), held, strict=True):
-        ok(await book(client, org, session, link["id"], S(hour), reservation_id=h["id"]), 201)
+        ok(
+            await book_through_link(
+                client, org, session, link["id"], S(hour), reservation_id=h["id"]
+            ),
+            201,
+        )
     # Each now has one booking: the next call by round robin goes by least recently booked.
-    call = ok(await book(client, org, session, link["id"], S(14)), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S(14)), 201)
     assert call["closer_id"] == a
 
 
@@ -500,10 +525,10 @@ async def test_a_live_hold_is_its_hosts_latest_booking(
     a, b = await _closers(session, org, 2)
     link = await create_link(client, org, [host(a), host(b)])
     other = await create_link(client, org, [host(b)])
-    ok(await book(client, org, session, link["id"], S(10), closer_id=b), 201)
-    ok(await book(client, org, session, link["id"], S(11), closer_id=a), 201)
+    ok(await book_through_link(client, org, session, link["id"], S(10), closer_id=b), 201)
+    ok(await book_through_link(client, org, session, link["id"], S(11), closer_id=a), 201)
     await reserve(client, org, other["id"], S(14))
-    call = ok(await book(client, org, session, link["id"], S(15)), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S(15)), 201)
     assert call["closer_id"] == a
 
 
@@ -566,7 +591,12 @@ async def test_retention_prunes_expired_reservations_consumed_or_not(
     live = await reserve(client, org, link["id"], S())
     expired = await reserve(client, org, link["id"], S())
     consumed = await reserve(client, org, link["id"], S(11))
-    ok(await book(client, org, session, link["id"], S(11), reservation_id=consumed["id"]), 201)
+    ok(
+        await book_through_link(
+            client, org, session, link["id"], S(11), reservation_id=consumed["id"]
+        ),
+        201,
+    )
     await _expire(database, expired["id"])
     assert (await prune(database, settings)).reservations == 1
     # Consumed but not expired: kept, so booking with it again still says it was consumed.

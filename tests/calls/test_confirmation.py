@@ -27,6 +27,7 @@ from closerdesk.webhooks.events import EventType
 from closerdesk.webhooks.payloads import EVENT_MODELS
 from tests.booking_links.helpers import (
     add_busy_block,
+    book_through_link,
     create_link,
     day,
     get_slots,
@@ -60,27 +61,13 @@ async def confirm_link(client: httpx.AsyncClient, org: Org, *closers: str) -> di
     return await create_link(client, org, [host(c) for c in closers], requires_confirmation=True)
 
 
-async def book_through(
-    client: httpx.AsyncClient,
-    org: Org,
-    session: AsyncSession,
-    link_id: str,
-    start: datetime,
-    **extra: Any,
-) -> httpx.Response:
-    """``POST /v1/calls`` through the link (round robin unless ``closer_id``), a fresh lead."""
-    lead = await create_lead(session, org)
-    body = {"lead_id": lead.id, "booking_link_id": link_id, "scheduled_at": iso(start), **extra}
-    return await client.post("/v1/calls", headers=org.headers, json=body)
-
-
 async def pending_call(
     client: httpx.AsyncClient, org: Org, session: AsyncSession, start: datetime | None = None
 ) -> tuple[dict[str, Any], TeamMember, dict[str, Any]]:
     """A pending call booked through a one-host link requiring confirmation."""
     closer = await create_member(session, org)
     link = await confirm_link(client, org, closer.id)
-    call = ok(await book_through(client, org, session, link["id"], start or S()), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], start or S()), 201)
     return call, closer, link
 
 
@@ -152,12 +139,12 @@ async def test_a_booking_through_the_link_is_pending_without_event_or_link(
     assert data["call"]["conferencing_link"] is None
     # A manual booking through the link (closer named) is pending too.
     manual = ok(
-        await book_through(client, org, session, link["id"], S(12), closer_id=closer.id), 201
+        await book_through_link(client, org, session, link["id"], S(12), closer_id=closer.id), 201
     )
     assert manual["status"] == "pending"
     # A link without the setting books scheduled calls, with event and link.
     plain = await create_link(client, org, [host(closer.id)])
-    scheduled = ok(await book_through(client, org, session, plain["id"], S(14)), 201)
+    scheduled = ok(await book_through_link(client, org, session, plain["id"], S(14)), 201)
     assert scheduled["status"] == "scheduled"
     assert scheduled["conferencing_link"] is not None
 
@@ -170,7 +157,7 @@ async def test_a_pending_call_holds_its_slot(
     assert S() not in starts(await get_slots(client, org, link["id"], S(9), S(12)))
     assert S(10, 30) in starts(await get_slots(client, org, link["id"], S(9), S(12)))
     # ... not bookable by round robin ...
-    error(await book_through(client, org, session, link["id"], S()), 409, "SLOT_NOT_AVAILABLE")
+    error(await book_through_link(client, org, session, link["id"], S()), 409, "SLOT_NOT_AVAILABLE")
     # ... nor by naming the closer, through any route.
     lead = await create_lead(session, org)
     body = {
@@ -334,7 +321,7 @@ async def test_decline_frees_the_slot(
 
     # The slot is offered and bookable again; the declined call is no longer upcoming.
     assert S() in starts(await get_slots(client, org, link["id"], S(9), S(12)))
-    again = ok(await book_through(client, org, session, link["id"], S()), 201)
+    again = ok(await book_through_link(client, org, session, link["id"], S()), 201)
     assert again["closer_id"] == closer.id
     upcoming = ok(await client.get("/v1/calls", headers=org.headers, params={"is_upcoming": True}))
     assert [c["id"] for c in upcoming] == [again["id"]]
@@ -476,7 +463,7 @@ async def test_confirm_writes_the_event_to_a_caldav_calendar(
 ) -> None:
     closer, calendar = await closer_on(client, session, org, radicale)
     link = await confirm_link(client, org, closer.id)
-    call = ok(await book_through(client, org, session, link["id"], S()), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S()), 201)
     assert call["status"] == "pending"
     assert calendar.hrefs() == []
     confirmed = ok(await post(client, org, call["id"], "confirm"))

@@ -15,8 +15,15 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.db import Database
-from tests.booking_links.helpers import add_busy_block, create_link, day, host, iso, schedule
-from tests.calls.test_round_robin import rr_book
+from tests.booking_links.helpers import (
+    add_busy_block,
+    book_through_link,
+    create_link,
+    day,
+    host,
+    iso,
+    schedule,
+)
 from tests.envelopes import error, ok
 from tests.factories import Org, create_call, create_lead, create_member
 
@@ -56,10 +63,12 @@ async def test_every_reason_code_and_the_round_robin_order(
         org,
         [host(h) for h in hosts] + [host(off, sched=schedule(start="12:00", end="17:00"))],
     )
-    call = ok(await rr_book(client, org, session, link["id"], S(10), closer_id=current), 201)
+    call = ok(
+        await book_through_link(client, org, session, link["id"], S(10), closer_id=current), 201
+    )
     # second has an earlier call on another day: same share... counted, so first ranks ahead.
     ok(
-        await rr_book(
+        await book_through_link(
             client, org, session, link["id"], S(15) + timedelta(days=1), closer_id=second
         ),
         201,
@@ -74,7 +83,7 @@ async def test_every_reason_code_and_the_round_robin_order(
         duration_minutes=30,
     )
     await add_busy_block(client, org, cal_busy, S(9, 45), S(10, 5))
-    ok(await rr_book(client, org, session, link["id"], S(14), closer_id=capped), 201)
+    ok(await book_through_link(client, org, session, link["id"], S(14), closer_id=capped), 201)
 
     rows = await candidates(client, org, call["id"])
     got = by_id(rows)
@@ -164,7 +173,7 @@ async def test_a_bounded_number_of_queries(
 ) -> None:
     members = [await create_member(session, org) for _ in range(closers)]
     link = await create_link(client, org, [host(m.id) for m in members[: closers // 2]])
-    call = ok(await rr_book(client, org, session, link["id"], S(10)), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S(10)), 201)
     statements: list[str] = []
 
     def count(*args: Any) -> None:
@@ -218,7 +227,9 @@ async def test_a_live_hold_fills_a_cap_and_counts_in_the_share(
     current = await create_member(session, org)
     capped = await create_member(session, org, max_bookings_per_day=1)
     link = await create_link(client, org, [host(current.id), host(capped.id)])
-    call = ok(await rr_book(client, org, session, link["id"], S(10), closer_id=current.id), 201)
+    call = ok(
+        await book_through_link(client, org, session, link["id"], S(10), closer_id=current.id), 201
+    )
     ok(
         await client.post(
             f"/v1/booking-links/{link['id']}/reservations",

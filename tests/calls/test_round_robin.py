@@ -22,6 +22,7 @@ from closerdesk.kit.time import utcnow
 from closerdesk.models import CalendarConnection, Call, TeamMember
 from tests.booking_links.helpers import (
     add_busy_block,
+    book_through_link,
     create_link,
     day,
     error,
@@ -57,24 +58,10 @@ async def _closers(session: AsyncSession, org: Org, n: int, **kw: Any) -> list[s
     return [(await create_member(session, org, **kw)).id for _ in range(n)]
 
 
-async def rr_book(
-    client: httpx.AsyncClient,
-    org: Org,
-    session: AsyncSession,
-    link_id: str,
-    start: datetime,
-    **extra: Any,
-) -> httpx.Response:
-    """``POST /v1/calls`` through the link with no closer (round robin), a fresh lead."""
-    lead = await create_lead(session, org)
-    body = {"lead_id": lead.id, "booking_link_id": link_id, "scheduled_at": iso(start), **extra}
-    return await client.post("/v1/calls", headers=org.headers, json=body)
-
-
 async def rr_closer(
     client: httpx.AsyncClient, org: Org, session: AsyncSession, link_id: str, start: datetime
 ) -> str:
-    call = ok(await rr_book(client, org, session, link_id, start), 201)
+    call = ok(await book_through_link(client, org, session, link_id, start), 201)
     closer_id: str = call["closer_id"]
     return closer_id
 
@@ -99,7 +86,7 @@ async def test_highest_priority_free_host_gets_the_call(
     )
     got = [await rr_closer(client, org, session, link["id"], S()) for _ in range(3)]
     assert got == [high, medium, low]
-    error(await rr_book(client, org, session, link["id"], S()), 409, "SLOT_NOT_AVAILABLE")
+    error(await book_through_link(client, org, session, link["id"], S()), 409, "SLOT_NOT_AVAILABLE")
     assert len(await _calls_of_link(database, link["id"])) == 3
 
 
@@ -108,7 +95,7 @@ async def test_a_round_robin_booking_is_a_full_booking(
 ) -> None:
     [a] = await _closers(session, org, 1)
     link = await create_link(client, org, [host(a)], duration_minutes=45, slot_interval_minutes=15)
-    call = ok(await rr_book(client, org, session, link["id"], S(10, 15)), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S(10, 15)), 201)
     # The duration defaults to the link's.
     assert call["duration_minutes"] == 45
     assert call["scheduled_at"] == iso(S(10, 15))
@@ -237,7 +224,7 @@ async def test_a_fixed_link_books_its_host(
     [a] = await _closers(session, org, 1)
     link = await create_link(client, org, [host(a)], assignment="fixed")
     assert await rr_closer(client, org, session, link["id"], S()) == a
-    error(await rr_book(client, org, session, link["id"], S()), 409, "SLOT_NOT_AVAILABLE")
+    error(await book_through_link(client, org, session, link["id"], S()), 409, "SLOT_NOT_AVAILABLE")
 
 
 async def test_an_explicit_longer_duration_does_not_double_book(
@@ -247,13 +234,15 @@ async def test_an_explicit_longer_duration_does_not_double_book(
     high, low = await _closers(session, org, 2)
     link = await create_link(client, org, [host(high, priority="high"), host(low, priority="low")])
     assert await rr_closer(client, org, session, link["id"], S(10, 30)) == high
-    call = ok(await rr_book(client, org, session, link["id"], S(10), duration_minutes=60), 201)
+    call = ok(
+        await book_through_link(client, org, session, link["id"], S(10), duration_minutes=60), 201
+    )
     assert call["closer_id"] == low
     assert call["duration_minutes"] == 60
     assert call["scheduled_at"] == iso(S(10))
     # Nobody is left for a third 60-minute call at 10:00.
     error(
-        await rr_book(client, org, session, link["id"], S(10), duration_minutes=60),
+        await book_through_link(client, org, session, link["id"], S(10), duration_minutes=60),
         409,
         "SLOT_NOT_AVAILABLE",
     )
@@ -275,7 +264,9 @@ async def test_a_slot_not_offered_is_409(
     elif case == "everyone_busy":
         await add_busy_block(client, org, a, S(9, 45), S(10, 15))
         await add_busy_block(client, org, b, S(10, 29), S(11))
-    error(await rr_book(client, org, session, link["id"], start), 409, "SLOT_NOT_AVAILABLE")
+    error(
+        await book_through_link(client, org, session, link["id"], start), 409, "SLOT_NOT_AVAILABLE"
+    )
     assert await _calls_of_link(database, link["id"]) == []
     assert await webhooks(database, org, "call.booked") == []
 
@@ -285,7 +276,9 @@ async def test_a_slot_in_the_past_is_400(
 ) -> None:
     [a] = await _closers(session, org, 1)
     link = await create_link(client, org, [host(a)])
-    error(await rr_book(client, org, session, link["id"], day(-1, 10)), 400, "SLOT_IN_PAST")
+    error(
+        await book_through_link(client, org, session, link["id"], day(-1, 10)), 400, "SLOT_IN_PAST"
+    )
 
 
 async def test_an_inactive_link_is_409(
@@ -294,8 +287,12 @@ async def test_an_inactive_link_is_409(
     [a] = await _closers(session, org, 1)
     link = await create_link(client, org, [host(a)])
     ok(await patch_link(client, org, link["id"], {"is_active": False}))
-    error(await rr_book(client, org, session, link["id"], S()), 409, "BOOKING_LINK_INACTIVE")
-    r = await rr_book(client, org, session, link["id"], S(), closer_id=a, duration_minutes=30)
+    error(
+        await book_through_link(client, org, session, link["id"], S()), 409, "BOOKING_LINK_INACTIVE"
+    )
+    r = await book_through_link(
+        client, org, session, link["id"], S(), closer_id=a, duration_minutes=30
+    )
     error(r, 409, "BOOKING_LINK_INACTIVE")
     assert await _calls_of_link(database, link["id"]) == []
     ok(await patch_link(client, org, link["id"], {"is_active": True}))
@@ -308,7 +305,11 @@ async def test_an_unknown_or_foreign_link_is_404(
     [theirs] = await _closers(session, other_org, 1)
     foreign = await create_link(client, other_org, [host(theirs)])
     for link_id in ("bl_doesnotexist", foreign["id"]):
-        error(await rr_book(client, org, session, link_id, S()), 404, "BOOKING_LINK_NOT_FOUND")
+        error(
+            await book_through_link(client, org, session, link_id, S()),
+            404,
+            "BOOKING_LINK_NOT_FOUND",
+        )
 
 
 # --- the call.booked webhook says how the closer was chosen ---------------------------------------
@@ -317,9 +318,11 @@ async def test_call_booked_webhook_carries_the_assignment(
 ) -> None:
     a, b = await _closers(session, org, 2)
     link = await create_link(client, org, [host(a), host(b)])
-    by_rr = ok(await rr_book(client, org, session, link["id"], S(10)), 201)
+    by_rr = ok(await book_through_link(client, org, session, link["id"], S(10)), 201)
     manual_with_link = ok(
-        await rr_book(client, org, session, link["id"], S(11), closer_id=b, duration_minutes=30),
+        await book_through_link(
+            client, org, session, link["id"], S(11), closer_id=b, duration_minutes=30
+        ),
         201,
     )
     lead = await create_lead(session, org)
@@ -418,7 +421,7 @@ async def test_auto_reassign_moves_the_call_to_the_next_host(
     client: httpx.AsyncClient, org: Org, session: AsyncSession, database: Database
 ) -> None:
     link, (high, medium, _low) = await _three_host_link(client, org, session)
-    call = ok(await rr_book(client, org, session, link["id"], S()), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S()), 201)
     assert call["closer_id"] == high
     old_link, old_event = call["conferencing_link"], call["calendar_event_id"]
 
@@ -459,7 +462,7 @@ async def test_auto_reassign_without_a_body(
     client: httpx.AsyncClient, org: Org, session: AsyncSession, database: Database
 ) -> None:
     link, (high, medium, _low) = await _three_host_link(client, org, session)
-    call = ok(await rr_book(client, org, session, link["id"], S()), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S()), 201)
     result = ok(await auto_reassign(client, org, call["id"]))
     assert result["new_closer_id"] == medium
     [hook] = await webhooks_for_call(database, org, "call.closer_reassigned", call["id"])
@@ -472,7 +475,7 @@ async def test_auto_reassign_skips_busy_hosts(
     client: httpx.AsyncClient, org: Org, session: AsyncSession
 ) -> None:
     link, (high, medium, low) = await _three_host_link(client, org, session)
-    call = ok(await rr_book(client, org, session, link["id"], S()), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S()), 201)
     await add_busy_block(client, org, medium, S(10, 29), S(10, 40))
     result = ok(await auto_reassign(client, org, call["id"]))
     assert (result["previous_closer_id"], result["new_closer_id"]) == (high, low)
@@ -491,7 +494,7 @@ async def test_auto_reassign_respects_availability(
             host(low, priority="low"),
         ],
     )
-    call = ok(await rr_book(client, org, session, link["id"], S()), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S()), 201)
     assert ok(await auto_reassign(client, org, call["id"]))["new_closer_id"] == low
 
 
@@ -502,7 +505,7 @@ async def test_auto_reassign_respects_other_calls_and_buffers(
     link, (_high, medium, low) = await _three_host_link(
         client, org, session, buffer_after_minutes=15
     )
-    call = ok(await rr_book(client, org, session, link["id"], S(10)), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S(10)), 201)
     lead = await create_lead(session, org)
     ok(
         await client.post(
@@ -528,10 +531,12 @@ async def test_auto_reassign_ranks_by_bookings(
     link = await create_link(client, org, [host(a, priority="high"), host(b), host(c)])
     # b gets one booking elsewhere in time, then a call at S goes to a.
     ok(
-        await rr_book(client, org, session, link["id"], S(15), closer_id=b, duration_minutes=30),
+        await book_through_link(
+            client, org, session, link["id"], S(15), closer_id=b, duration_minutes=30
+        ),
         201,
     )
-    call = ok(await rr_book(client, org, session, link["id"], S()), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S()), 201)
     assert call["closer_id"] == a
     assert ok(await auto_reassign(client, org, call["id"]))["new_closer_id"] == c
 
@@ -544,7 +549,7 @@ async def test_auto_reassign_keeps_an_off_grid_time(
     a, b = await _closers(session, org, 2)
     link = await create_link(client, org, [host(a), host(b)])
     call = ok(
-        await rr_book(
+        await book_through_link(
             client, org, session, link["id"], S(10, 10), closer_id=a, duration_minutes=30
         ),
         201,
@@ -558,7 +563,7 @@ async def test_no_host_available_is_409_and_changes_nothing(
     client: httpx.AsyncClient, org: Org, session: AsyncSession, database: Database
 ) -> None:
     link, (_high, medium, low) = await _three_host_link(client, org, session)
-    call = ok(await rr_book(client, org, session, link["id"], S()), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S()), 201)
     await add_busy_block(client, org, medium, S(9), S(12))
     await add_busy_block(client, org, low, S(10), S(10, 1))
     before = await get_call(client, org, call["id"])
@@ -574,7 +579,7 @@ async def test_a_single_host_link_has_no_one_to_reassign_to(
 ) -> None:
     a, _other_closer = await _closers(session, org, 2)
     link = await create_link(client, org, [host(a)])
-    call = ok(await rr_book(client, org, session, link["id"], S()), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S()), 201)
     # Closers outside the link are not candidates for a call booked through it.
     error(await auto_reassign(client, org, call["id"]), 409, "NO_HOST_AVAILABLE")
 
@@ -583,7 +588,7 @@ async def test_hosts_who_cannot_take_calls_are_not_candidates(
     client: httpx.AsyncClient, org: Org, session: AsyncSession, database: Database
 ) -> None:
     link, (high, medium, low) = await _three_host_link(client, org, session)
-    call = ok(await rr_book(client, org, session, link["id"], S()), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S()), 201)
     async with database.writer() as s:
         await s.execute(update(TeamMember).where(TeamMember.id == medium).values(is_active=False))
         await s.execute(
@@ -658,9 +663,12 @@ async def test_concurrent_auto_reassigns_never_double_book(
     link = await create_link(
         client, org, [host(a, priority="high"), host(b), host(c, priority="low")]
     )
-    first = ok(await rr_book(client, org, session, link["id"], S()), 201)
+    first = ok(await book_through_link(client, org, session, link["id"], S()), 201)
     second = ok(
-        await rr_book(client, org, session, link["id"], S(), closer_id=c, duration_minutes=30), 201
+        await book_through_link(
+            client, org, session, link["id"], S(), closer_id=c, duration_minutes=30
+        ),
+        201,
     )
     await add_busy_block(client, org, b, S(15), S(16))  # b is free at S
     responses = await asyncio.wait_for(

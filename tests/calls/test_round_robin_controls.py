@@ -15,8 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.db import Database
 from closerdesk.models import Call
-from tests.booking_links.helpers import create_link, day, get_slots, host, iso, patch_link
-from tests.calls.test_round_robin import rr_book, rr_closer
+from tests.booking_links.helpers import (
+    book_through_link,
+    create_link,
+    day,
+    get_slots,
+    host,
+    iso,
+    patch_link,
+)
+from tests.calls.test_round_robin import rr_closer
 from tests.envelopes import error, ok
 from tests.factories import Org, create_lead, create_member
 
@@ -87,7 +95,7 @@ async def test_daily_cap_stops_offers_and_choices_and_a_cancel_frees_it(
     b = (await create_member(session, org, id="user_dailyb")).id
     await _cap(client, org, a, max_bookings_per_day=1)
     link = await create_link(client, org, [host(a, weight=10_000), host(b, weight=1)])
-    first = ok(await rr_book(client, org, session, link["id"], S(10)), 201)
+    first = ok(await book_through_link(client, org, session, link["id"], S(10)), 201)
     assert first["closer_id"] == a  # a tie (nobody booked): the smaller id
     # A is at its cap for that day: B gets every other call of the day, however unfair.
     assert await rr_closer(client, org, session, link["id"], S(11)) == b
@@ -98,7 +106,9 @@ async def test_daily_cap_stops_offers_and_choices_and_a_cancel_frees_it(
     await _cap(client, org, b, max_bookings_per_day=2)
     day_slots = await get_slots(client, org, link["id"], S(0), S(0) + timedelta(days=1))
     assert day_slots == []
-    error(await rr_book(client, org, session, link["id"], S(14)), 409, "SLOT_NOT_AVAILABLE")
+    error(
+        await book_through_link(client, org, session, link["id"], S(14)), 409, "SLOT_NOT_AVAILABLE"
+    )
     # Cancelling A's call frees A's capacity for the day.
     ok(await client.post(f"/v1/calls/{first['id']}/cancel", headers=org.headers, json={}))
     day_slots = await get_slots(client, org, link["id"], S(0), S(0) + timedelta(days=1))
@@ -116,7 +126,9 @@ async def test_caps_count_the_hosts_local_day_and_monday_week(
     link = await create_link(client, org, [host(tokyo)], slot_interval_minutes=60)
     assert await rr_closer(client, org, session, link["id"], S(14)) == tokyo  # 23:00 local
     assert await rr_closer(client, org, session, link["id"], S(16)) == tokyo  # 01:00 next day
-    error(await rr_book(client, org, session, link["id"], S(15)), 409, "SLOT_NOT_AVAILABLE")
+    error(
+        await book_through_link(client, org, session, link["id"], S(15)), 409, "SLOT_NOT_AVAILABLE"
+    )
     # Weekly cap: a Monday-start week in the host's zone.
     weekly = (await create_member(session, org)).id
     await _cap(client, org, weekly, max_bookings_per_week=2)
@@ -126,7 +138,9 @@ async def test_caps_count_the_hosts_local_day_and_monday_week(
     assert await rr_closer(client, org, session, wlink["id"], monday) == weekly
     assert await rr_closer(client, org, session, wlink["id"], sunday) == weekly
     wed = monday + timedelta(days=2)
-    error(await rr_book(client, org, session, wlink["id"], wed), 409, "SLOT_NOT_AVAILABLE")
+    error(
+        await book_through_link(client, org, session, wlink["id"], wed), 409, "SLOT_NOT_AVAILABLE"
+    )
     week_start = monday.replace(hour=0)
     assert (
         await get_slots(client, org, wlink["id"], week_start, week_start + timedelta(days=7)) == []
@@ -149,11 +163,11 @@ async def test_auto_reassign_skips_a_host_at_its_cap(
 ) -> None:
     a, b, c = [(await create_member(session, org)).id for _ in range(3)]
     link = await create_link(client, org, [host(a), host(b), host(c, priority="low")])
-    call = ok(await rr_book(client, org, session, link["id"], S(10)), 201)
+    call = ok(await book_through_link(client, org, session, link["id"], S(10)), 201)
     other = b if call["closer_id"] == a else a
     # The other high host already has its one call of the day.
     await _cap(client, org, other, max_bookings_per_day=1)
-    ok(await rr_book(client, org, session, link["id"], S(15), closer_id=other), 201)
+    ok(await book_through_link(client, org, session, link["id"], S(15), closer_id=other), 201)
     moved = ok(
         await client.post(f"/v1/calls/{call['id']}/auto-reassign", headers=org.headers, json={})
     )
@@ -184,7 +198,7 @@ async def test_the_fairness_period_decides_which_bookings_count(
     link = await create_link(client, org, [host(a), host(b)], fairness_period=period)
     # A's two calls were booked ``age`` ago.
     for hour in (10, 11):
-        ok(await rr_book(client, org, session, link["id"], S(hour), closer_id=a), 201)
+        ok(await book_through_link(client, org, session, link["id"], S(hour), closer_id=a), 201)
     async with database.writer() as w:
         await w.execute(
             update(Call)
@@ -207,7 +221,7 @@ async def test_cancelled_and_reassigned_away_calls_do_not_count(
     outsider = (await create_member(session, org)).id
     link = await create_link(client, org, [host(a), host(b)])
     calls = [
-        ok(await rr_book(client, org, session, link["id"], S(h), closer_id=a), 201)
+        ok(await book_through_link(client, org, session, link["id"], S(h), closer_id=a), 201)
         for h in (10, 11)
     ]
     # A has 2, B 0: B is owed the next call...

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from datetime import timedelta
 from typing import Any
 
@@ -91,6 +91,28 @@ async def commit_event(database: Database, hooks: Hooks, lead_id: str, **options
     return event_id
 
 
+async def kill_listening_connection(hooks: Hooks, dispatcher: Dispatcher) -> int:
+    """Terminate the dispatcher's listening connection from the server side; its backend pid."""
+    assert dispatcher.listener is not None
+    pid: int = dispatcher.listener.connection.get_server_pid()
+    async with hooks.database.writer() as s:
+        await s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await s.commit()
+    return pid
+
+
+async def listening_again(dispatcher: Dispatcher, *, not_on: Collection[int]) -> None:
+    """Until the dispatcher listens on a connection whose backend pid is none of ``not_on``."""
+
+    def reconnected() -> bool:
+        listener = dispatcher.listener
+        return bool(
+            listener and listener.listening and listener.connection.get_server_pid() not in not_on
+        )
+
+    await until(reconnected)
+
+
 def dispatcher_on(database: Database, hooks: Hooks, **settings: Any) -> Dispatcher:
     dispatcher = Dispatcher(database, hooks.settings.model_copy(update=settings))
     hooks._dispatchers.append(dispatcher)
@@ -156,24 +178,11 @@ async def test_a_killed_listening_connection_comes_back(
     running = Running(dispatcher)
     try:
         await running.settled()
-        assert dispatcher.listener is not None
-        first_pid = dispatcher.listener.connection.get_server_pid()
-        async with hooks.database.writer() as s:
-            await s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
-            await s.commit()
+        first_pid = await kill_listening_connection(hooks, dispatcher)
         # committed while the connection is down or coming back: found all the same
         lost = await commit_event(hooks.database, hooks, "lead_lost")
         await hooks.receiver.wait_async(lambda seen: len(seen) == 1, seconds=10)
-
-        def reconnected() -> bool:
-            listener = dispatcher.listener
-            return bool(
-                listener
-                and listener.listening
-                and listener.connection.get_server_pid() != first_pid
-            )
-
-        await until(reconnected)
+        await listening_again(dispatcher, not_on={first_pid})
         await running.settled()
         after = await commit_event(hooks.database, hooks, "lead_after")
         await hooks.receiver.wait_async(lambda seen: len(seen) == 2, seconds=10)
@@ -277,22 +286,9 @@ async def test_a_connection_dropped_at_once_again_and_again_backs_off(
     try:
         with capture_logs() as logs:
             for _ in range(3):
-
-                def new_connection() -> bool:
-                    listener = dispatcher.listener
-                    return bool(
-                        listener
-                        and listener.listening
-                        and listener.connection.get_server_pid() not in pids
-                    )
-
-                await until(new_connection)
-                assert dispatcher.listener is not None
-                pids.append(dispatcher.listener.connection.get_server_pid())
-                async with hooks.database.writer() as s:
-                    await s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pids[-1]})
-                    await s.commit()
-            await until(new_connection)
+                await listening_again(dispatcher, not_on=pids)
+                pids.append(await kill_listening_connection(hooks, dispatcher))
+            await listening_again(dispatcher, not_on=pids)
     finally:
         await running.close()
     retries = [e["retry_in"] for e in logs if e["event"] == "webhooks.listener_lost"]
