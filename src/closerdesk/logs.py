@@ -4,12 +4,39 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any, TextIO
 
 import structlog
 
 
+class NamedWriteLogger(structlog.WriteLogger):
+    """structlog's ``WriteLogger`` (one ``write`` and ``flush`` per line) that knows the name it
+    was asked for, so ``add_logger_name`` writes the same ``logger`` field as for stdlib records."""
+
+    def __init__(self, name: str, file: TextIO) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class NamedWriteLoggerFactory:
+    """``structlog.get_logger(name)`` → a :class:`NamedWriteLogger` on ``file``."""
+
+    def __init__(self, file: TextIO) -> None:
+        self.file = file
+
+    def __call__(self, *args: Any) -> NamedWriteLogger:
+        return NamedWriteLogger(str(args[0]) if args else "", self.file)
+
+
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
-    """Route stdlib and structlog through one renderer (JSON, or console for humans)."""
+    """One renderer (JSON, or console for humans) for closerdesk's own events and for stdlib
+    records (uvicorn, SQLAlchemy): ``event``, the bound context (``request_id``), ``level``,
+    ``logger`` and an ISO ``timestamp`` (UTC), one line each on stderr.
+
+    closerdesk's events go straight from structlog to stderr: a filtering bound logger drops
+    those below ``level`` at the call, and no ``logging.LogRecord`` is made for the others
+    (the access log writes one line per request; docs/performance.md, "Read paths"). Stdlib
+    records keep their handler on the root logger, rendered by the same processors."""
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )
@@ -19,10 +46,11 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        logger_factory=NamedWriteLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -37,7 +65,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(numeric_level)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
