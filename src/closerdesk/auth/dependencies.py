@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from closerdesk.auth.service import AuthContext, Scope, authenticate
+from closerdesk.auth.service import AuthContext, KeyCache, Scope, authenticate, cached_context
 from closerdesk.config import Settings
 from closerdesk.db import Database
 from closerdesk.errors import Forbidden, RateLimited, Unauthorized
@@ -44,13 +44,14 @@ def require_scope(scope: Scope) -> Callable[..., Awaitable[AuthContext]]:
         # (docs/api.md, "Authentication"); else its own short read, outside the request's
         # transaction (on SQLite a write lock for the whole database) that starts only when
         # the service first touches the database.
-        async with database.read_only() as session:
-            context = await authenticate(
-                session,
-                secret_key=settings.secret_key,
-                api_key=credentials.credentials,
-                cache=request.app.state.key_cache,
-            )
+        cache: KeyCache = request.app.state.key_cache
+        api_key = credentials.credentials
+        context = cached_context(cache, secret_key=settings.secret_key, api_key=api_key)
+        if context is None:
+            async with database.read_only() as session:
+                context = await authenticate(
+                    session, secret_key=settings.secret_key, api_key=api_key, cache=cache
+                )
         if context is None:
             await _count_failure(request, limiter, address)
             raise Unauthorized("The API key is unknown or has been revoked.")

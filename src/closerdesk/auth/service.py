@@ -132,6 +132,14 @@ async def revoke_key(session: AsyncSession, key_id: str, *, cache: KeyCache | No
     return True
 
 
+def cached_context(cache: KeyCache, *, secret_key: str, api_key: str) -> AuthContext | None:
+    """The context of a live key this process looked up less than ``cache.seconds`` ago, else
+    None (then ``authenticate`` asks the database). No session is needed for it."""
+    if not api_key.startswith(KEY_PREFIX) or len(api_key) > 200:
+        return None
+    return cache.get(hash_key(secret_key, api_key))
+
+
 async def authenticate(
     session: AsyncSession, *, secret_key: str, api_key: str, cache: KeyCache | None = None
 ) -> AuthContext | None:
