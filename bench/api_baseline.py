@@ -50,7 +50,8 @@ CALL_FIELDS = (
     "notes", "recording_url", "transcript_data", "guest_rsvp_status", "guest_rsvp_confirmed_at",
     "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "referral",
     "created_at", "updated_at", "closer_name", "closer_email", "time_zone", "calendar_event_id",
-    "cancelled_at", "cancel_reason", "reschedule_count",
+    "cancelled_at", "cancel_reason", "confirmed_at", "declined_at", "decline_reason",
+    "reschedule_count", "host_no_show", "reason_code", "loss_reason",
 )  # fmt: skip
 JSON_FIELDS = frozenset({"action_items", "form_data", "transcript_data"})
 SELECT_CALL = ", ".join(f"c.{name}" for name in CALL_FIELDS)
@@ -176,7 +177,7 @@ def shaped(name: str, value: Any) -> Any:
 
 TIME_FIELDS = (
     "scheduled_at", "started_at", "ended_at", "guest_rsvp_confirmed_at", "created_at",
-    "updated_at", "cancelled_at",
+    "updated_at", "cancelled_at", "confirmed_at", "declined_at",
 )  # fmt: skip
 
 
