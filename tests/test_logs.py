@@ -78,3 +78,28 @@ def test_the_level_filters_own_events_and_stdlib_records() -> None:
         ("also yes", "error"),
     ]
     assert logging.getLogger().level != logging.CRITICAL  # this process's logging is untouched
+
+
+def test_lines_follow_sys_stderr_and_a_closed_stream_breaks_nothing() -> None:
+    """A test runner swaps ``sys.stderr`` per test and closes the old one: lines go to whichever
+    stream is current, and one written to a closed stream is dropped, not raised into the work
+    that logged it (a webhook delivery, a request)."""
+    lines = _lines(
+        """
+        import io, sys, structlog
+        from closerdesk.logs import configure_logging
+        configure_logging("INFO", json=True)
+        log = structlog.get_logger("closerdesk.x")
+        log.info("one")
+        real, swap = sys.stderr, io.StringIO()
+        sys.stderr = swap
+        log.info("two")
+        captured = swap.getvalue()
+        swap.close()
+        log.error("dropped")
+        sys.stderr = real
+        log.info("three", captured=captured)
+        """
+    )
+    assert [line["event"] for line in lines] == ["one", "three"]
+    assert json.loads(str(lines[1]["captured"]))["event"] == "two"

@@ -4,28 +4,49 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, TextIO
+import threading
+from typing import Any
 
 import structlog
 
 
-class NamedWriteLogger(structlog.WriteLogger):
-    """structlog's ``WriteLogger`` (one ``write`` and ``flush`` per line) that knows the name it
-    was asked for, so ``add_logger_name`` writes the same ``logger`` field as for stdlib records."""
+class StderrLogger:
+    """The structlog logger closerdesk's own events end in: one ``write`` and ``flush`` of the
+    rendered line on ``sys.stderr``, and the name it was asked for (so ``add_logger_name`` writes
+    the same ``logger`` field as for stdlib records).
 
-    def __init__(self, name: str, file: TextIO) -> None:
-        super().__init__(file)
+    ``sys.stderr`` is looked up at each line, not held: whoever swaps it (a test runner capturing
+    output, a daemon redirecting it) gets the lines, and a stream closed since is never written
+    to. Like the stdlib ``logging`` module in production, a line that cannot be written is dropped
+    rather than raised into the work it reports (a delivery, a request)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
         self.name = name
 
+    def msg(self, message: str) -> None:
+        stream = sys.stderr
+        try:
+            with _LOCK:
+                stream.write(message + "\n")
+                stream.flush()
+        except (OSError, ValueError):  # closed or broken stream: drop the line, keep working
+            pass
 
-class NamedWriteLoggerFactory:
-    """``structlog.get_logger(name)`` → a :class:`NamedWriteLogger` on ``file``."""
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
 
-    def __init__(self, file: TextIO) -> None:
-        self.file = file
+    def __repr__(self) -> str:
+        return f"<StderrLogger(name={self.name!r})>"
 
-    def __call__(self, *args: Any) -> NamedWriteLogger:
-        return NamedWriteLogger(str(args[0]) if args else "", self.file)
+
+_LOCK = threading.Lock()
+
+
+def _stderr_logger(*args: Any) -> StderrLogger:
+    """``structlog.get_logger(name)`` → a :class:`StderrLogger` named ``name``."""
+    return StderrLogger(str(args[0]) if args else "")
 
 
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
@@ -49,7 +70,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     numeric_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
-        logger_factory=NamedWriteLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         cache_logger_on_first_use=True,
     )
