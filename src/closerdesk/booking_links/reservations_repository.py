@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, delete, select
+from sqlalchemy import BindParameter, ColumnElement, Select, and_, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closerdesk.kit.statements import Value
 from closerdesk.models import BookingLink, SlotReservation
 from closerdesk.models.base import epoch_us
 from closerdesk.models.call import MAX_CALL_MINUTES
@@ -24,17 +25,20 @@ span, so at most ``MAX_CALL_MINUTES`` long (the lower bound keeps the index rang
 
 
 def live(
-    organization_id: str,
-    member_ids: Sequence[str],
-    now: datetime,
+    organization_id: Value[str],
+    member_ids: Value[Sequence[str]],
+    now: Value[datetime],
     *,
     exclude_reservation_id: str | None = None,
 ) -> ColumnElement[bool]:
     """Live reservations of ``member_ids``: unconsumed, ``expires_at > now``; never
-    ``exclude_reservation_id`` (the one being booked)."""
+    ``exclude_reservation_id`` (the one being booked). ``member_ids`` as a ``bindparam`` is
+    an expanding one (``closerdesk.kit.statements``)."""
     found = and_(
         SlotReservation.organization_id == organization_id,
-        SlotReservation.member_id.in_(list(member_ids)),
+        SlotReservation.member_id.in_(
+            member_ids if isinstance(member_ids, BindParameter) else list(member_ids)
+        ),
         SlotReservation.call_id.is_(None),
         SlotReservation.expires_at > now,
     )
@@ -44,17 +48,24 @@ def live(
 
 
 def live_overlapping(
-    organization_id: str,
-    member_ids: Sequence[str],
-    start: datetime,
-    end: datetime,
-    now: datetime,
+    organization_id: Value[str],
+    member_ids: Value[Sequence[str]],
+    start: Value[datetime],
+    end: Value[datetime],
+    now: Value[datetime],
+    *,
+    after: Value[datetime] | None = None,
 ) -> ColumnElement[bool]:
     """Live reservations of ``member_ids`` sharing time with ``[start, end)`` (touching ends
-    do not): unconsumed, ``expires_at > now``."""
+    do not): unconsumed, ``expires_at > now``. ``after`` is the lower bound ``start -
+    HOLD_LOOKBACK``; a statement built once gives it as a ``bindparam`` of its own."""
+    if after is None:
+        if isinstance(start, BindParameter):
+            raise TypeError("a bound start needs its own bound lower limit (after=)")
+        after = start - HOLD_LOOKBACK
     return and_(
         live(organization_id, member_ids, now),
-        SlotReservation.starts_at > start - HOLD_LOOKBACK,
+        SlotReservation.starts_at > after,
         SlotReservation.starts_at < end,
         SlotReservation.ends_at > start,
     )

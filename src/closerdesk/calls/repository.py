@@ -9,11 +9,23 @@ from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, literal, or_, select, union_all
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.booking_links import reservations_repository
 from closerdesk.kit.rows import first_row, shaped
+from closerdesk.kit.statements import Value
 from closerdesk.models import (
     BookingLink,
     CalendarConnection,
@@ -182,7 +194,9 @@ def live_booking_call(*, counting: bool = False) -> ColumnElement[bool]:
     return and_(live, Call.host_no_show.is_(False)) if counting else live
 
 
-def overlaps(start: datetime, end: datetime) -> ColumnElement[bool]:
+def overlaps(
+    start: Value[datetime], end: Value[datetime], *, after: Value[datetime] | None = None
+) -> ColumnElement[bool]:
     """Calls sharing time with ``[start, end)``; touching ends (``ends_at == start``) do not.
 
     ``scheduled_at < end AND ends_at > start`` alone is answered from
@@ -192,12 +206,21 @@ def overlaps(start: datetime, end: datetime) -> ColumnElement[bool]:
     sharing time with ``[start, end)`` started after ``start - CALL_LOOKBACK``; with that lower
     bound the index range holds only the calls of that window, whatever the closer's history.
     Figures before and after: ``bench/explain_scans.py``.
+
+    ``after`` is that lower bound, ``start - CALL_LOOKBACK``; a statement built once
+    (``closerdesk.kit.statements``) gives it as a ``bindparam`` of its own.
     """
     return and_(
-        Call.scheduled_at > start - CALL_LOOKBACK,
+        Call.scheduled_at > (_lookback(start) if after is None else after),
         Call.scheduled_at < end,
         Call.ends_at > start,
     )
+
+
+def _lookback(start: Value[datetime]) -> datetime:
+    if isinstance(start, BindParameter):
+        raise TypeError("a bound start needs its own bound lower limit (after=)")
+    return start - CALL_LOOKBACK
 
 
 async def overlapping_calls(
@@ -273,7 +296,35 @@ async def overlapping_busy(
     """What of the closers' own holds shares time with ``[start, end)``, as ``(closer_id,
     source, id, start, end)`` rows in start order, in one round trip: ``("call", …)`` for the
     calls of :func:`overlapping_calls`, ``("reservation", …)`` for live slot reservations
-    (docs/sales-floor.md, "Slot reservations")."""
+    (docs/sales-floor.md, "Slot reservations"). The statement is built once per shape
+    (``closerdesk.kit.statements``)."""
+    values: dict[str, Any] = {
+        "organization_id": organization_id,
+        "closer_ids": list(closer_ids),
+        "start": start,
+        "end": end,
+        "call_after": start - CALL_LOOKBACK,
+        "hold_after": start - reservations_repository.HOLD_LOOKBACK,
+        "now": now,
+    }
+    if exclude_call_id is not None:
+        values["exclude_call_id"] = exclude_call_id
+    if exclude_reservation_id is not None:
+        values["exclude_reservation_id"] = exclude_reservation_id
+    stmt = _overlapping_busy(exclude_call_id is not None, exclude_reservation_id is not None)
+    rows: Sequence[Row[str, str, str, datetime, datetime]] = (
+        await session.execute(stmt, values)
+    ).all()
+    return rows
+
+
+@cache
+def _overlapping_busy(exclude_call: bool, exclude_reservation: bool) -> Select[Any]:
+    """:func:`overlapping_busy`'s statement, with or without its two exclusions."""
+    organization_id: BindParameter[str] = bindparam("organization_id")
+    closer_ids: BindParameter[Sequence[str]] = bindparam("closer_ids", expanding=True)
+    start: BindParameter[datetime] = bindparam("start")
+    end: BindParameter[datetime] = bindparam("end")
     calls = select(
         Call.closer_id.label("closer_id"),
         literal("call").label("source"),
@@ -282,12 +333,12 @@ async def overlapping_busy(
         Call.ends_at.label("ends_at"),
     ).where(
         Call.organization_id == organization_id,
-        Call.closer_id.in_(list(closer_ids)),
+        Call.closer_id.in_(closer_ids),
         live_booking_call(),
-        overlaps(start, end),
+        overlaps(start, end, after=bindparam("call_after")),
     )
-    if exclude_call_id is not None:
-        calls = calls.where(Call.id != exclude_call_id)
+    if exclude_call:
+        calls = calls.where(Call.id != bindparam("exclude_call_id"))
     holds = select(
         SlotReservation.member_id,
         literal("reservation"),
@@ -295,13 +346,14 @@ async def overlapping_busy(
         SlotReservation.starts_at,
         SlotReservation.ends_at,
     ).where(
-        reservations_repository.live_overlapping(organization_id, list(closer_ids), start, end, now)
+        reservations_repository.live_overlapping(
+            organization_id, closer_ids, start, end, bindparam("now"), after=bindparam("hold_after")
+        )
     )
-    if exclude_reservation_id is not None:
-        holds = holds.where(SlotReservation.id != exclude_reservation_id)
+    if exclude_reservation:
+        holds = holds.where(SlotReservation.id != bindparam("exclude_reservation_id"))
     both = union_all(calls, holds).subquery()
-    rows = await session.execute(select(both).order_by(both.c.starts_at, both.c.id))
-    return rows.all()
+    return select(both).order_by(both.c.starts_at, both.c.id)
 
 
 def list_calls_query(
