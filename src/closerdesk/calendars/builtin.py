@@ -8,8 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import ColumnElement, and_, or_, select, union_all, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    CompoundSelect,
+    Update,
+    and_,
+    bindparam,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.calendars.provider import (
@@ -20,6 +32,7 @@ from closerdesk.calendars.provider import (
     SyncBatch,
 )
 from closerdesk.kit.ids import new_id
+from closerdesk.kit.statements import Value
 from closerdesk.kit.time import utcnow
 from closerdesk.models import BusyBlock, CalendarEvent
 from closerdesk.models.base import epoch_us_list
@@ -65,32 +78,22 @@ class BuiltinCalendar:
 
     async def cancel_event(self, account: CalendarAccount, event_id: str) -> None:
         # One UPDATE, no read first: an event already cancelled or gone matches nothing.
-        await self.session.execute(
-            update(CalendarEvent)
-            .where(
-                CalendarEvent.id == event_id,
-                CalendarEvent.connection_id == account.connection_id,
-                CalendarEvent.status != "cancelled",
-            )
-            .values(status="cancelled", updated_at=utcnow())
-            .execution_options(synchronize_session="fetch")
-        )
+        values = {"event_id": event_id, "calendar": account.connection_id, "now": utcnow()}
+        await self.session.execute(_cancel_event(), values)
 
     async def busy(
         self, account: CalendarAccount, start: datetime, end: datetime
     ) -> list[Interval]:
         """Busy time of ``account`` meeting ``[start, end)`` (UTC): its member's busy blocks and
         its events closerdesk did not make for calls, in one statement of two indexed reads."""
-        blocks = select(BusyBlock.starts_at, BusyBlock.ends_at).where(
-            BusyBlock.organization_id == account.organization_id,
-            BusyBlock.member_id == account.member_id,
-            *_blocks_meeting(start, end),
-        )
-        events = select(CalendarEvent.starts_at, CalendarEvent.ends_at).where(
-            CalendarEvent.connection_id == account.connection_id,
-            *_foreign_events_meeting(start, end),
-        )
-        rows = await self.session.execute(union_all(blocks, events))
+        values = {
+            "organization_id": account.organization_id,
+            "member_id": account.member_id,
+            "connection_id": account.connection_id,
+            "start": start,
+            "end": end,
+        }
+        rows = await self.session.execute(_busy(), values)
         return [Interval(s, e) for s, e in rows.all()]
 
     async def busy_spans(
@@ -164,7 +167,42 @@ class BuiltinCalendar:
         return event
 
 
-def _blocks_meeting(start: datetime, end: datetime) -> tuple[ColumnElement[bool], ...]:
+@cache
+def _cancel_event() -> Update:
+    """``cancel_event``'s statement, built once (``closerdesk.kit.statements``); its bound
+    names are not column names (SQLAlchemy keeps those for an UPDATE's values)."""
+    return (
+        update(CalendarEvent)
+        .where(
+            CalendarEvent.id == bindparam("event_id"),
+            CalendarEvent.connection_id == bindparam("calendar"),
+            CalendarEvent.status != "cancelled",
+        )
+        .values(status="cancelled", updated_at=bindparam("now"))
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+@cache
+def _busy() -> CompoundSelect[datetime, datetime]:
+    """``busy``'s statement, built once (``closerdesk.kit.statements``)."""
+    start: BindParameter[datetime] = bindparam("start")
+    end: BindParameter[datetime] = bindparam("end")
+    blocks = select(BusyBlock.starts_at, BusyBlock.ends_at).where(
+        BusyBlock.organization_id == bindparam("organization_id"),
+        BusyBlock.member_id == bindparam("member_id"),
+        *_blocks_meeting(start, end),
+    )
+    events = select(CalendarEvent.starts_at, CalendarEvent.ends_at).where(
+        CalendarEvent.connection_id == bindparam("connection_id"),
+        *_foreign_events_meeting(start, end),
+    )
+    return union_all(blocks, events)
+
+
+def _blocks_meeting(
+    start: Value[datetime], end: Value[datetime]
+) -> tuple[ColumnElement[bool], ...]:
     """Busy blocks sharing time with ``[start, end)``; a block that does not end after it
     starts is no busy time."""
     return (
@@ -174,7 +212,9 @@ def _blocks_meeting(start: datetime, end: datetime) -> tuple[ColumnElement[bool]
     )
 
 
-def _foreign_events_meeting(start: datetime, end: datetime) -> tuple[ColumnElement[bool], ...]:
+def _foreign_events_meeting(
+    start: Value[datetime], end: Value[datetime]
+) -> tuple[ColumnElement[bool], ...]:
     """Confirmed calendar events sharing time with ``[start, end)`` that closerdesk did not
     make for a call (a call's own event is checked as the call, not twice)."""
     return (

@@ -66,22 +66,30 @@ async def locked_call_with_lead(
     The lead and the link come from the snapshot the statement started with, even when it
     waited for the call's lock: no change that holds that lock edits them, and what is read
     of them (contact details, the link's description) is copied, not checked."""
-    row = (
-        await session.execute(
-            select(Call, Lead, BookingLink)
-            .join(Lead, Lead.id == Call.lead_id)
-            .outerjoin(
-                BookingLink,
-                and_(
-                    BookingLink.organization_id == Call.organization_id,
-                    BookingLink.id == Call.booking_link_id,
-                ),
-            )
-            .where(Call.organization_id == organization_id, Call.id == call_id)
-            .with_for_update(key_share=True, of=Call)
-        )
-    ).first()
+    values = {"organization_id": organization_id, "call_id": call_id}
+    row = (await session.execute(_locked_call_with_lead(), values)).first()
     return None if row is None else (row[0], row[1], row[2])
+
+
+@cache
+def _locked_call_with_lead() -> Select[Call, Lead, BookingLink]:
+    """:func:`locked_call_with_lead`'s statement, built once (``closerdesk.kit.statements``)."""
+    return (
+        select(Call, Lead, BookingLink)
+        .join(Lead, Lead.id == Call.lead_id)
+        .outerjoin(
+            BookingLink,
+            and_(
+                BookingLink.organization_id == Call.organization_id,
+                BookingLink.id == Call.booking_link_id,
+            ),
+        )
+        .where(
+            Call.organization_id == bindparam("organization_id"),
+            Call.id == bindparam("call_id"),
+        )
+        .with_for_update(key_share=True, of=Call)
+    )
 
 
 async def call_row(
@@ -138,22 +146,40 @@ async def locked_member_with_connections(
     on PostgreSQL a statement that waited for a lock still reads the other tables of its join
     from the snapshot it started with. Read after the lock, the connections are the ones the
     lock holder committed."""
-    member = await session.scalar(
-        select(TeamMember)
-        .where(TeamMember.organization_id == organization_id, TeamMember.id == member_id)
-        .with_for_update(key_share=True)
-    )
+    values = {"organization_id": organization_id, "member_id": member_id}
+    member = await session.scalar(_locked_member(), values)
     if member is None:
         return None
+    if connection_id is not None:
+        values["connection_id"] = connection_id
+    connections = await session.scalars(_member_connections(connection_id is not None), values)
+    return member, list(connections.all())
+
+
+@cache
+def _locked_member() -> Select[TeamMember]:
+    """The member row-locked by id, built once (``closerdesk.kit.statements``)."""
+    return (
+        select(TeamMember)
+        .where(
+            TeamMember.organization_id == bindparam("organization_id"),
+            TeamMember.id == bindparam("member_id"),
+        )
+        .with_for_update(key_share=True)
+    )
+
+
+@cache
+def _member_connections(with_connection_id: bool) -> Select[CalendarConnection]:
+    """The member's calendar connections, and the one ``connection_id`` names if given."""
     # Constants on both sides of the OR: PostgreSQL answers it with two index probes (a
     # BitmapOr), not a scan of the organization's connections.
-    on = CalendarConnection.member_id == member_id
-    if connection_id is not None:
-        on = or_(on, CalendarConnection.id == connection_id)
-    connections = await session.scalars(
-        select(CalendarConnection).where(CalendarConnection.organization_id == organization_id, on)
+    on = CalendarConnection.member_id == bindparam("member_id")
+    if with_connection_id:
+        on = or_(on, CalendarConnection.id == bindparam("connection_id"))
+    return select(CalendarConnection).where(
+        CalendarConnection.organization_id == bindparam("organization_id"), on
     )
-    return member, list(connections.all())
 
 
 async def lock_members(

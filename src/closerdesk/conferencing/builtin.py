@@ -7,8 +7,9 @@ The link is ours, so it can be revoked: a revoked token answers 410 Gone (docs/a
 from __future__ import annotations
 
 import secrets
+from functools import cache
 
-from sqlalchemy import select, update
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.errors import LinkRevoked, MeetingLinkNotFound
@@ -54,15 +55,28 @@ class BuiltinConferencing:
         _, sep, token = url.rpartition(MEET_PATH)
         if not sep or not token:
             return
+        stmt = _change_live(tuple(sorted(values)))
         await self.session.execute(
-            update(ConferencingLink)
-            .where(
-                ConferencingLink.organization_id == organization_id,
-                ConferencingLink.token == token,
-                ConferencingLink.revoked_at.is_(None),
-            )
-            .values(**values)
+            stmt,
+            {"org": organization_id, "live_token": token}
+            | {f"new_{column}": value for column, value in values.items()},
         )
+
+
+@cache
+def _change_live(columns: tuple[str, ...]) -> Update:
+    """``_change_live``'s statement for the columns it sets, built once
+    (``closerdesk.kit.statements``). An UPDATE's bound names cannot be its table's column
+    names (SQLAlchemy keeps those for the values it sets)."""
+    return (
+        update(ConferencingLink)
+        .where(
+            ConferencingLink.organization_id == bindparam("org"),
+            ConferencingLink.token == bindparam("live_token"),
+            ConferencingLink.revoked_at.is_(None),
+        )
+        .values({column: bindparam(f"new_{column}") for column in columns})
+    )
 
 
 async def resolve_meeting(session: AsyncSession, token: str) -> str:
