@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from closerdesk.app import create_app
 from closerdesk.config import Settings
 from closerdesk.db import Database
+from closerdesk.kit.statements import forget_built_statements
 from closerdesk.logs import configure_logging
 from closerdesk.migrate import upgrade
 from closerdesk.models import Base
@@ -78,6 +79,13 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
     db = Database(settings.database_url)
     yield db
     await db.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _build_statements_anew() -> None:
+    """Each test builds the statements it runs (``closerdesk.kit.statements``): what a test
+    checks covers how its statements are built, and mutation testing sees which tests do."""
+    forget_built_statements()
 
 
 @pytest.fixture(autouse=True)

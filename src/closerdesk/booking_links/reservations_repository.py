@@ -72,15 +72,18 @@ def live_overlapping(
 
 
 def live_hold_spans(
-    organization_id: str,
-    member_ids: Sequence[str],
-    start: datetime,
-    end: datetime,
-    now: datetime,
+    organization_id: Value[str],
+    member_ids: Value[Sequence[str]],
+    start: Value[datetime],
+    end: Value[datetime],
+    now: Value[datetime],
+    *,
+    after: Value[datetime] | None = None,
 ) -> Select[str, int, int, int, int]:
     """Live holds in ``[start, end)`` as (member id, start, end in epoch microseconds computed
     by the database, the link's buffers before/after in minutes): the column shape of a call in
-    ``booking_links.service.busy_spans_by_host``, so both go in one ``UNION ALL``."""
+    ``booking_links.service.busy_spans_by_host``, so both go in one ``UNION ALL``. ``after`` as
+    in :func:`live_overlapping`."""
     return (
         select(
             SlotReservation.member_id,
@@ -90,7 +93,7 @@ def live_hold_spans(
             BookingLink.buffer_after_minutes,
         )
         .join(BookingLink, BookingLink.id == SlotReservation.booking_link_id)
-        .where(live_overlapping(organization_id, member_ids, start, end, now))
+        .where(live_overlapping(organization_id, member_ids, start, end, now, after=after))
     )
 
 

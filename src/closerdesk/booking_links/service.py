@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import BindParameter, CompoundSelect, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,7 @@ from closerdesk.errors import (
     ValidationFailed,
 )
 from closerdesk.kit.ids import new_id
+from closerdesk.kit.statements import built_once
 from closerdesk.kit.time import utcnow
 from closerdesk.models import BookingLink, BookingLinkHost, CalendarConnection, Call, TeamMember
 from closerdesk.models.base import epoch_us
@@ -346,7 +347,38 @@ async def busy_spans_by_host(
     busy = {h.member.id: SpanColumns() for h in hosts}
     if not hosts:
         return busy
-    # A call booked through a link keeps that link's buffers around it.
+    values = {
+        "organization_id": organization_id,
+        "member_ids": list(busy),
+        "start": start,
+        "end": end,
+        "call_after": start - calls_repository.CALL_LOOKBACK,
+        "hold_after": start - reservations_repository.HOLD_LOOKBACK,
+        "now": utcnow(),
+    }
+    for closer_id, call_start, call_end, before, after in (
+        await session.execute(_own_busy_spans(), values)
+    ).all():
+        if closer_id is not None and call_start is not None and call_end is not None:
+            busy[closer_id].extend(
+                [call_start - (before or 0) * MINUTE_US], [call_end + (after or 0) * MINUTE_US]
+            )
+    calendars = await stored_busy_spans(session, [h.connection for h in hosts], start, end)
+    for host in hosts:
+        own = calendars[host.connection.id]
+        busy[host.member.id].extend(own.starts, own.ends)
+    return busy
+
+
+def _build_own_busy_spans() -> CompoundSelect[str | None, int, int, int, int]:
+    """:func:`busy_spans_by_host`'s own busy time, built once (``closerdesk.kit.statements``):
+    the hosts' live calls, each with its link's buffers, and their live slot reservations, which
+    hold time as a call of their link would (docs/sales-floor.md, "Slot reservations"), in one
+    ``UNION ALL``."""
+    organization_id: BindParameter[str] = bindparam("organization_id")
+    member_ids: BindParameter[Sequence[str]] = bindparam("member_ids", expanding=True)
+    start: BindParameter[datetime] = bindparam("start")
+    end: BindParameter[datetime] = bindparam("end")
     calls = (
         select(
             Call.closer_id,
@@ -358,28 +390,18 @@ async def busy_spans_by_host(
         .outerjoin(BookingLink, BookingLink.id == Call.booking_link_id)
         .where(
             Call.organization_id == organization_id,
-            Call.closer_id.in_(list(busy)),
+            Call.closer_id.in_(member_ids),
             calls_repository.live_booking_call(),
-            calls_repository.overlaps(start, end),
+            calls_repository.overlaps(start, end, after=bindparam("call_after")),
         )
     )
-    # A live slot reservation holds its host's time as a call of its link would; in the same
-    # round trip (docs/sales-floor.md, "Slot reservations").
     holds = reservations_repository.live_hold_spans(
-        organization_id, list(busy), start, end, utcnow()
+        organization_id, member_ids, start, end, bindparam("now"), after=bindparam("hold_after")
     )
-    for closer_id, call_start, call_end, before, after in (
-        await session.execute(calls.union_all(holds))
-    ).all():
-        if closer_id is not None and call_start is not None and call_end is not None:
-            busy[closer_id].extend(
-                [call_start - (before or 0) * MINUTE_US], [call_end + (after or 0) * MINUTE_US]
-            )
-    calendars = await stored_busy_spans(session, [h.connection for h in hosts], start, end)
-    for host in hosts:
-        own = calendars[host.connection.id]
-        busy[host.member.id].extend(own.starts, own.ends)
-    return busy
+    return calls.union_all(holds)
+
+
+_own_busy_spans = built_once(_build_own_busy_spans)
 
 
 def slot_window(link: BookingLink, start: datetime, end: datetime) -> tuple[datetime, datetime]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from functools import cache
 
 from sqlalchemy import (
     BindParameter,
@@ -32,7 +31,7 @@ from closerdesk.calendars.provider import (
     SyncBatch,
 )
 from closerdesk.kit.ids import new_id
-from closerdesk.kit.statements import Value
+from closerdesk.kit.statements import Value, built_once
 from closerdesk.kit.time import utcnow
 from closerdesk.models import BusyBlock, CalendarEvent
 from closerdesk.models.base import epoch_us_list
@@ -167,8 +166,7 @@ class BuiltinCalendar:
         return event
 
 
-@cache
-def _cancel_event() -> Update:
+def _build_cancel_event() -> Update:
     """``cancel_event``'s statement, built once (``closerdesk.kit.statements``); its bound
     names are not column names (SQLAlchemy keeps those for an UPDATE's values)."""
     return (
@@ -183,8 +181,10 @@ def _cancel_event() -> Update:
     )
 
 
-@cache
-def _busy() -> CompoundSelect[datetime, datetime]:
+_cancel_event = built_once(_build_cancel_event)
+
+
+def _build_busy() -> CompoundSelect[datetime, datetime]:
     """``busy``'s statement, built once (``closerdesk.kit.statements``)."""
     start: BindParameter[datetime] = bindparam("start")
     end: BindParameter[datetime] = bindparam("end")
@@ -198,6 +198,9 @@ def _busy() -> CompoundSelect[datetime, datetime]:
         *_foreign_events_meeting(start, end),
     )
     return union_all(blocks, events)
+
+
+_busy = built_once(_build_busy)
 
 
 def _blocks_meeting(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -25,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.booking_links import reservations_repository
 from closerdesk.kit.rows import first_row, shaped
-from closerdesk.kit.statements import Value
+from closerdesk.kit.statements import Value, built_once
 from closerdesk.models import (
     BookingLink,
     CalendarConnection,
@@ -71,8 +70,7 @@ async def locked_call_with_lead(
     return None if row is None else (row[0], row[1], row[2])
 
 
-@cache
-def _locked_call_with_lead() -> Select[Call, Lead, BookingLink]:
+def _build_locked_call_with_lead() -> Select[Call, Lead, BookingLink]:
     """:func:`locked_call_with_lead`'s statement, built once (``closerdesk.kit.statements``)."""
     return (
         select(Call, Lead, BookingLink)
@@ -92,6 +90,9 @@ def _locked_call_with_lead() -> Select[Call, Lead, BookingLink]:
     )
 
 
+_locked_call_with_lead = built_once(_build_locked_call_with_lead)
+
+
 async def call_row(
     session: AsyncSession, organization_id: str, call_id: str, schema: type[BaseModel]
 ) -> Row[Any] | None:
@@ -102,14 +103,16 @@ async def call_row(
     )
 
 
-@cache
-def _call_by_id(schema: type[BaseModel]) -> Select[Any]:
+def _build_call_by_id(schema: type[BaseModel]) -> Select[Any]:
     """Built once per schema: reused, it is neither rebuilt nor re-keyed for SQLAlchemy's
     compiled cache per request."""
     stmt = select(Call).where(
         Call.organization_id == bindparam("organization_id"), Call.id == bindparam("call_id")
     )
     return shaped(stmt, schema)
+
+
+_call_by_id = built_once(_build_call_by_id)
 
 
 async def public_call(session: AsyncSession, call_id: str) -> tuple[Call, Lead] | None:
@@ -156,8 +159,7 @@ async def locked_member_with_connections(
     return member, list(connections.all())
 
 
-@cache
-def _locked_member() -> Select[TeamMember]:
+def _build_locked_member() -> Select[TeamMember]:
     """The member row-locked by id, built once (``closerdesk.kit.statements``)."""
     return (
         select(TeamMember)
@@ -169,8 +171,10 @@ def _locked_member() -> Select[TeamMember]:
     )
 
 
-@cache
-def _member_connections(with_connection_id: bool) -> Select[CalendarConnection]:
+_locked_member = built_once(_build_locked_member)
+
+
+def _build_member_connections(with_connection_id: bool) -> Select[CalendarConnection]:
     """The member's calendar connections, and the one ``connection_id`` names if given."""
     # Constants on both sides of the OR: PostgreSQL answers it with two index probes (a
     # BitmapOr), not a scan of the organization's connections.
@@ -180,6 +184,9 @@ def _member_connections(with_connection_id: bool) -> Select[CalendarConnection]:
     return select(CalendarConnection).where(
         CalendarConnection.organization_id == bindparam("organization_id"), on
     )
+
+
+_member_connections = built_once(_build_member_connections)
 
 
 async def lock_members(
@@ -344,8 +351,7 @@ async def overlapping_busy(
     return rows
 
 
-@cache
-def _overlapping_busy(exclude_call: bool, exclude_reservation: bool) -> Select[Any]:
+def _build_overlapping_busy(exclude_call: bool, exclude_reservation: bool) -> Select[Any]:
     """:func:`overlapping_busy`'s statement, with or without its two exclusions."""
     organization_id: BindParameter[str] = bindparam("organization_id")
     closer_ids: BindParameter[Sequence[str]] = bindparam("closer_ids", expanding=True)
@@ -380,6 +386,9 @@ def _overlapping_busy(exclude_call: bool, exclude_reservation: bool) -> Select[A
         holds = holds.where(SlotReservation.id != bindparam("exclude_reservation_id"))
     both = union_all(calls, holds).subquery()
     return select(both).order_by(both.c.starts_at, both.c.id)
+
+
+_overlapping_busy = built_once(_build_overlapping_busy)
 
 
 def list_calls_query(

@@ -7,13 +7,13 @@ The link is ours, so it can be revoked: a revoked token answers 410 Gone (docs/a
 from __future__ import annotations
 
 import secrets
-from functools import cache
 
 from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.errors import LinkRevoked, MeetingLinkNotFound
 from closerdesk.kit.ids import new_id
+from closerdesk.kit.statements import built_once
 from closerdesk.kit.time import utcnow
 from closerdesk.models import ConferencingLink
 
@@ -63,8 +63,7 @@ class BuiltinConferencing:
         )
 
 
-@cache
-def _change_live(columns: tuple[str, ...]) -> Update:
+def _build_change_live(columns: tuple[str, ...]) -> Update:
     """``_change_live``'s statement for the columns it sets, built once
     (``closerdesk.kit.statements``). An UPDATE's bound names cannot be its table's column
     names (SQLAlchemy keeps those for the values it sets)."""
@@ -77,6 +76,9 @@ def _change_live(columns: tuple[str, ...]) -> Update:
         )
         .values({column: bindparam(f"new_{column}") for column in columns})
     )
+
+
+_change_live = built_once(_build_change_live)
 
 
 async def resolve_meeting(session: AsyncSession, token: str) -> str:
