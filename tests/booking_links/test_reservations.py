@@ -335,6 +335,39 @@ async def test_booking_with_the_reservation_consumes_it(
     assert S() in await _offered(client, org, link["id"])
 
 
+async def test_booking_with_a_reservation_excuses_that_hold_only(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession, database: Database
+) -> None:
+    """The hold being booked is not a conflict; any other live hold of the host still is. The
+    API never lets two holds of one host overlap, so the second is written as a writer that
+    skipped the host's lock would."""
+    [a] = await _closers(session, org, 1)
+    link = await create_link(client, org, [host(a)])
+    held = await reserve(client, org, link["id"], S())
+    async with database.writer() as s:
+        s.add(
+            SlotReservation(
+                id="rsv_other",
+                organization_id=org.id,
+                booking_link_id=link["id"],
+                member_id=a,
+                starts_at=S(10, 15),
+                ends_at=S(10, 45),
+                expires_at=utcnow() + timedelta(minutes=5),
+            )
+        )
+        await s.commit()
+    extra = {"reservation_id": held["id"]}
+    failed = error(
+        await book_through_link(client, org, session, link["id"], S(), **extra),
+        409,
+        "CLOSER_CONFLICT",
+    )
+    assert failed["details"]["conflicts"] == [
+        {"start": iso(S(10, 15)), "end": iso(S(10, 45)), "source": "reservation"}
+    ]
+
+
 async def test_the_call_must_match_the_reservation(
     client: httpx.AsyncClient, org: Org, session: AsyncSession, database: Database
 ) -> None:
