@@ -392,6 +392,22 @@ async def test_cancel_success(
     assert hooks[0].payload["data"]["cancelled_by"]["type"] == "api_key"
 
 
+async def test_cancel_removes_its_own_event_and_link_only(
+    client: httpx.AsyncClient, org: Org, session, database: Database
+) -> None:
+    """The closer's other call keeps its calendar event and its conferencing link: the cancel
+    names one event and one link, not the calendar's or the organization's."""
+    closer = await create_member(session, org)
+    lead = await create_lead(session, org)
+    kept = await book(client, org, lead=lead, closer=closer, start=future(days=2))
+    gone = await book(client, org, lead=lead, closer=closer, start=future(days=3))
+    ok(await cancel(client, org, gone["id"], {}))
+    assert (await event_row(database, gone["calendar_event_id"])).status == "cancelled"
+    assert (await event_row(database, kept["calendar_event_id"])).status == "confirmed"
+    await assert_link_revoked(client, gone["conferencing_link"])
+    await assert_link_live(client, kept["conferencing_link"])
+
+
 async def test_cancel_without_body(
     client: httpx.AsyncClient, org: Org, session, database: Database
 ) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Select, bindparam, select
 
+from closerdesk.booking_links.reservations_repository import live_overlapping
+from closerdesk.calls.repository import overlaps
 from closerdesk.kit.statements import built_once, forget_built_statements
 from closerdesk.models import Call
 
@@ -39,3 +41,14 @@ def test_each_shape_is_built_once_until_the_caches_are_emptied() -> None:
 def test_a_shape_argument_must_be_hashable() -> None:
     with pytest.raises(TypeError):
         _calls([True])  # type: ignore[arg-type]
+
+
+def test_a_rule_given_a_bound_start_needs_its_bound_lower_limit() -> None:
+    """``start - lookback`` of a ``bindparam`` would be SQL arithmetic, not the index's lower
+    bound: the overlap rules refuse it and take ``after=`` instead."""
+    start, end = bindparam("start"), bindparam("end")
+    with pytest.raises(TypeError, match=r"bound lower limit \(after=\)"):
+        overlaps(start, end)
+    with pytest.raises(TypeError, match=r"bound lower limit \(after=\)"):
+        live_overlapping("org", ["m"], start, end, bindparam("now"))
+    assert "scheduled_at >" in str(overlaps(start, end, after=bindparam("after")))
