@@ -6,7 +6,9 @@ booking links with hosts, products, webhook subscriptions and one admin API key 
 organization. The schema is the real one: the Alembic migrations run first. Rows go in
 through ``COPY`` (asyncpg ``copy_records_to_table``) with the secondary indexes and
 constraints set aside and rebuilt from their own definitions afterwards, so the final schema
-is exactly what the migrations made (checked at the end).
+is exactly what the migrations made (checked at the end). The calls go in first, and the
+exclusion constraint is built while the other tables are copied (the rows waiting for that
+hold about 2 GB of this process's memory).
 
 The first organization is the reassign bench's (G3): two closers with 10 calls each and two
 with 10,000, and for each pair one upcoming call far in the future that bench/api.py moves
@@ -538,11 +540,11 @@ def g3_calls(orgs: list[Org], now: datetime, ids: Serials) -> tuple[Rows, dict[s
 
 
 # --- loading ----------------------------------------------------------------------------------
-async def set_aside(conn: asyncpg.Connection) -> list[str]:
+async def set_aside(conn: asyncpg.Connection) -> list[tuple[str, str]]:
     """Drop the secondary indexes, unique and exclusion constraints of the bulk tables; returns
-    the statements that rebuild them exactly (their own definitions). Foreign keys stay: the
-    load runs with ``session_replication_role = replica`` (no FK triggers), the rows being
-    consistent by construction."""
+    (table, statement) pairs that rebuild them exactly (their own definitions). Foreign keys
+    stay: the load runs with ``session_replication_role = replica`` (no FK triggers), the rows
+    being consistent by construction."""
     tables = list(BULK)
     constraints = await conn.fetch(
         """SELECT c.conrelid::regclass::text AS tbl, c.conname,
@@ -552,14 +554,15 @@ async def set_aside(conn: asyncpg.Connection) -> list[str]:
         tables,
     )
     indexes = await conn.fetch(
-        """SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def
+        """SELECT i.indrelid::regclass::text AS tbl, i.indexrelid::regclass::text AS name,
+                  pg_get_indexdef(i.indexrelid) AS def
            FROM pg_index i
            WHERE i.indrelid = ANY($1::text[]::regclass[]) AND NOT i.indisprimary
              AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)""",
         tables,
     )
-    rebuild = [r["def"] for r in indexes]
-    rebuild += [f'ALTER TABLE {r["tbl"]} ADD CONSTRAINT "{r["conname"]}" {r["def"]}'
+    rebuild = [(r["tbl"], r["def"]) for r in indexes]
+    rebuild += [(r["tbl"], f'ALTER TABLE {r["tbl"]} ADD CONSTRAINT "{r["conname"]}" {r["def"]}')
                 for r in constraints]  # fmt: skip
     for r in constraints:
         await conn.execute(f'ALTER TABLE {r["tbl"]} DROP CONSTRAINT "{r["conname"]}"')
@@ -568,27 +571,26 @@ async def set_aside(conn: asyncpg.Connection) -> list[str]:
     return rebuild
 
 
-async def rebuild(url: str, statements: Sequence[str]) -> None:
-    """Rebuild on two connections (one per core): the GiST index of the exclusion constraint,
-    the longest by far, on one; every other index and constraint on the other."""
-    gist = [s for s in statements if " EXCLUDE " in s]
-    rest = [s for s in statements if " EXCLUDE " not in s]
-
-    async def run(part: Sequence[str]) -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute("SET maintenance_work_mem = '512MB'")
-            for statement in part:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    await asyncio.gather(run(gist), run(rest))
+async def run_statements(url: str, statements: Sequence[str]) -> None:
+    """The statements in order, on a connection of their own."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SET maintenance_work_mem = '512MB'")
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
 
 
 async def copy(conn: asyncpg.Connection, rows: Rows) -> None:
     for table, records in rows.tables.items():
         await conn.copy_records_to_table(table, records=records, columns=COLUMNS[table])
+
+
+async def copy_calls(conn: asyncpg.Connection, rows: Rows) -> Rows:
+    """Copy the ``calls`` rows now; returns the other tables' rows, to be copied later."""
+    await copy(conn, Rows({"calls": rows.tables.pop("calls", [])}))
+    return rows
 
 
 async def schema_signature(conn: asyncpg.Connection) -> list[str]:
@@ -618,17 +620,37 @@ async def load(url: str) -> dict[str, Any]:
     try:
         before = await schema_signature(conn)
         statements = await set_aside(conn)
+        exclusion = [s for table, s in statements if table == "calls" and " EXCLUDE " in s]
+        calls_rest = [s for table, s in statements if table == "calls" and " EXCLUDE " not in s]
+        others = [s for table, s in statements if table != "calls"]
         await conn.execute("SET session_replication_role = replica")  # no FK triggers in COPY
         for o, org in enumerate(orgs):
             await copy(conn, org_rows(org, o, secret_key, box, now, ids))
         g3_rows, g3 = g3_calls(orgs, now, ids)
+        # The calls go in first and the rows hanging off them wait in memory, so that the
+        # exclusion constraint (the longest step by far) is built while they are copied. Each
+        # table still receives its rows in the same order as when everything went in at once.
+        held: list[Rows] = []
         for o, org in enumerate(orgs):
-            await copy(conn, call_rows(org, o, rng, now, ids))
-            await copy(conn, foreign_events(org, now, ids))
-        await copy(conn, g3_rows)
+            held.append(await copy_calls(conn, call_rows(org, o, rng, now, ids)))
+            held.append(foreign_events(org, now, ids))
+        held.append(await copy_calls(conn, g3_rows))
+        print(f"  calls copied at {time.perf_counter() - started:.1f} s", flush=True)
+        gist = asyncio.create_task(run_statements(url, exclusion))
+        held.reverse()
+        while held:
+            await copy(conn, held.pop())
         await conn.execute("SET session_replication_role = origin")
         print(f"  copied in {time.perf_counter() - started:.1f} s", flush=True)
-        await rebuild(url, statements)
+        await run_statements(url, others)
+        print(f"  other tables' indexes rebuilt at {time.perf_counter() - started:.1f} s",
+              flush=True)  # fmt: skip
+        await gist
+        print(f"  exclusion constraint built at {time.perf_counter() - started:.1f} s", flush=True)
+        half = len(calls_rest) // 2  # calls' other indexes: two connections, one per core
+        await asyncio.gather(
+            run_statements(url, calls_rest[:half]), run_statements(url, calls_rest[half:])
+        )
         print(f"  indexes rebuilt at {time.perf_counter() - started:.1f} s", flush=True)
         await conn.execute("ANALYZE")
         assert await schema_signature(conn) == before, "the rebuilt schema differs"
