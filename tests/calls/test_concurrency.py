@@ -4,7 +4,8 @@ Twenty requests race for ONE closer over pairwise-overlapping slots (starts one 
 45 minutes long): exactly one wins, the other nineteen answer 409 ``CLOSER_CONFLICT`` naming the
 winner, and the database holds exactly one active call of that closer in the span. On PostgreSQL
 this rests on the closer's row lock (``FOR NO KEY UPDATE``); on SQLite on ``BEGIN IMMEDIATE``.
-With ``override_conflict`` all twenty go through.
+With ``override_conflict`` all twenty go through. The call's own lock is no stronger than it
+needs to be: rows that only reference the call are still written meanwhile.
 """
 
 from __future__ import annotations
@@ -14,12 +15,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closerdesk.calls import repository
 from closerdesk.db import Database
 from closerdesk.kit.time import isoformat_z, utcnow
-from closerdesk.models import CalendarConnection, CalendarEvent, Call, TeamMember, WebhookEvent
+from closerdesk.models import (
+    CalendarConnection,
+    CalendarEvent,
+    Call,
+    CallEvent,
+    TeamMember,
+    WebhookEvent,
+)
 from tests.factories import Org, create_call, create_lead, create_member
 
 N = 20
@@ -259,3 +270,39 @@ async def test_bookings_and_reassigns_racing_for_one_closer_exactly_one_wins(
     _assert_conflicts_name([r for r in responses if not r.is_success], call_id)
     assert await _active_calls(database, target.id, _span(base)) == [call_id]
     assert len(await _confirmed_events(database, target.id)) == 1
+
+
+async def test_a_locked_call_still_takes_rows_that_reference_it(
+    database: Database, org: Org, session: AsyncSession
+) -> None:
+    """PostgreSQL: a change holds its call with ``FOR NO KEY UPDATE`` (of the call only), not
+    ``FOR UPDATE``, so another transaction can meanwhile write a row whose foreign key names the
+    call (a history row takes a key-share lock on it); a change of the call itself waits."""
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite serialises writers with BEGIN IMMEDIATE")
+    lead = await create_lead(session, org)
+    closer = await create_member(session, org)
+    call = await create_call(session, org, lead=lead, closer=closer, scheduled_at=_base())
+    await session.commit()
+    async with database.writer() as holder:
+        assert await repository.locked_call_with_lead(holder, org.id, call.id) is not None
+        async with database.writer() as other:
+            await other.execute(text("SET LOCAL lock_timeout = '5s'"))
+            other.add(
+                CallEvent(
+                    id="evt_during_lock",
+                    organization_id=org.id,
+                    call_id=call.id,
+                    type="updated",
+                    actor_type="api_key",
+                    actor_id="key_test",
+                )
+            )
+            await other.commit()
+        async with database.writer() as third:
+            await third.execute(text("SET LOCAL lock_timeout = '100ms'"))
+            with pytest.raises(DBAPIError, match="lock timeout"):
+                await third.execute(
+                    update(Call).where(Call.id == call.id).values(closer_name="Someone Else")
+                )
+        await holder.rollback()
