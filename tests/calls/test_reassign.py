@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from closerdesk.db import Database
 from closerdesk.models import CalendarConnection, CalendarEvent, TeamMember
+from tests.booking_links.helpers import book_through_link, create_link, day, host
 from tests.calls.helpers import (
     REASSIGN_RESULT_FIELDS,
     add_busy_block,
@@ -793,3 +794,20 @@ async def test_builtin_calendars_change_in_the_reassign_transaction_with_no_clea
         old_event = await s.get(CalendarEvent, call.calendar_event_id)
         assert old_event is not None
         assert old_event.status == "cancelled"
+
+
+async def test_the_new_event_carries_the_booking_links_description(
+    client: httpx.AsyncClient, org: Org, session, database: Database
+) -> None:
+    """The call's link is read with its lock: the new closer's event has the join link, then
+    the booking link's public description, as the first event had (docs/calendars.md)."""
+    first, second = await create_member(session, org), await create_member(session, org)
+    link = await create_link(
+        client, org, [host(first.id)], description="Bring your numbers for Q3."
+    )
+    call = ok(await book_through_link(client, org, session, link["id"], day(3, 10)), 201)
+    data = ok(await reassign(client, org, call["id"], {"new_closer_id": second.id}))
+    new_event = await event_row(database, data["new_event_id"])
+    assert new_event.description == (
+        f"Join: {data['conferencing_link']}\n\nBring your numbers for Q3."
+    )
