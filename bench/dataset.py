@@ -637,15 +637,18 @@ async def load(url: str) -> dict[str, Any]:
         held.append(await copy_calls(conn, g3_rows))
         print(f"  calls copied at {time.perf_counter() - started:.1f} s", flush=True)
         gist = asyncio.create_task(run_statements(url, exclusion))
-        held.reverse()
-        while held:
-            await copy(conn, held.pop())
-        await conn.execute("SET session_replication_role = origin")
-        print(f"  copied in {time.perf_counter() - started:.1f} s", flush=True)
-        await run_statements(url, others)
-        print(f"  other tables' indexes rebuilt at {time.perf_counter() - started:.1f} s",
-              flush=True)  # fmt: skip
-        await gist
+        try:
+            held.reverse()
+            while held:
+                await copy(conn, held.pop())
+            await conn.execute("SET session_replication_role = origin")
+            print(f"  copied in {time.perf_counter() - started:.1f} s", flush=True)
+            await run_statements(url, others)
+            print(f"  other tables' indexes rebuilt at {time.perf_counter() - started:.1f} s",
+                  flush=True)  # fmt: skip
+            await gist
+        finally:
+            gist.cancel()  # a failed copy leaves no constraint building behind (done: no-op)
         print(f"  exclusion constraint built at {time.perf_counter() - started:.1f} s", flush=True)
         half = len(calls_rest) // 2  # calls' other indexes: two connections, one per core
         await asyncio.gather(

@@ -71,3 +71,15 @@ async def test_a_revoked_link_keeps_its_revocation_and_its_room(
     await _conferencing(session).revoke_link(org.id, url)
     await _conferencing(session).point_link(org.id, url, "https://meet.example/abc")
     assert await _state(session, link_id) == revoked
+
+
+async def test_a_link_the_session_holds_follows_its_change(session: AsyncSession, org: Org) -> None:
+    """An UPDATE of a link also brings the copy the session already holds up to date (booking
+    issues a link, then points it at a provider's room, in one session)."""
+    url, link_id = await _link(session, org)
+    held = await session.get(ConferencingLink, link_id)
+    assert held is not None
+    await _conferencing(session).point_link(org.id, url, "https://meet.example/abc")
+    assert held.room_url == "https://meet.example/abc"
+    await _conferencing(session).revoke_link(org.id, url)
+    assert held.revoked_at is not None

@@ -54,15 +54,11 @@ def live_overlapping(
     end: Value[datetime],
     now: Value[datetime],
     *,
-    after: Value[datetime] | None = None,
+    after: Value[datetime],
 ) -> ColumnElement[bool]:
     """Live reservations of ``member_ids`` sharing time with ``[start, end)`` (touching ends
-    do not): unconsumed, ``expires_at > now``. ``after`` is the lower bound ``start -
-    HOLD_LOOKBACK``; a statement built once gives it as a ``bindparam`` of its own."""
-    if after is None:
-        if isinstance(start, BindParameter):
-            raise TypeError("a bound start needs its own bound lower limit (after=)")
-        after = start - HOLD_LOOKBACK
+    do not): unconsumed, ``expires_at > now``. ``after`` is the index's lower bound, ``start -
+    HOLD_LOOKBACK`` (a statement built once binds it as a value of its own)."""
     return and_(
         live(organization_id, member_ids, now),
         SlotReservation.starts_at > after,
@@ -78,7 +74,7 @@ def live_hold_spans(
     end: Value[datetime],
     now: Value[datetime],
     *,
-    after: Value[datetime] | None = None,
+    after: Value[datetime],
 ) -> Select[str, int, int, int, int]:
     """Live holds in ``[start, end)`` as (member id, start, end in epoch microseconds computed
     by the database, the link's buffers before/after in minutes): the column shape of a call in

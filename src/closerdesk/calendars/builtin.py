@@ -13,7 +13,6 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     CompoundSelect,
-    Update,
     and_,
     bindparam,
     or_,
@@ -76,9 +75,19 @@ class BuiltinCalendar:
         await self.session.flush()
 
     async def cancel_event(self, account: CalendarAccount, event_id: str) -> None:
-        # One UPDATE, no read first: an event already cancelled or gone matches nothing.
-        values = {"event_id": event_id, "calendar": account.connection_id, "now": utcnow()}
-        await self.session.execute(_cancel_event(), values)
+        # One UPDATE, no read first: an event already cancelled or gone matches nothing. Built
+        # per call, not once (closerdesk.kit.statements): the session brings an event it holds
+        # up to date from the statement's own values, which a bindparam would hide.
+        await self.session.execute(
+            update(CalendarEvent)
+            .where(
+                CalendarEvent.id == event_id,
+                CalendarEvent.connection_id == account.connection_id,
+                CalendarEvent.status != "cancelled",
+            )
+            .values(status="cancelled", updated_at=utcnow())
+            .execution_options(synchronize_session="fetch")
+        )
 
     async def busy(
         self, account: CalendarAccount, start: datetime, end: datetime
@@ -164,24 +173,6 @@ class BuiltinCalendar:
         if event is None or event.connection_id != account.connection_id:
             return None
         return event
-
-
-def _build_cancel_event() -> Update:
-    """``cancel_event``'s statement, built once (``closerdesk.kit.statements``); its bound
-    names are not column names (SQLAlchemy keeps those for an UPDATE's values)."""
-    return (
-        update(CalendarEvent)
-        .where(
-            CalendarEvent.id == bindparam("event_id"),
-            CalendarEvent.connection_id == bindparam("calendar"),
-            CalendarEvent.status != "cancelled",
-        )
-        .values(status="cancelled", updated_at=bindparam("now"))
-        .execution_options(synchronize_session="fetch")
-    )
-
-
-_cancel_event = built_once(_build_cancel_event)
 
 
 def _build_busy() -> CompoundSelect[datetime, datetime]:

@@ -251,6 +251,8 @@ def overlaps(
 
 
 def _lookback(start: Value[datetime]) -> datetime:
+    """``start - CALL_LOOKBACK`` for a value; raises ``TypeError`` for a ``bindparam``, whose
+    difference would be SQL arithmetic rather than a bound value (pass ``after=``)."""
     if isinstance(start, BindParameter):
         raise TypeError("a bound start needs its own bound lower limit (after=)")
     return start - CALL_LOOKBACK

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import Update, bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closerdesk.errors import LinkRevoked, MeetingLinkNotFound
 from closerdesk.kit.ids import new_id
-from closerdesk.kit.statements import built_once
 from closerdesk.kit.time import utcnow
 from closerdesk.models import ConferencingLink
 
@@ -55,30 +54,15 @@ class BuiltinConferencing:
         _, sep, token = url.rpartition(MEET_PATH)
         if not sep or not token:
             return
-        stmt = _change_live(tuple(sorted(values)))
         await self.session.execute(
-            stmt,
-            {"org": organization_id, "live_token": token}
-            | {f"new_{column}": value for column, value in values.items()},
+            update(ConferencingLink)
+            .where(
+                ConferencingLink.organization_id == organization_id,
+                ConferencingLink.token == token,
+                ConferencingLink.revoked_at.is_(None),
+            )
+            .values(**values)
         )
-
-
-def _build_change_live(columns: tuple[str, ...]) -> Update:
-    """``_change_live``'s statement for the columns it sets, built once
-    (``closerdesk.kit.statements``). An UPDATE's bound names cannot be its table's column
-    names (SQLAlchemy keeps those for the values it sets)."""
-    return (
-        update(ConferencingLink)
-        .where(
-            ConferencingLink.organization_id == bindparam("org"),
-            ConferencingLink.token == bindparam("live_token"),
-            ConferencingLink.revoked_at.is_(None),
-        )
-        .values({column: bindparam(f"new_{column}") for column in columns})
-    )
-
-
-_change_live = built_once(_build_change_live)
 
 
 async def resolve_meeting(session: AsyncSession, token: str) -> str:

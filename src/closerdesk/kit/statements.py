@@ -21,20 +21,24 @@ A builder is a plain function, cached by :func:`built_once` as a call, not as a 
 so that mutation testing (mutmut leaves decorated functions alone) still changes what it
 builds, and the test suite empties every such cache before each test
 (:func:`forget_built_statements`): each test builds the statements it runs.
+
+Not for an ORM-enabled UPDATE or DELETE: the session brings the objects it holds up to date
+from the statement's own values, and a ``bindparam`` has none until execution, so those are
+built per call (``BuiltinCalendar.cancel_event``, a conferencing link's change).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
-from typing import Any, ParamSpec, TypeAlias, TypeVar, Union, cast
+from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
 
 from sqlalchemy import BindParameter
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
-Value: TypeAlias = Union[T, BindParameter[T]]  # noqa: UP007 (a generic alias needs Union)
+Value: TypeAlias = T | BindParameter[T]
 """A value in a rule: a Python value bound where the statement is built, or a ``bindparam``
 of a statement built once (the value is given at execution)."""
 
@@ -43,8 +47,9 @@ _caches: list[Any] = []
 
 
 def built_once(build: Callable[P, T]) -> Callable[P, T]:
-    """``build`` cached on its arguments, which name a statement's shape (flags, column names),
-    never values. Raises ``TypeError`` for an unhashable argument."""
+    """``build`` cached on its arguments, which name a statement's shape (flags, schema
+    classes), never values; the function returned raises ``TypeError`` for an unhashable
+    argument."""
     cached = cache(build)
     _caches.append(cached)
     return cast(Callable[P, T], cached)
