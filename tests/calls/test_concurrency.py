@@ -24,6 +24,7 @@ from closerdesk.calls import repository
 from closerdesk.db import Database
 from closerdesk.kit.time import isoformat_z, utcnow
 from closerdesk.models import (
+    BusyBlock,
     CalendarConnection,
     CalendarEvent,
     Call,
@@ -304,5 +305,42 @@ async def test_a_locked_call_still_takes_rows_that_reference_it(
             with pytest.raises(DBAPIError, match="lock timeout"):
                 await third.execute(
                     update(Call).where(Call.id == call.id).values(closer_name="Someone Else")
+                )
+        await holder.rollback()
+
+
+async def test_a_locked_closer_still_takes_rows_that_reference_it(
+    database: Database, org: Org, session: AsyncSession
+) -> None:
+    """PostgreSQL: bookings of a closer take turns on the closer's ``FOR NO KEY UPDATE`` lock,
+    which still lets another transaction add a row naming the closer (a busy block) meanwhile;
+    a change of the closer's own row waits."""
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite serialises writers with BEGIN IMMEDIATE")
+    closer = await create_member(session, org)
+    await session.commit()
+    start = _base()
+    async with database.writer() as holder:
+        found = await repository.locked_member_with_connections(
+            holder, org.id, closer.id, connection_id=None
+        )
+        assert found is not None
+        async with database.writer() as other:
+            await other.execute(text("SET LOCAL lock_timeout = '5s'"))
+            other.add(
+                BusyBlock(
+                    id="busy_during_lock",
+                    organization_id=org.id,
+                    member_id=closer.id,
+                    starts_at=start,
+                    ends_at=start + timedelta(hours=1),
+                )
+            )
+            await other.commit()
+        async with database.writer() as third:
+            await third.execute(text("SET LOCAL lock_timeout = '100ms'"))
+            with pytest.raises(DBAPIError, match="lock timeout"):
+                await third.execute(
+                    update(TeamMember).where(TeamMember.id == closer.id).values(name="Renamed")
                 )
         await holder.rollback()
