@@ -236,6 +236,51 @@ async def test_booking_the_held_host_directly_is_a_conflict_naming_the_reservati
     ok(await client.post("/v1/calls", headers=org.headers, json=body), 201)
 
 
+async def test_conflicts_with_holds_and_calls_are_listed_in_start_order(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession
+) -> None:
+    """A booking over a hold and a later call names both, the earlier first, whatever their
+    kinds or ids (docs/api.md, "Conflicts")."""
+    [a] = await _closers(session, org, 1)
+    link = await create_link(client, org, [host(a)])
+    await reserve(client, org, link["id"], S())
+    lead = await create_lead(session, org)
+    body = {"lead_id": lead.id, "closer_id": a, "duration_minutes": 30}
+    booked = ok(
+        await client.post(
+            "/v1/calls", headers=org.headers, json=body | {"scheduled_at": iso(S(10, 30))}
+        ),
+        201,
+    )
+    failed = error(
+        await client.post(
+            "/v1/calls",
+            headers=org.headers,
+            json=body | {"scheduled_at": iso(S(10, 15)), "duration_minutes": 60},
+        ),
+        409,
+        "CLOSER_CONFLICT",
+    )
+    assert failed["details"]["conflicts"] == [
+        {"start": iso(S()), "end": iso(S(10, 30)), "source": "reservation"},
+        {"start": iso(S(10, 30)), "end": iso(S(11)), "source": "call", "call_id": booked["id"]},
+    ]
+
+
+async def test_a_hold_keeps_its_links_buffers_as_its_call_would(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession
+) -> None:
+    """A hold at 10:00 of a link with 15 minutes' buffer before: as the booked call would,
+    it keeps 09:30 (which ends at 10:00, inside that buffer) from being offered."""
+    [a] = await _closers(session, org, 1)
+    link = await create_link(
+        client, org, [host(a)], buffer_before_minutes=15, slot_interval_minutes=15
+    )
+    await reserve(client, org, link["id"], S())
+    got = starts(await get_slots(client, org, link["id"], S(9), S(11, 30)))
+    assert got == [S(9), S(9, 15), S(10, 45), S(11), S(11, 15)]
+
+
 async def test_reassigning_a_call_onto_the_held_host_is_a_conflict(
     client: httpx.AsyncClient, org: Org, session: AsyncSession
 ) -> None:
