@@ -66,7 +66,8 @@ async def test_busy_is_the_members_blocks_and_its_calendars_foreign_events_in_ra
 ) -> None:
     """What the conflict check asks of a built-in calendar: the member's busy blocks and the
     confirmed events of its calendar that closerdesk did not make for a call, meeting the
-    range; never another member's blocks or another calendar's events (docs/calendars.md)."""
+    range (touching its start does not); never another member's blocks or another calendar's
+    events, nor an interval that does not end after it starts (docs/calendars.md)."""
     t0 = future(days=5).replace(minute=0, second=0, microsecond=0)
     mine, other = await create_member(session, org), await create_member(session, org)
     await session.commit()
@@ -86,7 +87,9 @@ async def test_busy_is_the_members_blocks_and_its_calendars_foreign_events_in_ra
             ends_at=start + timedelta(minutes=minutes),
         )
 
-    def event(member_id: str, start: datetime, call_id: str | None, status: str) -> CalendarEvent:
+    def event(
+        member_id: str, start: datetime, call_id: str | None, status: str, minutes: int = 30
+    ) -> CalendarEvent:
         return CalendarEvent(
             id=new_id("evt"),
             organization_id=org.id,
@@ -94,7 +97,7 @@ async def test_busy_is_the_members_blocks_and_its_calendars_foreign_events_in_ra
             call_id=call_id,
             title="x",
             starts_at=start,
-            ends_at=start + timedelta(minutes=30),
+            ends_at=start + timedelta(minutes=minutes),
             status=status,
         )
 
@@ -102,12 +105,16 @@ async def test_busy_is_the_members_blocks_and_its_calendars_foreign_events_in_ra
         [
             block(mine.id, t0, 30),  # counts
             block(mine.id, t0 + timedelta(hours=5), -10),  # inverted: no busy time
+            block(mine.id, t0 + timedelta(hours=6), 0),  # empty: no busy time
+            block(mine.id, t0 - timedelta(hours=2), 60),  # ends as the range starts
             block(mine.id, t0 + timedelta(days=2), 30),  # outside the range
             block(other.id, t0 + timedelta(hours=1), 30),  # another member's
             event(mine.id, t0 + timedelta(hours=2), None, "confirmed"),  # counts
             event(mine.id, t0 + timedelta(hours=3), "call_x", "confirmed"),  # a call's own
             event(mine.id, t0 + timedelta(hours=4), None, "cancelled"),
+            event(mine.id, t0 - timedelta(hours=1, minutes=30), None, "confirmed"),  # ends at start
             event(other.id, t0 + timedelta(hours=2, minutes=30), None, "confirmed"),
+            event(mine.id, t0 + timedelta(hours=7), None, "confirmed", minutes=0),  # empty
         ]
     )
     await session.commit()
