@@ -267,6 +267,25 @@ async def test_conflicts_with_holds_and_calls_are_listed_in_start_order(
     ]
 
 
+async def test_a_call_touching_a_hold_is_no_conflict(
+    client: httpx.AsyncClient, org: Org, session: AsyncSession
+) -> None:
+    """Touching ends do not conflict, for holds as for calls: a call ending as the hold starts
+    and one starting as it ends both go through without an override."""
+    [a] = await _closers(session, org, 1)
+    link = await create_link(client, org, [host(a)])
+    await reserve(client, org, link["id"], S())
+    lead = await create_lead(session, org)
+    for start in (S(9, 30), S(10, 30)):
+        body = {"lead_id": lead.id, "closer_id": a, "scheduled_at": iso(start)}
+        ok(
+            await client.post(
+                "/v1/calls", headers=org.headers, json=body | {"duration_minutes": 30}
+            ),
+            201,
+        )
+
+
 async def test_a_hold_keeps_its_links_buffers_as_its_call_would(
     client: httpx.AsyncClient, org: Org, session: AsyncSession
 ) -> None:
