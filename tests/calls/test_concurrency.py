@@ -11,6 +11,7 @@ needs to be: rows that only reference the call are still written meanwhile.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -273,40 +274,57 @@ async def test_bookings_and_reassigns_racing_for_one_closer_exactly_one_wins(
     assert len(await _confirmed_events(database, target.id)) == 1
 
 
+async def _lock_lets_references_in(
+    database: Database,
+    lock: Callable[[AsyncSession], Awaitable[object]],
+    reference: object,
+    own_change: Any,
+) -> None:
+    """Hold ``lock`` in one transaction; meanwhile another one writes ``reference`` (a row
+    whose foreign key names the locked row: a key-share lock) within 5 s, and a third one's
+    ``own_change`` of the locked row itself times out waiting."""
+    async with database.writer() as holder:
+        assert await lock(holder) is not None
+        async with database.writer() as other:
+            await other.execute(text("SET LOCAL lock_timeout = '5s'"))
+            other.add(reference)
+            await other.commit()
+        async with database.writer() as third:
+            await third.execute(text("SET LOCAL lock_timeout = '100ms'"))
+            with pytest.raises(DBAPIError, match="lock timeout"):
+                await third.execute(own_change)
+        await holder.rollback()
+
+
+def _need_row_locks(database: Database) -> None:
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite serialises writers with BEGIN IMMEDIATE")
+
+
 async def test_a_locked_call_still_takes_rows_that_reference_it(
     database: Database, org: Org, session: AsyncSession
 ) -> None:
     """PostgreSQL: a change holds its call with ``FOR NO KEY UPDATE`` (of the call only), not
     ``FOR UPDATE``, so another transaction can meanwhile write a row whose foreign key names the
     call (a history row takes a key-share lock on it); a change of the call itself waits."""
-    if database.engine.dialect.name != "postgresql":
-        pytest.skip("row locks are PostgreSQL's; SQLite serialises writers with BEGIN IMMEDIATE")
+    _need_row_locks(database)
     lead = await create_lead(session, org)
     closer = await create_member(session, org)
     call = await create_call(session, org, lead=lead, closer=closer, scheduled_at=_base())
     await session.commit()
-    async with database.writer() as holder:
-        assert await repository.locked_call_with_lead(holder, org.id, call.id) is not None
-        async with database.writer() as other:
-            await other.execute(text("SET LOCAL lock_timeout = '5s'"))
-            other.add(
-                CallEvent(
-                    id="evt_during_lock",
-                    organization_id=org.id,
-                    call_id=call.id,
-                    type="updated",
-                    actor_type="api_key",
-                    actor_id="key_test",
-                )
-            )
-            await other.commit()
-        async with database.writer() as third:
-            await third.execute(text("SET LOCAL lock_timeout = '100ms'"))
-            with pytest.raises(DBAPIError, match="lock timeout"):
-                await third.execute(
-                    update(Call).where(Call.id == call.id).values(closer_name="Someone Else")
-                )
-        await holder.rollback()
+    await _lock_lets_references_in(
+        database,
+        lambda holder: repository.locked_call_with_lead(holder, org.id, call.id),
+        CallEvent(
+            id="evt_during_lock",
+            organization_id=org.id,
+            call_id=call.id,
+            type="updated",
+            actor_type="api_key",
+            actor_id="key_test",
+        ),
+        update(Call).where(Call.id == call.id).values(closer_name="Someone Else"),
+    )
 
 
 async def test_a_locked_closer_still_takes_rows_that_reference_it(
@@ -315,32 +333,21 @@ async def test_a_locked_closer_still_takes_rows_that_reference_it(
     """PostgreSQL: bookings of a closer take turns on the closer's ``FOR NO KEY UPDATE`` lock,
     which still lets another transaction add a row naming the closer (a busy block) meanwhile;
     a change of the closer's own row waits."""
-    if database.engine.dialect.name != "postgresql":
-        pytest.skip("row locks are PostgreSQL's; SQLite serialises writers with BEGIN IMMEDIATE")
+    _need_row_locks(database)
     closer = await create_member(session, org)
     await session.commit()
     start = _base()
-    async with database.writer() as holder:
-        found = await repository.locked_member_with_connections(
+    await _lock_lets_references_in(
+        database,
+        lambda holder: repository.locked_member_with_connections(
             holder, org.id, closer.id, connection_id=None
-        )
-        assert found is not None
-        async with database.writer() as other:
-            await other.execute(text("SET LOCAL lock_timeout = '5s'"))
-            other.add(
-                BusyBlock(
-                    id="busy_during_lock",
-                    organization_id=org.id,
-                    member_id=closer.id,
-                    starts_at=start,
-                    ends_at=start + timedelta(hours=1),
-                )
-            )
-            await other.commit()
-        async with database.writer() as third:
-            await third.execute(text("SET LOCAL lock_timeout = '100ms'"))
-            with pytest.raises(DBAPIError, match="lock timeout"):
-                await third.execute(
-                    update(TeamMember).where(TeamMember.id == closer.id).values(name="Renamed")
-                )
-        await holder.rollback()
+        ),
+        BusyBlock(
+            id="busy_during_lock",
+            organization_id=org.id,
+            member_id=closer.id,
+            starts_at=start,
+            ends_at=start + timedelta(hours=1),
+        ),
+        update(TeamMember).where(TeamMember.id == closer.id).values(name="Renamed"),
+    )
